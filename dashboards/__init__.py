@@ -1,0 +1,1 @@
+"""Reports and dashboards built from a study's results dataset."""

@@ -1,0 +1,1 @@
+"""oodml study orchestration: specification, scheduling (Ray Tune + Optuna), tracking (MLflow), results."""

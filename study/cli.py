@@ -1,0 +1,72 @@
+"""The ``oodml`` command line.
+
+Each command lives next to the code it drives and is imported only when it runs, so ``oodml --help``
+stays instant and a command never pays for another's imports (torch, Ray, MLflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``module.add_<name>_arguments(parser)`` then ``module.<name>(args) -> exit code``."""
+
+    module: str
+    name: str
+    help: str
+
+
+COMMANDS: dict[tuple[str, ...], Command] = {
+    ("splits", "build"): Command("tasks.splits.cli", "build", "build ooDML train/test split progressions"),
+    ("splits", "show"): Command(
+        "tasks.splits.cli", "show", "print the splits of a split file (JSON or pickle)"
+    ),
+}
+
+# Errors that mean "the input is wrong": reported in one line, exit code 2, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+def _usage() -> str:
+    width = max(len(" ".join(path)) for path in COMMANDS)
+    rows = [f"  oodml {' '.join(path):<{width}}  {cmd.help}" for path, cmd in COMMANDS.items()]
+    return (
+        "usage: oodml COMMAND [options]\n\ncommands:\n"
+        + "\n".join(rows)
+        + "\n\n'oodml COMMAND --help' for options"
+    )
+
+
+def _find(argv: list[str]) -> tuple[tuple[str, ...], Command] | None:
+    for length in sorted({len(p) for p in COMMANDS}, reverse=True):
+        command = COMMANDS.get(tuple(argv[:length]))
+        if command:
+            return tuple(argv[:length]), command
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    found = _find(argv)
+    if found is None:
+        print(_usage(), file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    path, command = found
+    module = importlib.import_module(command.module)
+    parser = argparse.ArgumentParser(prog="oodml " + " ".join(path), description=command.help)
+    getattr(module, f"add_{command.name}_arguments")(parser)
+    args = parser.parse_args(argv[len(path) :])
+    try:
+        return int(getattr(module, command.name)(args) or 0)
+    except USER_ERRORS as err:
+        print(f"oodml {' '.join(path)}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

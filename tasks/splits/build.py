@@ -1,0 +1,109 @@
+"""From class-mean features (and, optionally, image lists) to a complete split file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from tasks.splits.episodes import DEFAULT_EPISODES, DEFAULT_SHOTS, few_shot_episodes, train_val_division
+from tasks.splits.files import Split, SplitFile, SplitFileError, Step, write_json, write_pickle
+from tasks.splits.progressions import ProgressionConfig, SplitStep, build_progressions
+from tasks.splits.selection import select
+
+
+def build_split_file(
+    class_names: Sequence[str],
+    class_means: np.ndarray,
+    initial_train: Sequence[str],
+    initial_test: Sequence[str],
+    *,
+    config: ProgressionConfig = ProgressionConfig(),
+    selection: int | Sequence[str] = 8,
+    images_by_class: Mapping[str, Sequence[str]] | None = None,
+    shots: Sequence[int] = DEFAULT_SHOTS,
+    episodes: int = DEFAULT_EPISODES,
+    seed: int = 0,
+    provenance: Mapping | None = None,
+) -> SplitFile:
+    """Run the three progressions, select the benchmark splits and prepare each for training and few-shot.
+
+    Without ``images_by_class`` (e.g. from precomputed features) the splits carry no few-shot episodes.
+    """
+    progressions = build_progressions(class_means, class_names, initial_train, initial_test, config)
+    selected = select(progressions, selection)
+    splits = [
+        _prepare(split_id, step, images_by_class, shots, episodes, seed)
+        for split_id, step in enumerate(selected, start=1)
+    ]
+    return SplitFile(
+        provenance={
+            **(provenance or {}),
+            "progression_settings": asdict(config),
+            "selection": selection if isinstance(selection, int) else list(selection),
+            "shots": list(shots) if images_by_class is not None else [],
+            "episodes": episodes,
+            "seed": seed,
+        },
+        progressions={
+            name: [Step(key=s.key, fid=s.fid, train=list(s.train), test=list(s.test)) for s in steps]
+            for name, steps in progressions.items()
+        },
+        splits=splits,
+    )
+
+
+def _prepare(split_id, step: SplitStep, images_by_class, shots, episodes, seed) -> Split:
+    split_train, split_val = train_val_division(step.train, seed=seed + split_id)
+    episode_sets, too_small = {}, {}
+    if images_by_class is not None:
+        for s in shots:
+            episode_sets[s], small = few_shot_episodes(
+                images_by_class, step.test, s, episodes, seed=seed * 1_000_003 + split_id * 101 + s
+            )
+            if small:
+                too_small[s] = small
+    return Split(
+        id=split_id,
+        key=step.key,
+        progression=step.progression,
+        fid=step.fid,
+        train=list(step.train),
+        test=list(step.test),
+        split_train=split_train,
+        split_val=split_val,
+        episodes=episode_sets,
+        too_small=too_small,
+    )
+
+
+def load_features_npz(path: str | Path) -> tuple[list[str], np.ndarray, list[str], list[str]]:
+    """Arrays ``class_names``, ``class_means``, ``train``, ``test`` (initial partition) from an npz file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"class_names", "class_means", "train", "test"} - set(data.files)
+            if missing:
+                raise SplitFileError(
+                    f"{path}: missing arrays {sorted(missing)}; expected class_names (C), class_means (C x d), "
+                    "train and test (class names of the initial partition)"
+                )
+            names = [str(c) for c in data["class_names"]]
+            means = np.asarray(data["class_means"], dtype=np.float64)
+            train, test = [str(c) for c in data["train"]], [str(c) for c in data["test"]]
+    except (OSError, ValueError) as err:
+        raise SplitFileError(f"{path}: cannot read features ({err})") from err
+    if means.ndim != 2 or len(means) != len(names):
+        raise SplitFileError(f"{path}: class_means has shape {means.shape}, expected ({len(names)}, d)")
+    if not np.isfinite(means).all():
+        raise SplitFileError(f"{path}: class_means holds non-finite values")
+    return names, means, train, test
+
+
+def write_split_outputs(split_file: SplitFile, out_dir: str | Path) -> tuple[Path, Path]:
+    """``splits.json`` (everything) and ``splits.pkl`` (ooDML format) in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_json(split_file, out / "splits.json"), write_pickle(split_file, out / "splits.pkl")

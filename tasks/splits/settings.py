@@ -1,0 +1,29 @@
+"""Published progression settings per dataset (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+from tasks.splits.progressions import ProgressionConfig, ProgressionSettings
+
+_CUB = ProgressionConfig(
+    harder=ProgressionSettings(steps=25, swaps_per_step=2, history=5),
+    easier=ProgressionSettings(steps=15, swaps_per_step=2, history=30),
+    removal=ProgressionSettings(steps=35, swaps_per_step=2, history=5),
+)
+# SOP: the paper publishes K=1000, N=20 for the harder direction only. The history length and the
+# easier/removal settings are ours: a history of one step's swaps, a short easier walk, and few removal
+# steps since each removes up to 1000 classes per side.
+_SOP = ProgressionConfig(
+    harder=ProgressionSettings(steps=20, swaps_per_step=1000, history=1000),
+    easier=ProgressionSettings(steps=5, swaps_per_step=1000, history=1000),
+    removal=ProgressionSettings(steps=5, swaps_per_step=1000, history=1000),
+)
+
+PUBLISHED_SETTINGS: dict[str, ProgressionConfig] = {"cub200": _CUB, "cars196": _CUB, "sop": _SOP}
+
+# The paper's benchmark split keys, where published (CUB200).
+PUBLISHED_KEYS: dict[str, list[str]] = {"cub200": ["-20", "-10", "0", "6", "10", "30", "R22", "R48", "R66"]}
+
+
+def default_settings(dataset: str | None) -> ProgressionConfig:
+    """The published settings of a dataset; CUB200's for any other dataset (the demo included)."""
+    return PUBLISHED_SETTINGS.get(dataset or "", _CUB)

@@ -1,0 +1,148 @@
+"""The split progressions against a slow, literal transcription of DESIGN.md section 3."""
+
+import numpy as np
+import pytest
+
+from tasks.splits.fid import fid, fid_reference
+from tasks.splits.progressions import ProgressionConfig, ProgressionSettings, build_progressions
+
+
+def _reference_scores(means, train, test):
+    mt = sum(means[c] for c in train) / len(train)
+    ms = sum(means[c] for c in test) / len(test)
+    dist = lambda x, y: float(np.sqrt(((x - y) ** 2).sum()))  # noqa: E731
+    return [dist(means[c], ms) - dist(means[c], mt) for c in train], [
+        dist(means[c], mt) - dist(means[c], ms) for c in test
+    ]
+
+
+def _reference_picks(means, train, test, k_swaps, history, hist_t, hist_s, harder):
+    st, ss = _reference_scores(means, train, test)
+    sign = 1 if harder else -1
+    order_t = sorted(range(len(train)), key=lambda i: sign * st[i])
+    order_s = sorted(range(len(test)), key=lambda j: sign * ss[j])
+    pairs = []
+    for k in range(k_swaps):
+        recent_t = hist_t[max(0, len(hist_t) - history) :] if history else []
+        recent_s = hist_s[max(0, len(hist_s) - history) :] if history else []
+        i = next(order_t[p] for p in range(k, len(order_t)) if order_t[p] not in recent_t)
+        j = next(order_s[p] for p in range(k, len(order_s)) if order_s[p] not in recent_s)
+        hist_t.append(i)
+        hist_s.append(j)
+        pairs.append((i, j))
+    return pairs
+
+
+def _reference_swap_progression(means, names, train, test, n, k, h, harder):
+    train, test = list(train), list(test)
+    hist_t, hist_s, steps = [], [], []
+    for s in range(n):
+        steps.append(
+            ((1 if harder else -1) * s * k, fid_reference(means[train], means[test]), list(train), list(test))
+        )
+        for i, j in _reference_picks(means, train, test, k, h, hist_t, hist_s, harder):
+            train[i], test[j] = test[j], train[i]
+    return steps, train, test
+
+
+def _reference_removal(means, train, test, n, k, h):
+    train, test = list(train), list(test)
+    hist_t, hist_s, steps = [], [], []
+    for s in range(n):
+        before = fid_reference(means[train], means[test])
+        steps.append((f"R{s * k}", before, list(train), list(test)))
+        pairs = _reference_picks(means, train, test, k, h, hist_t, hist_s, True)
+        new_t, new_s = list(train), list(test)
+        for i, j in pairs:
+            new_t[i], new_s[j] = new_s[j], new_t[i]
+        if fid_reference(means[new_t], means[new_s]) >= before:
+            drop_t, drop_s = {i for i, _ in pairs}, {j for _, j in pairs}
+            hist_t = [p - sum(q < p for q in drop_t) for p in hist_t if p not in drop_t]
+            hist_s = [p - sum(q < p for q in drop_s) for p in hist_s if p not in drop_s]
+            train = [c for i, c in enumerate(train) if i not in drop_t]
+            test = [c for j, c in enumerate(test) if j not in drop_s]
+        else:
+            train, test = new_t, new_s
+        if min(len(train), len(test)) < k + max(h, 2):
+            break
+    return steps
+
+
+CONFIG = ProgressionConfig(
+    harder=ProgressionSettings(steps=6, swaps_per_step=2, history=3),
+    easier=ProgressionSettings(steps=4, swaps_per_step=2, history=5),
+    removal=ProgressionSettings(steps=6, swaps_per_step=2, history=3),
+)
+
+
+@pytest.mark.parametrize("dim", [8, 64])  # covariance route (n >= d) and Gram route (n < d)
+def test_progressions_match_literal_reference(dim):
+    rng = np.random.default_rng(dim)
+    names = [f"c{i:02d}" for i in range(24)]
+    means = rng.normal(size=(24, dim)) + rng.normal(size=(24, 1)) * rng.normal(size=(1, dim))
+    order = rng.permutation(24)
+    init_train, init_test = [names[i] for i in order[:12]], [names[i] for i in order[12:]]
+    result = build_progressions(means, names, init_train, init_test, CONFIG)
+
+    idx = {n: i for i, n in enumerate(names)}
+    t0, s0 = [idx[c] for c in init_train], [idx[c] for c in init_test]
+    for name, harder, settings in (("harder", True, CONFIG.harder), ("easier", False, CONFIG.easier)):
+        expected, end_t, end_s = _reference_swap_progression(
+            means, names, t0, s0, settings.steps, settings.swaps_per_step, settings.history, harder
+        )
+        if harder:
+            removal_start = (end_t, end_s)
+        got = result[name]
+        assert [s.key for s in got] == [str(key) for key, *_ in expected]
+        for step, (_, value, train, test) in zip(got, expected, strict=True):
+            assert list(step.train) == [names[c] for c in train]
+            assert list(step.test) == [names[c] for c in test]
+            assert step.fid == pytest.approx(value, rel=1e-6)
+
+    expected = _reference_removal(means, *removal_start, CONFIG.removal.steps, 2, CONFIG.removal.history)
+    got = result["removal"]
+    assert [s.key for s in got] == [key for key, *_ in expected]
+    assert len(got[-1].train) < len(got[0].train)  # the removal branch was exercised
+    for step, (_, value, train, test) in zip(got, expected, strict=True):
+        assert list(step.train) == [names[c] for c in train]
+        assert list(step.test) == [names[c] for c in test]
+        assert step.fid == pytest.approx(value, rel=1e-6)
+
+
+def test_invariants_on_a_clustered_problem():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(4, 32)) * 3
+    means = np.concatenate([c + rng.normal(size=(15, 32)) for c in centres])
+    names = [f"k{i}" for i in range(60)]
+    perm = rng.permutation(60)
+    result = build_progressions(means, names, [names[i] for i in perm[:30]], [names[i] for i in perm[30:]])
+    everything = set(names)
+    for progression in ("harder", "easier"):
+        for step in result[progression]:
+            assert not set(step.train) & set(step.test)
+            assert set(step.train) | set(step.test) == everything  # swaps preserve the union
+            assert len(step.train) == 30
+    previous = everything
+    for step in result["removal"]:
+        assert not set(step.train) & set(step.test)
+        assert set(step.train) | set(step.test) <= previous  # removal only ever shrinks
+        previous = set(step.train) | set(step.test)
+    for steps in result.values():
+        for step in steps[::7]:
+            recomputed = fid(
+                means[[names.index(c) for c in step.train]], means[[names.index(c) for c in step.test]]
+            )
+            assert step.fid == pytest.approx(recomputed, rel=1e-9)
+    harder, easier = result["harder"], result["easier"]
+    assert harder[-1].fid > 3 * harder[0].fid  # on clustered data the harder walk separates the clusters
+    assert easier[-1].fid < harder[0].fid
+    assert result["removal"][0].fid >= harder[-1].fid * 0.9
+
+
+def test_bad_partitions_are_refused():
+    means = np.eye(6)
+    names = list("abcdef")
+    with pytest.raises(ValueError, match="overlap"):
+        build_progressions(means, names, ["a", "b", "c"], ["c", "d", "e"])
+    with pytest.raises(ValueError, match="without features"):
+        build_progressions(means, names, ["a", "b", "z"], ["d", "e", "f"])
