@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     path, command = found
     module = importlib.import_module(command.module)
     parser = argparse.ArgumentParser(prog="oodml " + " ".join(path), description=command.help)
-    getattr(module, f"add_{command.name}_arguments")(parser)
+    getattr(module, command.add)(parser)
     args = parser.parse_args(argv[len(path) :])
     try:
-        return int(getattr(module, command.name)(args) or 0)
+        return int(getattr(module, command.run)(args) or 0)
     except USER_ERRORS as err:
         print(f"oodml {' '.join(path)}: error: {err}", file=sys.stderr)
         return 2

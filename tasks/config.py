@@ -1,0 +1,127 @@
+"""The configuration of one trial: a typed, validated object (pydantic). Defaults live here only.
+
+A trial trains one DML method on the ``split_train`` part of one split's train classes, selects the
+checkpoint on the ``split_val`` classes, evaluates retrieval on the test classes, and optionally adapts
+to few-shot support sets (DESIGN.md sections 5-6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    dataset: str
+    root: str | None = None
+    options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
+        default_factory=dict, description="dataset builder options"
+    )
+    split_file: str
+    split: str | int = Field(description="selected split: key (str, e.g. '0', 'R22') or id (int)")
+    num_workers: int = 0
+
+
+class ModelConfig(_Strict):
+    backbone: str = "resnet50"
+    embedding_dim: int | None = Field(None, description="None: the backbone's default (512 for ResNets)")
+    pretrained: bool | str | None = Field(
+        None, description="None: ImageNet weights where the backbone has them; a path: weights from that file"
+    )
+
+
+class MethodConfig(_Strict):
+    name: str
+    hyperparameters: dict[str, float | int] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Strict):
+    """The paper's protocol by default (DESIGN.md 5b): Adam, lr 1e-5, wd 4e-4, batch 112 of 2 per class."""
+
+    epochs: int = 200
+    batch_size: int = 112
+    samples_per_class: int = 2
+    iterations_per_epoch: int | None = Field(None, description="None: one pass over the training images")
+    lr: float = 1e-5
+    head_lr: float | None = Field(None, description="None: same as lr")
+    weight_decay: float = 4e-4
+    lr_milestones: list[int] = Field(default_factory=list, description="epochs at which the lr is multiplied")
+    lr_gamma: float = 0.3
+    selection_metric: list[str] = Field(default_factory=lambda: ["recall@1", "map@r"])
+    record_test_curve: bool = Field(
+        True, description="evaluate test classes every epoch (recorded, never selected on)"
+    )
+    ks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    with_nmi: bool = True
+    device: str = "auto"
+    amp: bool = Field(True, description="mixed precision on CUDA")
+
+    @model_validator(mode="after")
+    def _batch(self) -> TrainingConfig:
+        if self.batch_size % self.samples_per_class:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be divisible by samples_per_class {self.samples_per_class}"
+            )
+        return self
+
+
+class FewShotConfig(_Strict):
+    """Adaptation to a split's few-shot episodes (DESIGN.md 6)."""
+
+    shots: list[int] = Field(
+        default_factory=list, description="shot budgets to evaluate; [] = zero-shot only"
+    )
+    episodes: int | None = Field(None, description="episodes per budget; None: all in the split file")
+    mode: Literal["head", "full", "linear_probe"] = "head"
+    iterations: dict[int, int] = Field(default_factory=lambda: {2: 1000, 5: 1500, 10: 2000})
+    lr_multiplier: float = 10.0
+    batch_size: int = 112
+    method: str = "margin"
+
+    @field_validator("shots")
+    @classmethod
+    def _positive(cls, shots: list[int]) -> list[int]:
+        if any(s < 1 for s in shots):
+            raise ValueError("shot budgets must be >= 1 (zero-shot results are always recorded)")
+        return sorted(set(shots))
+
+
+class TrialConfig(_Strict):
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    method: MethodConfig
+    training: TrainingConfig = TrainingConfig()
+    fewshot: FewShotConfig = FewShotConfig()
+    seed: int = 0
+    evaluate_test: bool = Field(True, description="False for tuning trials: validation classes only")
+
+    def identity(self) -> str:
+        """A stable hash of the resolved configuration."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[
+            :16
+        ]
+
+
+class ConfigError(ValueError):
+    """A configuration file is unreadable or invalid."""
+
+
+def load_trial_config(path: str | Path) -> TrialConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read trial config ({err})") from err
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: invalid trial config:\n{err}") from err

@@ -1,0 +1,191 @@
+"""Torch datasets over ``LabelledImages``: the general per-image PIL path and a batched fast path for arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from tasks.data.arrays import ArrayLoader
+from tasks.data.base import LabelledImages
+from tasks.data.transforms import Preprocess, build_transform
+
+
+def class_indices(
+    images: LabelledImages, indices: np.ndarray, label_to_index: Mapping[str, int]
+) -> np.ndarray:
+    missing = sorted({images.labels[i] for i in indices} - set(label_to_index))
+    if missing:
+        raise ValueError(f"{images.name}: label_to_index has no entry for classes {missing[:5]}")
+    return np.array([label_to_index[images.labels[i]] for i in indices], dtype=np.int64)
+
+
+class ImageSubset(Dataset):
+    """Images ``indices`` of ``images``: item k is (``transform(load(indices[k]))``, its class index)."""
+
+    def __init__(
+        self,
+        images: LabelledImages,
+        indices: Sequence[int],
+        transform: Callable[[Image.Image], torch.Tensor],
+        label_to_index: Mapping[str, int],
+    ) -> None:
+        self.images = images
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+        self.targets = class_indices(images, self.indices, label_to_index)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images.load(int(self.indices[k]))), int(self.targets[k])
+
+
+def _bilinear_taps(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """Source pixels and weights resampling the crop [start, start + length) of each row to ``size`` pixels.
+
+    Bilinear with half-pixel centres and edge clamping, i.e. ``interpolate(..., align_corners=False)``
+    (torchvision's antialiased kernel equals it when upsampling, the only case a crop of the image needs).
+    Returns B x size tensors: low and high source indices and the weight of the high one.
+    """
+    scale = length.double()[:, None] / size
+    source = ((torch.arange(size, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)
+    low = source.floor().long().minimum(length[:, None] - 1)
+    high = (low + 1).minimum(length[:, None] - 1)
+    return start[:, None] + low, start[:, None] + high, (source - low).float()
+
+
+def _resample(
+    images: torch.Tensor, rows: tuple[torch.Tensor, ...], cols: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """Separable bilinear resampling of B x H x W ``images`` with per-image taps (gathers, no matmul)."""
+    batch = torch.arange(len(images))[:, None]
+    low, high, frac = rows
+    images = images[batch, low] * (1 - frac[..., None]) + images[batch, high] * frac[..., None]
+    low, high, frac = cols
+    pick = lambda index: images.gather(2, index[:, None, :].expand(-1, images.shape[1], -1))  # noqa: E731
+    return pick(low) * (1 - frac[:, None]) + pick(high) * frac[:, None]
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run a block on one intra-op thread.
+
+    A batch of small images is far below the size where torch's thread pool pays off: there it only
+    adds synchronisation, which cost 25x the work itself on a busy 2-core machine (measured).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class ArrayImageSubset(Dataset):
+    """Fast path for array-backed greyscale images (the glyph demo): whole batches, no PIL round trip.
+
+    Gives what ``build_transform(pre, train)`` gives on each image: exactly for evaluation; for training
+    the same crop-parameter distribution (drawn from torch's global generator, like the reference) and
+    the same bilinear resampling, within one grey level of torchvision's fixed-point uint8 kernel.
+    Needs square images of side ``pre.size == pre.resize``. DataLoader batches go through ``__getitems__``.
+    """
+
+    def __init__(
+        self,
+        images: LabelledImages,
+        indices: Sequence[int],
+        pre: Preprocess,
+        train: bool,
+        label_to_index: Mapping[str, int],
+    ) -> None:
+        if not isinstance(images.load, ArrayLoader):
+            raise ValueError(f"{images.name}: images are not array-backed; use ImageSubset")
+        _, height, width = images.load.pixels.shape
+        if not height == width == pre.size == pre.resize:
+            raise ValueError(
+                f"{images.name}: {height}x{width} images need resizing to {pre.size}; use ImageSubset"
+            )
+        self.images = images
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.targets = class_indices(images, self.indices, label_to_index)
+        self.pre = pre
+        crops = [t for t in build_transform(pre, train).transforms if isinstance(t, v2.RandomResizedCrop)]
+        self.crop = crops[0] if crops else None
+        self.hflip = train and pre.hflip
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        return self.__getitems__([k])[0]
+
+    def __getitems__(self, ks: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        images, targets = self.batch(ks)
+        return list(zip(images, targets.tolist(), strict=True))
+
+    def batch(self, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``ks`` as one B x C x size x size float tensor and their class indices."""
+        with _one_thread():
+            return self._batch(ks)
+
+    def _batch(self, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = torch.from_numpy(self.images.load.pixels[self.indices[np.asarray(ks, dtype=np.int64)]])
+        images = pixels.unsqueeze(1)
+        if self.crop is not None:
+            images = self._random_resized_crop(images)
+        if self.hflip:
+            flip = torch.rand(len(images)) < 0.5
+            images[flip] = images[flip].flip(-1)
+        images = images.expand(-1, self.pre.channels, -1, -1)  # "L" -> "RGB" repeats the grey channel
+        images = TF.normalize(TF.to_dtype(images, torch.float32, scale=True), self.pre.mean, self.pre.std)
+        return images, torch.from_numpy(self.targets[np.asarray(ks, dtype=np.int64)])
+
+    def _random_resized_crop(self, images: torch.Tensor) -> torch.Tensor:
+        """``RandomResizedCrop.make_params`` for a whole batch (10 tries, then the central fallback)."""
+        count, _, height, width = images.shape
+        scale, ratio, size = self.crop.scale, self.crop.ratio, self.crop.size[0]
+        log_ratio = torch.log(torch.tensor(ratio))
+        area = height * width * torch.empty(count, 10).uniform_(*scale)
+        aspect = torch.exp(torch.empty(count, 10).uniform_(float(log_ratio[0]), float(log_ratio[1])))
+        w = torch.sqrt(area * aspect).round().long()
+        h = torch.sqrt(area / aspect).round().long()
+        fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = fits.long().argmax(1, keepdim=True)
+        w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+        in_ratio = width / height
+        fallback_w, fallback_h = width, height
+        if in_ratio < min(ratio):
+            fallback_h = round(width / min(ratio))
+        elif in_ratio > max(ratio):
+            fallback_w = round(height * max(ratio))
+        found = fits.any(1)
+        w = torch.where(found, w, fallback_w)
+        h = torch.where(found, h, fallback_h)
+        top = torch.where(found, (torch.rand(count) * (height - h + 1)).long(), (height - h) // 2)
+        left = torch.where(found, (torch.rand(count) * (width - w + 1)).long(), (width - w) // 2)
+        resized = _resample(images[:, 0].float(), _bilinear_taps(top, h, size), _bilinear_taps(left, w, size))
+        return resized.round_().clamp_(0, 255).to(torch.uint8).unsqueeze(1)
+
+
+def image_dataset(
+    images: LabelledImages,
+    indices: Sequence[int],
+    pre: Preprocess,
+    train: bool,
+    label_to_index: Mapping[str, int],
+) -> Dataset:
+    """The fast ``ArrayImageSubset`` where it applies, else ``ImageSubset`` with ``build_transform(pre, train)``."""
+    if isinstance(images.load, ArrayLoader) and images.load.pixels.shape[1:] == (pre.size, pre.size) == (
+        pre.resize,
+        pre.resize,
+    ):
+        return ArrayImageSubset(images, indices, pre, train, label_to_index)
+    return ImageSubset(images, indices, build_transform(pre, train), label_to_index)

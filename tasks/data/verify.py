@@ -1,0 +1,75 @@
+"""Open every image once, then fail on unreadable files or drop them with a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from PIL import Image
+from tqdm import tqdm
+
+from tasks.data.base import DatasetError, LabelledImages
+
+
+@dataclass(frozen=True)
+class UnreadableImage:
+    """One image that could not be decoded, and why."""
+
+    index: int
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IndexedLoad:
+    """``load`` of a subset: position ``i`` of the subset is image ``indices[i]`` of the parent."""
+
+    load: Callable[[int], Image.Image]
+    indices: tuple[int, ...]
+
+    def __call__(self, i: int) -> Image.Image:
+        return self.load(self.indices[i])
+
+
+def select_images(images: LabelledImages, indices: Sequence[int]) -> LabelledImages:
+    """The images at ``indices``, keeping the default partition (every class must keep an image)."""
+    indices = tuple(int(i) for i in indices)
+    labels = tuple(images.labels[i] for i in indices)
+    emptied = sorted(set(images.classes) - set(labels))
+    if emptied:
+        raise DatasetError(
+            f"{images.name}: classes {emptied[:5]} (of {len(emptied)}) at {images.root} would have no images "
+            "left; restore their files"
+        )
+    return replace(
+        images,
+        image_ids=tuple(images.image_ids[i] for i in indices),
+        labels=labels,
+        load=IndexedLoad(images.load, indices),
+    )
+
+
+def verify_images(
+    images: LabelledImages, on_error: Literal["raise", "skip"] = "raise", progress: bool = False
+) -> tuple[LabelledImages, list[UnreadableImage]]:
+    """Decode every image once; ``raise`` lists all unreadable files, ``skip`` drops them and reports them."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    problems = []
+    for i in tqdm(range(len(images)), desc=f"verify {images.name}", disable=not progress):
+        try:
+            images.load(i)
+        except DatasetError as error:
+            problems.append(UnreadableImage(i, images.image_ids[i], str(error)))
+    if not problems:
+        return images, []
+    if on_error == "raise":
+        listed = "\n".join(f"  {p.image_id}: {p.reason}" for p in problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise DatasetError(
+            f"{images.name}: {len(problems)} unreadable images under {images.root}:\n{listed}{more}\n"
+            "replace them, or pass on_error='skip' to drop them"
+        )
+    bad = {p.index for p in problems}
+    return select_images(images, [i for i in range(len(images)) if i not in bad]), problems

@@ -1,0 +1,36 @@
+"""Clustering quality: k-means with one cluster per class, scored by normalized mutual information."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+
+def kmeans_assign(x: np.ndarray, n_clusters: int, *, seed: int = 0, niter: int = 20) -> np.ndarray:
+    """Cluster index of every row after seeded faiss k-means (Euclidean, ``niter`` iterations)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    # min_points_per_centroid only silences faiss's warning for few points per class (e.g. SOP)
+    km = faiss.Kmeans(x.shape[1], n_clusters, niter=niter, seed=seed, min_points_per_centroid=1)
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    return assign[:, 0].astype(np.int64)
+
+
+def normalized_mutual_info(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """NMI with arithmetic-mean normalisation: ``I(U, V) / ((H(U) + H(V)) / 2)``.
+
+    Same convention as scikit-learn's default: 1.0 when both labelings are a single cluster.
+    """
+    _, u = np.unique(labels, return_inverse=True)
+    _, v = np.unique(clusters, return_inverse=True)
+    if u.max() == 0 and v.max() == 0:
+        return 1.0
+    n = len(u)
+    width = v.max() + 1
+    pair, n_uv = np.unique(u * width + v, return_counts=True)
+    a, b = np.bincount(u), np.bincount(v)
+    outer = a[pair // width] * b[pair % width].astype(np.float64)
+    mi = np.sum(n_uv / n * (np.log(n_uv * n) - np.log(outer)))
+    h_u = -np.sum(a / n * np.log(a / n))
+    h_v = -np.sum(b / n * np.log(b / n))
+    return float(max(mi, 0.0) / max((h_u + h_v) / 2, np.finfo(np.float64).eps))

@@ -1,0 +1,66 @@
+"""The evaluation entry point: retrieval metrics and NMI of a labelled embedding set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tasks.evaluate.metrics import MAP_DEPTH, map_at_1000_oodml, map_at_r, recall_at_k
+from tasks.evaluate.nmi import kmeans_assign, normalized_mutual_info
+from tasks.evaluate.ranks import positive_ranks
+
+DEFAULT_KS = (1, 2, 4, 8)
+
+
+def retrieval_metrics(
+    embeddings: np.ndarray | torch.Tensor,
+    labels: np.ndarray | Sequence,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    with_nmi: bool = True,
+    metric: str = "ip",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Recall@k for each k, mAP@R, mAP@1000 (ooDML) and NMI, by exact search.
+
+    Query = every image, gallery = the other images (the query itself is excluded by index; exact
+    duplicates of it count). ``metric`` is "ip" (inner product; use L2-normalised embeddings for
+    cosine) or "l2". Ties in similarity rank the lower gallery index first. Labels may be any
+    sortable values (ints, strings). ``device`` runs the similarity products (default: the tensor's
+    device, else CPU). Keys: ``recall@K``, ``map@r``, ``map@1000``, ``nmi`` (if ``with_nmi``).
+    """
+    x = _embeddings(embeddings, device)
+    codes = _codes(labels, len(x))
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    pr = positive_ranks(x, codes, depth=max(max(ks), MAP_DEPTH), metric=metric)
+    out = {f"recall@{k}": recall_at_k(pr, k) for k in ks}
+    out["map@r"] = map_at_r(pr)
+    out["map@1000"] = map_at_1000_oodml(pr)
+    if with_nmi:
+        clusters = kmeans_assign(x.cpu().numpy(), int(codes.max()) + 1, seed=seed)
+        out["nmi"] = normalized_mutual_info(codes, clusters)
+    return out
+
+
+def _embeddings(embeddings: np.ndarray | torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
+    x = torch.as_tensor(embeddings)
+    x = x.to(device=device if device is not None else x.device, dtype=torch.float32).contiguous()
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"embeddings must be an (n, d) array with n >= 2, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("embeddings contain non-finite values")
+    return x
+
+
+def _codes(labels: np.ndarray | Sequence, n: int) -> np.ndarray:
+    """Class codes 0..C-1 of the labels (any sortable values)."""
+    arr = np.asarray(labels)
+    if arr.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match the embeddings, got {arr.shape}")
+    _, codes = np.unique(arr, return_inverse=True)
+    return codes.astype(np.int64)

@@ -1,0 +1,40 @@
+"""R-Margin: margin loss with ρ-distance sampling (Roth et al., "Revisiting Training Strategies and
+Generalization Performance in Deep Metric Learning", ICML 2020), as ooDML trains it: beta 0.6,
+margin 0.2, beta learning rate 5e-4, ρ 0.4 (CUB200), 0.35 (CARS196), 0.15 (SOP).
+"""
+
+from __future__ import annotations
+
+from tasks.methods.base import Hyperparameter, MethodSpec
+from tasks.methods.margin import MarginLoss
+from tasks.methods.rho_distance import RhoDistanceSampler
+
+
+def build(
+    num_classes: int,
+    embedding_dim: int,
+    *,
+    beta: float,
+    margin: float,
+    nu: float,
+    loss_lr: float,
+    rho: float,
+) -> MarginLoss:
+    return MarginLoss(
+        num_classes, beta=beta, margin=margin, nu=nu, loss_lr=loss_lr, sampler=RhoDistanceSampler(rho)
+    )
+
+
+SPEC = MethodSpec(
+    name="rmargin",
+    build=build,
+    hyperparameters={
+        "beta": Hyperparameter(0.6, 0.3, 1.6),
+        "margin": Hyperparameter(0.2, 0.05, 0.5),
+        "nu": Hyperparameter(0.0, 0.0, 0.1),
+        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
+        "rho": Hyperparameter(0.4, 0.0, 0.6),
+    },
+    description="Margin loss + rho-distance sampling (R-Margin): Roth et al., Revisiting Training "
+    "Strategies and Generalization Performance in Deep Metric Learning, ICML 2020.",
+)

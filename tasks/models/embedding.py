@@ -1,0 +1,65 @@
+"""The embedding network every DML method trains: backbone -> pooled features -> linear head -> L2 norm."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tasks.data.transforms import Preprocess
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+class EmbeddingModel(nn.Module):
+    """``backbone`` (image -> pooled feature vector), then ``head`` (a separate linear layer, so
+    few-shot adaptation can train it alone), then L2 normalisation.
+
+    ``freeze_bn`` keeps the backbone's BatchNorm layers in eval mode (running statistics used, never
+    updated), also after ``model.train()``: the ooDML protocol for ImageNet-pretrained ResNets.
+    ``freeze_bn_affine`` also stops gradients to their scale and shift; the ooDML code leaves those
+    trainable (it only calls ``eval()`` on the layers).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        embedding_dim: int,
+        preprocess: Preprocess,
+        *,
+        freeze_bn: bool,
+        freeze_bn_affine: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(feature_dim, embedding_dim)
+        self.preprocess = preprocess
+        self.freeze_bn = freeze_bn
+        if freeze_bn_affine:
+            for bn in self._batchnorms():
+                bn.requires_grad_(False)
+        self.train(self.training)
+
+    def _batchnorms(self) -> list[nn.Module]:
+        return [m for m in self.backbone.modules() if isinstance(m, _BATCHNORMS)]
+
+    def train(self, mode: bool = True) -> EmbeddingModel:
+        super().train(mode)
+        if self.freeze_bn:
+            for bn in self._batchnorms():
+                bn.eval()
+        return self
+
+    def features(self, x: Tensor) -> Tensor:
+        """Pooled backbone features (B, feature_dim), before the head."""
+        return self.backbone(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """L2-normalised embeddings (B, embedding_dim)."""
+        return F.normalize(self.head(self.features(x)), dim=-1)
+
+    def param_groups(self, backbone_lr: float, head_lr: float) -> list[dict]:
+        """Optimizer groups: trainable backbone parameters at ``backbone_lr``, the head at ``head_lr``."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        groups = [{"params": backbone, "lr": backbone_lr}] if backbone else []
+        return groups + [{"params": list(self.head.parameters()), "lr": head_lr}]

@@ -1,0 +1,270 @@
+"""Class-mean features of a fixed pretrained network: what FID between class sets compares (DESIGN.md §2).
+
+Every image goes through the extractor's evaluation transform and network; its globally pooled
+penultimate features are averaged per class. Extractors (``EXTRACTORS``):
+
+- ``resnet50``: torchvision's ResNet50 with the ImageNet weights the paper used (IMAGENET1K_V1), 2048-d.
+  Weights come from the torch hub cache or ``weights=``; they are never downloaded.
+- ``glyph-classifier``: for the glyph demo, a small CNN (``tasks.models.glyph_cnn``, 128-d) trained as a
+  classifier on the held-out glyph classes, which play ImageNet's role. Why not pixel PCA or a random
+  CNN: they also give a FID trend, but under them an untrained network's Recall@1 falls with FID too,
+  i.e. part of their "shift" is mere test difficulty; with features learned on other classes it does
+  not (DESIGN.md §8). Its trained weights are cached next to the glyph bank, keyed by their settings.
+
+Per-image features are cached under ``cache_dir`` keyed by dataset, extractor weights, transform and
+image ids, so a second call only averages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from tasks.data.base import DatasetError, LabelledImages
+from tasks.data.glyphs import heldout_for
+from tasks.data.torch_dataset import ArrayImageSubset, image_dataset
+from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
+from tasks.models.glyph_cnn import glyph_cnn
+from tasks.models.resnet import resnet
+from tasks.models.weights import HubCheckpoint, load_backbone_weights
+
+RESNET50_IMAGENET = HubCheckpoint(
+    "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+)  # IMAGENET1K_V1
+
+
+class FeatureWeightsError(FileNotFoundError):
+    """The weights of a feature extractor are not on this machine."""
+
+
+@dataclass(frozen=True)
+class ClassFeatures:
+    """One mean feature vector per class (rows of ``means`` follow ``class_names``)."""
+
+    class_names: list[str]
+    means: np.ndarray  # C x d float64
+    extractor: str
+    feature_hash: str  # sha256 of the means' bytes and the class names
+
+    @classmethod
+    def from_means(cls, class_names: Sequence[str], means: np.ndarray, extractor: str) -> ClassFeatures:
+        means = np.ascontiguousarray(means, dtype=np.float64)
+        if means.shape[0] != len(class_names):
+            raise ValueError(f"{len(class_names)} class names but {means.shape[0]} mean vectors")
+        return cls(list(class_names), means, extractor, features_hash(class_names, means))
+
+    def save_npz(self, path: str | Path) -> None:
+        _write_npz(
+            Path(path),
+            class_names=np.array(self.class_names, dtype=np.str_),
+            means=self.means,
+            extractor=np.array(self.extractor, dtype=np.str_),
+            feature_hash=np.array(self.feature_hash, dtype=np.str_),
+        )
+
+    @classmethod
+    def load_npz(cls, path: str | Path) -> ClassFeatures:
+        with np.load(path, allow_pickle=False) as data:
+            loaded = cls.from_means(
+                [str(n) for n in data["class_names"]], data["means"], str(data["extractor"])
+            )
+            stored = str(data["feature_hash"])
+        if loaded.feature_hash != stored:
+            raise ValueError(
+                f"{path}: the stored feature hash does not match its contents; the file is damaged"
+            )
+        return loaded
+
+
+def features_hash(class_names: Sequence[str], means: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(means, dtype=np.float64).tobytes())
+    digest.update("\n".join(class_names).encode())
+    return digest.hexdigest()
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` to a temporary file in the same folder, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+        try:
+            np.savez_compressed(handle, **arrays)
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, path)
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """A network mapping preprocessed images (B x C x S x S) to pooled features (B x d)."""
+
+    network: nn.Module
+    preprocess: Preprocess
+    weights_id: str  # identifies the weights in cache keys
+
+
+def resnet50_extractor(images: LabelledImages, weights: Path | None) -> Extractor:
+    """ResNet50 with ImageNet (IMAGENET1K_V1) weights from ``weights`` or the torch hub cache."""
+    path = weights or RESNET50_IMAGENET.path
+    if not path.is_file():
+        raise FeatureWeightsError(
+            f"ResNet50 ImageNet weights (IMAGENET1K_V1) not found at {path}. They are never downloaded: "
+            f"fetch {RESNET50_IMAGENET.url} and save it as {RESNET50_IMAGENET.path} (set TORCH_HOME to move "
+            f"the torch hub cache), or pass weights=<path to {RESNET50_IMAGENET.path.name}>"
+        )
+    network = resnet(50)
+    load_backbone_weights(network, path, drop_prefixes=("fc.",))
+    return Extractor(network, IMAGENET, _file_digest(path))
+
+
+@dataclass(frozen=True)
+class GlyphClassifierSettings:
+    """How the glyph feature network is trained (plain cross-entropy over the held-out classes)."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+
+GLYPH_CLASSIFIER = GlyphClassifierSettings()
+
+
+def train_glyph_classifier(heldout: LabelledImages, settings: GlyphClassifierSettings) -> nn.Module:
+    """``glyph_cnn`` trained, with a linear classifier on top, to tell the held-out classes apart.
+
+    Seeded: the same pool and settings give the same weights on a given machine.
+    """
+    classes = heldout.classes
+    data = ArrayImageSubset(heldout, range(len(heldout)), GLYPH, True, {c: i for i, c in enumerate(classes)})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        trunk = glyph_cnn()
+        model = nn.Sequential(trunk, nn.Linear(128, len(classes)))
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        model.train()
+        for _ in range(settings.epochs):
+            order = torch.randperm(len(data)).tolist()
+            for start in range(0, len(order), settings.batch_size):
+                inputs, targets = data.batch(order[start : start + settings.batch_size])
+                loss = nn.functional.cross_entropy(model(inputs), targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    return trunk
+
+
+def glyph_classifier_extractor(images: LabelledImages, weights: Path | None) -> Extractor:
+    """The glyph feature network from ``weights`` (a ``glyph_cnn`` state dict) or trained on the held-out
+    classes of ``images``' glyph bank, once, then cached next to the bank."""
+    network = glyph_cnn()
+    if weights is None:
+        try:
+            heldout = heldout_for(images)
+        except DatasetError as error:
+            raise FeatureWeightsError(
+                f"{error}; glyph-classifier features are trained on a glyph benchmark's held-out classes, "
+                "or pass weights=<path to a glyph_cnn state dict>"
+            ) from error
+        key = _digest(heldout.root.name, heldout.classes, asdict(GLYPH_CLASSIFIER))[:16]
+        weights = heldout.root.parent / f"glyph-classifier-{key}.pt"
+        if not weights.is_file():
+            trained = train_glyph_classifier(heldout, GLYPH_CLASSIFIER)
+            with tempfile.NamedTemporaryFile(dir=weights.parent, suffix=".tmp", delete=False) as handle:
+                torch.save(trained.state_dict(), handle)
+            os.replace(handle.name, weights)
+    if not Path(weights).is_file():
+        raise FeatureWeightsError(f"glyph-classifier weights {weights} not found")
+    network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return Extractor(network, GLYPH, _file_digest(Path(weights)))
+
+
+EXTRACTORS: dict[str, Callable[[LabelledImages, Path | None], Extractor]] = {
+    "resnet50": resnet50_extractor,
+    "glyph-classifier": glyph_classifier_extractor,
+}
+
+
+def _feature_cache_path(cache_dir: Path, images: LabelledImages, name: str, extractor: Extractor) -> Path:
+    ids = hashlib.sha256("\n".join(images.image_ids).encode()).hexdigest()
+    key = _digest(
+        images.name, str(images.root), name, extractor.weights_id, asdict(extractor.preprocess), ids
+    )
+    return cache_dir / f"{images.name}-{name}-{key[:16]}.npz"
+
+
+def image_features(
+    images: LabelledImages,
+    extractor: str = "resnet50",
+    *,
+    cache_dir: Path | None,
+    weights: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> np.ndarray:
+    """Pooled features of every image (N x d float32), from ``cache_dir`` when computed before."""
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {extractor!r}; known: {', '.join(EXTRACTORS)}")
+    spec = EXTRACTORS[extractor](images, Path(weights).expanduser() if weights else None)
+    cache = _feature_cache_path(Path(cache_dir), images, extractor, spec) if cache_dir else None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            return data["features"]
+    label_to_index = {c: i for i, c in enumerate(images.classes)}
+    dataset = image_dataset(images, range(len(images)), spec.preprocess, False, label_to_index)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    network = spec.network.to(device).eval()
+    parts = []
+    with torch.inference_mode():
+        for inputs, _ in tqdm(loader, desc=f"{extractor} features of {images.name}", disable=not progress):
+            parts.append(network(inputs.to(device)).float().cpu().numpy())
+    features = np.concatenate(parts)
+    if cache is not None:
+        _write_npz(cache, features=features)
+    return features
+
+
+def class_mean_features(
+    images: LabelledImages,
+    extractor: str = "resnet50",
+    *,
+    cache_dir: Path | None,
+    weights: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> ClassFeatures:
+    """The mean feature of every class, classes in ``images.classes`` order (default train, then test)."""
+    features = image_features(
+        images,
+        extractor,
+        cache_dir=cache_dir,
+        weights=weights,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    by_class = images.indices_by_class()
+    names = images.classes
+    means = np.stack([features[by_class[c]].astype(np.float64).mean(0) for c in names])
+    return ClassFeatures.from_means(names, means, extractor)

@@ -1,0 +1,254 @@
+"""Training one DML model with validation-based checkpoint selection and resumable checkpoints.
+
+The model trains on the ``split_train`` classes of a split; after every epoch it is evaluated on the
+``split_val`` classes and the best epoch by the selection metric (Recall@1 + mAP@R by default) is kept.
+Test classes are evaluated and recorded per epoch for reference but never used for selection.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from tasks.config import TrialConfig
+from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
+from tasks.evaluate import retrieval_metrics
+from tasks.methods import Method, build_method
+from tasks.models import EmbeddingModel, build_model
+from tasks.splits.files import Split
+
+LAST_CHECKPOINT = "last.pt"
+BEST_WEIGHTS = "best.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _channels_last(device: torch.device) -> bool:
+    """Channels-last convolutions: faster on CUDA and, measured here, 1.3-3.8x on CPU (not MPS)."""
+    return device.type in ("cuda", "cpu")
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast("cuda", dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
+
+
+@torch.no_grad()
+def embed(
+    model: EmbeddingModel,
+    images: LabelledImages,
+    indices: np.ndarray,
+    device: torch.device,
+    *,
+    features: bool = False,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    amp: bool = False,
+) -> np.ndarray:
+    """Embeddings (or pooled backbone features) of ``images[indices]`` with the evaluation transform."""
+    classes = sorted({images.labels[i] for i in indices})
+    dataset = image_dataset(images, indices, model.preprocess, False, {c: k for k, c in enumerate(classes)})
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    model.eval()
+    out = []
+    for x, _ in loader:
+        x = x.to(device, non_blocking=True)
+        if _channels_last(device) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp):
+            out.append((model.features(x) if features else model(x)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def evaluate_classes(
+    model: EmbeddingModel,
+    images: LabelledImages,
+    classes: list[str],
+    config: TrialConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """Retrieval metrics over all images of ``classes`` (query = each image, gallery = the others)."""
+    indices = images.indices_of(classes)
+    embeddings = embed(
+        model, images, indices, device, num_workers=config.data.num_workers, amp=config.training.amp
+    )
+    labels = np.asarray(images.labels)[indices]
+    return retrieval_metrics(embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi)
+
+
+@dataclass
+class TrainResult:
+    model: EmbeddingModel
+    history: list[dict] = field(default_factory=list)
+    selected_epoch: int = -1
+    best_score: float = -math.inf
+    resumed_from_epoch: int | None = None
+    train_seconds: float = 0.0
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _selection_score(metrics: dict[str, float], names: list[str]) -> float:
+    missing = [n for n in names if n not in metrics]
+    if missing:
+        raise ValueError(f"selection metric(s) {missing} not computed; available: {sorted(metrics)}")
+    return float(sum(metrics[n] for n in names))
+
+
+def train_model(
+    config: TrialConfig,
+    images: LabelledImages,
+    split: Split,
+    workdir: Path,
+    on_epoch: Callable[[dict, Path], None] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train, select on validation classes, checkpoint every epoch; resumes from ``workdir/last.pt``."""
+    tc = config.training
+    device = resolve_device(tc.device)
+    workdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model.backbone, config.model.embedding_dim, pretrained=config.model.pretrained)
+    classes = list(split.split_train)
+    method: Method = build_method(
+        config.method.name,
+        num_classes=len(classes),
+        embedding_dim=model.head.out_features,
+        **config.method.hyperparameters,
+    )
+    model.to(device)
+    method.to(device)
+    if _channels_last(device):
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(
+        model.param_groups(tc.lr, tc.head_lr or tc.lr) + method.param_groups(), weight_decay=tc.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=tc.lr_milestones, gamma=tc.lr_gamma
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=tc.amp and device.type == "cuda")
+
+    result = TrainResult(model=model)
+    last = workdir / LAST_CHECKPOINT
+    start_epoch = 0
+    if last.is_file():
+        state = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        result.history = list(state["history"])
+        result.selected_epoch, result.best_score = state["selected_epoch"], state["best_score"]
+        start_epoch = result.resumed_from_epoch = state["epoch"] + 1
+
+    train_indices = images.indices_of(classes)
+    label_index = {c: i for i, c in enumerate(classes)}
+    labels = [label_index[images.labels[i]] for i in train_indices]
+    iterations = tc.iterations_per_epoch or max(1, len(train_indices) // tc.batch_size)
+    sampler = ClassBalancedBatchSampler(
+        labels, tc.batch_size, tc.samples_per_class, seed=config.seed, num_batches=iterations
+    )
+    dataset = image_dataset(images, train_indices, model.preprocess, True, label_index)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.data.num_workers)
+
+    started = time.perf_counter()
+    for epoch in range(start_epoch, tc.epochs):
+        sampler.set_epoch(epoch)
+        torch.manual_seed(config.seed * 1_000_003 + epoch)  # augmentation randomness, reproducible on resume
+        model.train()
+        losses = []
+        batches = _progress(loader, progress, f"epoch {epoch + 1}/{tc.epochs}")
+        for step, (x, y) in enumerate(batches):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if _channels_last(device) and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, tc.amp):
+                embeddings = model(x)
+            loss = method(embeddings.float(), y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step} of method "
+                    f"{config.method.name!r}: lower the learning rate or check the hyperparameters "
+                    f"{dict(config.method.hyperparameters)}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+        scheduler.step()
+
+        record = {"epoch": epoch, "train/loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]}
+        record.update(
+            {
+                f"val/{k}": v
+                for k, v in evaluate_classes(model, images, split.split_val, config, device).items()
+            }
+        )
+        if config.evaluate_test and tc.record_test_curve:
+            test = evaluate_classes(model, images, split.test, config, device)
+            record.update({f"test/{k}": v for k, v in test.items()})
+        score = _selection_score(
+            {k[4:]: v for k, v in record.items() if k.startswith("val/")}, tc.selection_metric
+        )
+        record["val/selection_score"] = score
+        if score > result.best_score:
+            result.best_score, result.selected_epoch = score, epoch
+            _atomic_save({"model": model.state_dict(), "epoch": epoch}, workdir / BEST_WEIGHTS)
+        result.history.append(record)
+        _atomic_save(
+            {
+                "model": model.state_dict(),
+                "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "history": result.history,
+                "selected_epoch": result.selected_epoch,
+                "best_score": result.best_score,
+            },
+            last,
+        )
+        if on_epoch is not None:
+            on_epoch(record, workdir)
+    result.train_seconds = time.perf_counter() - started
+    if (workdir / BEST_WEIGHTS).is_file():
+        model.load_state_dict(
+            torch.load(workdir / BEST_WEIGHTS, map_location=device, weights_only=True)["model"]
+        )
+    return result
+
+
+def _progress(iterable, enabled: bool, description: str):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=description, leave=False)

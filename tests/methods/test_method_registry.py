@@ -1,0 +1,70 @@
+"""The method registry: every entry builds from its defaults, and its declared hyperparameters are
+exactly what its builder takes, so configs and code cannot drift apart."""
+
+import inspect
+
+import pytest
+import torch
+
+from tasks.methods import METHODS, Hyperparameter, Method, build_method
+
+PAPER_METHODS = {"margin", "rmargin", "multisimilarity", "arcface", "proxyanchor"}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_builds_from_defaults(name):
+    spec = METHODS[name]
+    method = build_method(name, num_classes=10, embedding_dim=32)
+    assert isinstance(method, Method) and spec.name == name and spec.description
+    params = inspect.signature(spec.build).parameters
+    assert set(params) - {"num_classes", "embedding_dim"} == set(spec.hyperparameters)
+    groups = method.param_groups()
+    if groups:
+        assert (
+            groups[0]["lr"] == spec.hyperparameters["loss_lr"].default > 0 and groups[0]["weight_decay"] == 0
+        )
+    else:
+        assert "loss_lr" not in spec.hyperparameters and not list(method.parameters())
+    x = torch.nn.functional.normalize(torch.randn(20, 32), dim=1)
+    assert method(x, torch.arange(10).repeat(2)).shape == ()
+
+
+def test_paper_methods_and_settings():
+    assert PAPER_METHODS <= set(METHODS)
+    assert METHODS["margin"].defaults() == {"beta": 1.2, "margin": 0.2, "nu": 0.0, "loss_lr": 5e-4}
+    assert METHODS["rmargin"].defaults()["beta"] == 0.6 and METHODS["rmargin"].defaults()["rho"] == 0.4
+    ms = METHODS["multisimilarity"].defaults()
+    assert (ms["alpha"], ms["beta"], ms["epsilon"]) == (2.0, 40.0, 0.1)
+    assert METHODS["arcface"].defaults() | {"loss_lr": 0} == {"margin": 0.5, "scale": 16.0, "loss_lr": 0}
+    assert (METHODS["proxyanchor"].defaults()["alpha"], METHODS["proxyanchor"].defaults()["delta"]) == (
+        32.0,
+        0.1,
+    )
+
+
+def test_overrides_reach_the_method():
+    method = build_method("rmargin", num_classes=3, embedding_dim=8, rho=0.15, beta=0.9)
+    assert method.sampler.rho == 0.15 and torch.allclose(method.beta, torch.full((3,), 0.9))
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(ValueError, match="did you mean 'multisimilarity'"):
+        build_method("multisimilarty", num_classes=3, embedding_dim=8)
+
+
+def test_unknown_hyperparameter_names_allowed_ones():
+    with pytest.raises(ValueError, match=r"'gamma'.*allowed: margin, scale, loss_lr"):
+        build_method("arcface", num_classes=3, embedding_dim=8, gamma=2.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [((2.0, 3.0, 4.0), ValueError), ((1.0, 0.0, 1.0, True), ValueError), ((2, 1, 4.0), TypeError)],
+)
+def test_hyperparameter_validation(args, error):
+    with pytest.raises(error):
+        Hyperparameter(*args)
+
+
+def test_hyperparameter_kinds():
+    assert Hyperparameter(10, 2, 20).integer and not Hyperparameter(0.1, 0.01, 0.5, log=True).integer

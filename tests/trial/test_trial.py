@@ -1,0 +1,83 @@
+import math
+
+import pytest
+import torch
+
+from tasks.config import TrialConfig
+from tasks.train import NonFiniteLossError
+from tasks.trial import run_trial
+
+
+def _config(bench, **overrides) -> TrialConfig:
+    raw = {
+        "data": {
+            "dataset": "glyphs",
+            "root": bench["root"],
+            "options": bench["options"],
+            "split_file": bench["split_file"],
+            "split": "0",
+        },
+        "model": {"backbone": "glyph_cnn", "embedding_dim": 32, "pretrained": False},
+        "method": {"name": "multisimilarity"},
+        "training": {
+            "epochs": 3,
+            "batch_size": 32,
+            "samples_per_class": 4,
+            "iterations_per_epoch": 12,
+            "lr": 2e-3,
+            "with_nmi": False,
+        },
+        "fewshot": {"shots": [2], "episodes": 2, "iterations": {2: 20}, "batch_size": 40},
+        "seed": 0,
+    }
+    for key, value in overrides.items():
+        section, _, field = key.partition(".")
+        raw[section][field] = value
+    return TrialConfig.model_validate(raw)
+
+
+@pytest.mark.slow
+def test_demo_trial_learns_selects_on_validation_and_adapts(glyph_benchmark, tmp_path):
+    torch.set_num_threads(2)
+    record = run_trial(_config(glyph_benchmark), tmp_path / "trial")
+    chance = 1 / record["num_test_classes"]
+    assert record["test/recall@1"] > 5 * chance  # far above chance after 3 short epochs
+    assert len(record["curve/epoch"]) == 3
+    assert record["selected_epoch"] == max(
+        range(3), key=lambda e: record["curve/val/recall@1"][e] + record["curve/val/map@r"][e]
+    )
+    assert record["fewshot/2/episodes"] == 2
+    for kind in ("fewshot", "zeroshot"):
+        assert 0 <= record[f"fewshot/2/{kind}/recall@1"] <= 1
+        assert not math.isnan(record[f"fewshot/2/{kind}/recall@1/ci95"])
+    assert (tmp_path / "trial" / "best.pt").is_file()
+    weights = torch.load(tmp_path / "trial" / "best.pt", weights_only=True)
+    assert set(weights) == {"model", "epoch"}
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_checkpoint(glyph_benchmark, tmp_path):
+    full = run_trial(_config(glyph_benchmark, **{"fewshot.shots": []}), tmp_path / "full")
+    first = run_trial(
+        _config(glyph_benchmark, **{"training.epochs": 2, "fewshot.shots": []}), tmp_path / "resumed"
+    )
+    assert first["resumed_from_epoch"] is None
+    resumed = run_trial(_config(glyph_benchmark, **{"fewshot.shots": []}), tmp_path / "resumed")
+    assert resumed["resumed_from_epoch"] == 2
+    # seeded per epoch: training two epochs, stopping, and continuing gives the uninterrupted result
+    assert resumed["curve/train/loss"] == pytest.approx(full["curve/train/loss"], rel=1e-5)
+    assert resumed["test/recall@1"] == pytest.approx(full["test/recall@1"])
+
+
+def test_non_finite_loss_names_epoch_and_step(glyph_benchmark, tmp_path):
+    config = _config(
+        glyph_benchmark, **{"training.lr": float("inf"), "training.epochs": 2, "fewshot.shots": []}
+    )
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, step 1"):
+        run_trial(config, tmp_path / "nan")
+
+
+def test_split_naming_unknown_classes_is_refused(glyph_benchmark, tmp_path):
+    config = _config(glyph_benchmark, **{"data.options": {**glyph_benchmark["options"], "seed": 1}})
+    with pytest.raises(ValueError, match="not in dataset"):
+        run_trial(config, tmp_path / "x")
