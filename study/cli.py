@@ -14,17 +14,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: ``module.add_<name>_arguments(parser)`` then ``module.<name>(args) -> exit code``."""
+    """A subcommand: ``module.<add>(parser)`` declares its options, ``module.<run>(args)`` returns the exit code."""
 
     module: str
-    name: str
+    add: str
+    run: str
     help: str
 
 
 COMMANDS: dict[tuple[str, ...], Command] = {
-    ("splits", "build"): Command("tasks.splits.cli", "build", "build ooDML train/test split progressions"),
+    ("splits", "build"): Command(
+        "tasks.splits.cli", "add_build_arguments", "build", "build ooDML train/test split progressions"
+    ),
     ("splits", "show"): Command(
-        "tasks.splits.cli", "show", "print the splits of a split file (JSON or pickle)"
+        "tasks.splits.cli", "add_show_arguments", "show", "print the splits of a split file (JSON or pickle)"
+    ),
+    ("trial",): Command("tasks.cli", "add_trial_arguments", "trial", "run one trial from a YAML config"),
+    ("evaluate",): Command(
+        "tasks.evaluate.cli", "add_arguments", "run", "retrieval metrics of embeddings and labels in an npz"
     ),
 }
 
