@@ -30,8 +30,23 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         "tasks.splits.cli", "add_show_arguments", "show", "print the splits of a split file (JSON or pickle)"
     ),
     ("trial",): Command("tasks.cli", "add_trial_arguments", "trial", "run one trial from a YAML config"),
+    ("results",): Command(
+        "study.results",
+        "add_results_arguments",
+        "results",
+        "print a study's results: trials, AUC, ranking, curves, few-shot gain",
+    ),
+    ("ui",): Command(
+        "study.tracking.ui", "add_ui_arguments", "ui", "MLflow UI for a study's store (binds 127.0.0.1)"
+    ),
     ("evaluate",): Command(
         "tasks.evaluate.cli", "add_arguments", "run", "retrieval metrics of embeddings and labels in an npz"
+    ),
+    ("run",): Command(
+        "study.commands", "add_run_arguments", "run", "run a study (Ray Tune + Optuna + MLflow); resumes"
+    ),
+    ("resume",): Command(
+        "study.commands", "add_resume_arguments", "resume", "finish the study saved in a study folder"
     ),
 }
 

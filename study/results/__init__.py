@@ -1,0 +1,43 @@
+"""The Arrow/Parquet results dataset of a study and its aggregations (docs/results-schema.md)."""
+
+from study.results.aggregate import (
+    DEFAULT_SPLIT_KEY,
+    auc_summary,
+    ci95,
+    degradation_curves,
+    fewshot_gain,
+    normalized_auc,
+    ranking,
+)
+from study.results.report import add_results_arguments, format_summary, results
+from study.results.schema import CURVES_SCHEMA, SCHEMA, SCHEMA_VERSION
+from study.results.store import (
+    UnreadableResultWarning,
+    completed_trial_ids,
+    read_curves,
+    read_results,
+    result_path,
+    write_trial_result,
+)
+
+__all__ = [
+    "CURVES_SCHEMA",
+    "DEFAULT_SPLIT_KEY",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "UnreadableResultWarning",
+    "add_results_arguments",
+    "auc_summary",
+    "ci95",
+    "completed_trial_ids",
+    "degradation_curves",
+    "fewshot_gain",
+    "format_summary",
+    "normalized_auc",
+    "ranking",
+    "read_curves",
+    "read_results",
+    "result_path",
+    "results",
+    "write_trial_result",
+]

@@ -1,0 +1,229 @@
+"""Aggregations of the results table: degradation curves, normalized AUC, rankings, few-shot gain.
+
+Each takes the table ``read_results`` returns, uses the completed rows of the evaluation stage only,
+and returns an Arrow table. Confidence intervals are the half-width of the 95% Student-t interval over
+seeds (NaN with one seed), as the paper reports them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy import stats
+
+# The default split's key (tasks/splits/selection.py DEFAULT_KEY; kept here so study/ does not import tasks/).
+DEFAULT_SPLIT_KEY = "0"
+METHOD = ["dataset", "backbone", "method"]
+SPLIT = ["split_id", "split_key", "split_progression", "fid", "num_test_classes"]
+
+_STR, _F64, _I32, _I64 = pa.string(), pa.float64(), pa.int32(), pa.int64()
+_SPLIT_TYPES = [_I32, _STR, _STR, _F64, _I32]
+CURVES_OUT = pa.schema(
+    list(zip(METHOD, [_STR] * 3, strict=True))
+    + list(zip(SPLIT, _SPLIT_TYPES, strict=True))
+    + [("metric", _STR), ("shots", _I32), ("kind", _STR), ("mean", _F64), ("ci95", _F64), ("n_seeds", _I64)]
+)
+AUC_OUT = pa.schema(
+    list(zip(METHOD, [_STR] * 3, strict=True))
+    + [("metric", _STR), ("shots", _I32), ("auc", _F64), ("ci95", _F64), ("n_seeds", _I64)]
+    + [("n_splits", _I64), ("fid_min", _F64), ("fid_max", _F64), ("complete", pa.bool_()), ("rank", _F64)]
+)
+RANKING_OUT = pa.schema(
+    list(zip(METHOD, [_STR] * 3, strict=True))
+    + [("metric", _STR), ("auc", _F64), ("auc_rank", _F64), ("default_split", _F64)]
+    + [("default_rank", _F64), ("spearman", _F64)]
+)
+GAIN_OUT = pa.schema(
+    list(zip(METHOD, [_STR] * 3, strict=True))
+    + list(zip(SPLIT, _SPLIT_TYPES, strict=True))
+    + [("metric", _STR), ("shots", _I32), ("fewshot", _F64), ("fewshot_ci95", _F64)]
+    + [("zeroshot", _F64), ("zeroshot_ci95", _F64), ("gain", _F64), ("gain_ci95", _F64)]
+    + [("n_seeds", _I64), ("episodes", _I64)]
+)
+
+
+def ci95(values: np.ndarray | pd.Series) -> float:
+    """Half-width of the 95% Student-t CI of the mean, ignoring NaNs (NaN for fewer than 2 values)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def normalized_auc(fid: np.ndarray, value: np.ndarray) -> float:
+    """Trapezoid area under value-vs-FID divided by the FID range (DESIGN.md 7); NaN below 2 FIDs."""
+    order = np.argsort(fid, kind="stable")
+    fid, value = np.asarray(fid, dtype=np.float64)[order], np.asarray(value, dtype=np.float64)[order]
+    width = fid[-1] - fid[0] if len(fid) else 0.0
+    if width <= 0:
+        return float("nan")
+    return float(np.sum((fid[1:] - fid[:-1]) * (value[1:] + value[:-1]) / 2) / width)
+
+
+def degradation_curves(
+    table: pa.Table, metric: str = "recall@1", shots: int = 0, kind: str | None = None
+) -> pa.Table:
+    """Per dataset x method x split: mean and CI over seeds of ``metric`` (test classes).
+
+    ``shots=0`` is the zero-shot evaluation on all test images; for ``shots>0`` the per-seed value is
+    the mean over episodes of the adapted model (``kind="fewshot"``, default) or of the unadapted one.
+    """
+    kind = kind or ("zeroshot" if shots == 0 else "fewshot")
+    rows = _per_seed(table, metric, shots=[shots], kinds=[kind])
+    if rows.empty:
+        return CURVES_OUT.empty_table()
+    out = (
+        rows.groupby(METHOD + SPLIT, dropna=False)["value"]
+        .agg(mean="mean", ci95=ci95, n_seeds="count")
+        .reset_index()
+        .assign(metric=metric, shots=shots, kind=kind)
+        .sort_values(METHOD + ["fid", "split_id"])
+    )
+    return _arrow(out, CURVES_OUT)
+
+
+def auc_summary(table: pa.Table, metric: str = "recall@1", shots: int = 0) -> pa.Table:
+    """Per dataset x method: normalized AUC of ``metric`` vs FID, mean and CI over per-seed AUCs.
+
+    ``complete`` says every seed covers every split the dataset has results for; otherwise seeds are
+    averaged over the splits they have (``n_splits`` is the fewest any seed has). ``rank`` 1 is the
+    highest AUC within the dataset (ties share the average rank).
+    """
+    rows = _per_seed(table, metric, shots=[shots], kinds=["zeroshot" if shots == 0 else "fewshot"])
+    if rows.empty:
+        return AUC_OUT.empty_table()
+    splits_of = rows.groupby("dataset")["split_id"].nunique()
+    per_seed = pd.DataFrame(
+        [
+            dict(zip(METHOD + ["seed"], key, strict=True))
+            | {
+                "auc": normalized_auc(g["fid"].to_numpy(), g["value"].to_numpy()),
+                "n_splits": g["split_id"].nunique(),
+                "fid_min": g["fid"].min(),
+                "fid_max": g["fid"].max(),
+            }
+            for key, g in rows.groupby(METHOD + ["seed"], dropna=False)
+        ]
+    )
+    out = (
+        per_seed.groupby(METHOD, dropna=False)
+        .agg(
+            auc=("auc", "mean"),
+            ci95=("auc", ci95),
+            n_seeds=("auc", "count"),
+            n_splits=("n_splits", "min"),
+            fid_min=("fid_min", "min"),
+            fid_max=("fid_max", "max"),
+        )
+        .reset_index()
+        .assign(metric=metric, shots=shots)
+    )
+    out["complete"] = out["n_splits"] == out["dataset"].map(splits_of)
+    out["rank"] = out.groupby("dataset")["auc"].rank(ascending=False, method="average")
+    return _arrow(out.sort_values(["dataset", "rank"]), AUC_OUT)
+
+
+def ranking(table: pa.Table, metric: str = "recall@1", default_key: str = DEFAULT_SPLIT_KEY) -> pa.Table:
+    """Method ranks per dataset by AUC and by ``metric`` on the default split, and their Spearman rho.
+
+    ``spearman`` is a per-dataset value repeated on each of its rows: does the usual single-split
+    benchmark rank methods as the whole degradation curve does? NaN with fewer than 2 ranked methods.
+    """
+    auc = auc_summary(table, metric).to_pandas()[METHOD + ["auc"]]
+    if auc.empty:  # no rows for the metric (and pandas cannot merge two empty Arrow-backed frames)
+        return RANKING_OUT.empty_table()
+    curves = degradation_curves(table, metric).to_pandas()
+    default = curves[curves["split_key"] == default_key][METHOD + ["mean"]]
+    out = auc.merge(default.rename(columns={"mean": "default_split"}), on=METHOD, how="outer")
+    by_dataset = out.groupby("dataset")
+    out["auc_rank"] = by_dataset["auc"].rank(ascending=False, method="average")
+    out["default_rank"] = by_dataset["default_split"].rank(ascending=False, method="average")
+    rho = {dataset: _spearman(g["auc"], g["default_split"]) for dataset, g in by_dataset}
+    out["spearman"] = out["dataset"].map(rho)
+    return _arrow(out.assign(metric=metric).sort_values(["dataset", "auc_rank"]), RANKING_OUT)
+
+
+def fewshot_gain(table: pa.Table, metric: str = "recall@1") -> pa.Table:
+    """Per dataset x method x split x shots: few-shot minus zero-shot ``metric`` on the same queries.
+
+    ``fewshot``/``zeroshot`` are means over seeds of the per-seed episode means, and their ``_ci95``
+    the mean over seeds of the episode CI (the spread over episodes); ``gain_ci95`` is the CI of the
+    per-seed gain over seeds (NaN with one seed).
+    """
+    rows = _per_seed(table, metric, shots=None, kinds=["fewshot", "zeroshot"])
+    if rows.empty:
+        return GAIN_OUT.empty_table()
+    keys = METHOD + SPLIT + ["shots", "seed"]
+    few, zero = (
+        rows[rows["kind"] == kind].rename(columns=_renamed(kind)) for kind in ("fewshot", "zeroshot")
+    )
+    wide = few[keys + ["fewshot", "fewshot_ci95", "episodes"]].merge(
+        zero[keys + ["zeroshot", "zeroshot_ci95"]], on=keys, how="outer"
+    )
+    wide["gain"] = wide["fewshot"] - wide["zeroshot"]
+    out = (
+        wide.groupby(METHOD + SPLIT + ["shots"], dropna=False)
+        .agg(
+            fewshot=("fewshot", "mean"),
+            fewshot_ci95=("fewshot_ci95", "mean"),
+            zeroshot=("zeroshot", "mean"),
+            zeroshot_ci95=("zeroshot_ci95", "mean"),
+            gain=("gain", "mean"),
+            gain_ci95=("gain", ci95),
+            n_seeds=("seed", "count"),
+            episodes=("episodes", "min"),
+        )
+        .reset_index()
+        .assign(metric=metric)
+        .sort_values(METHOD + ["fid", "split_id", "shots"])
+    )
+    return _arrow(out, GAIN_OUT)
+
+
+def _per_seed(table: pa.Table, metric: str, shots: list[int] | None, kinds: list[str]) -> pd.DataFrame:
+    """Completed evaluation rows of ``metric`` on the test classes; one row per trial and kind."""
+    columns = METHOD + SPLIT + ["seed", "trial_id", "stage", "status", "subset", "shots", "kind"]
+    frame = table.select(columns + ["metric", "value", "ci95", "episodes"]).to_pandas()
+    keep = (
+        (frame["stage"] == "eval")
+        & (frame["status"] == "completed")
+        & (frame["subset"] == "test")
+        & (frame["metric"] == metric)
+        & frame["kind"].isin(kinds)
+        & (frame["shots"].isin(shots) if shots is not None else frame["shots"] > 0)
+    )
+    frame = frame[keep]
+    repeated = frame[frame.duplicated(METHOD + ["split_id", "seed", "shots", "kind"], keep=False)]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        raise ValueError(
+            f"{repeated['trial_id'].nunique()} trials share dataset {first['dataset']}, method "
+            f"{first['method']}, backbone {first['backbone']}, split {first['split_id']}, seed {first['seed']} "
+            f"(trial ids {sorted(repeated['trial_id'].unique())[:4]}); aggregations expect one trial per "
+            "method x split x seed: filter the table first"
+        )
+    return frame
+
+
+def _renamed(kind: str) -> dict[str, str]:
+    return {"value": kind, "ci95": f"{kind}_ci95"}
+
+
+def _spearman(a: pd.Series, b: pd.Series) -> float:
+    both = a.notna() & b.notna()
+    if both.sum() < 2 or a[both].nunique() < 2 or b[both].nunique() < 2:
+        return float("nan")
+    return float(stats.spearmanr(a[both], b[both]).statistic)
+
+
+def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Arrow table with ``schema``; float columns keep NaN (undefined, e.g. a CI from one seed) as NaN."""
+    columns = [
+        pa.array(frame[f.name].to_numpy(np.float64), f.type)
+        if pa.types.is_floating(f.type)
+        else pa.array(frame[f.name], f.type, from_pandas=True)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,123 @@
+"""``oodml results STUDY_DIR``: the study's trials, AUC table, ranking, curves and few-shot gains as text."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from study.results.aggregate import (
+    DEFAULT_SPLIT_KEY,
+    auc_summary,
+    degradation_curves,
+    fewshot_gain,
+    ranking,
+)
+from study.results.schema import SCHEMA
+from study.results.store import RESULTS_DIR, leftover_temporary_files, read_folder
+
+
+def format_summary(study_dir: str | Path, metric: str = "recall@1") -> str:
+    """A plain-text report of a study's results folder."""
+    study_dir = Path(study_dir)
+    if not (study_dir / RESULTS_DIR).is_dir():
+        raise FileNotFoundError(f"{study_dir} has no {RESULTS_DIR}/ folder: is it a study folder?")
+    table, skipped = read_folder(study_dir / RESULTS_DIR, SCHEMA)
+    names = sorted(set(table["study"].drop_null().to_pylist()))
+    lines = [f"Study {', '.join(names) or '(no results yet)'}: {study_dir / RESULTS_DIR}"]
+    lines += _trial_counts(table)
+    lines += [f"  unreadable, skipped: {path.name}: {why}" for path, why in skipped]
+    leftovers = leftover_temporary_files(study_dir)
+    if leftovers:
+        lines.append(
+            f"  {len(leftovers)} leftover .tmp files from interrupted writes (ignored; safe to delete)"
+        )
+    sections = [
+        (f"Normalized AUC of test {metric} over FID (zero-shot)", auc_summary(table, metric)),
+        (
+            f"Ranking by AUC vs by {metric} on the default split (key {DEFAULT_SPLIT_KEY})",
+            ranking(table, metric),
+        ),
+    ]
+    for title, result in sections:
+        lines += [
+            "",
+            f"{title}:",
+            _text(result.drop_columns([c for c in ("metric", "shots") if c in result.column_names])),
+        ]
+    lines += [
+        "",
+        f"Degradation curves, test {metric} (zero-shot, mean over seeds; split key @ FID (test classes)):",
+    ]
+    lines.append(_curves_text(degradation_curves(table, metric)))
+    gain = fewshot_gain(table, metric)
+    if gain.num_rows:
+        lines += ["", f"Few-shot gain in test {metric} (few-shot minus zero-shot on the episode queries):"]
+        columns = [
+            "dataset",
+            "method",
+            "split_key",
+            "fid",
+            "shots",
+            "zeroshot",
+            "fewshot",
+            "gain",
+            "gain_ci95",
+        ]
+        lines.append(_text(gain.select(columns)))
+    return "\n".join(lines)
+
+
+def add_results_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_dir", type=Path, help="the study folder (holds results/)")
+    parser.add_argument("--metric", default="recall@1", help="metric to summarise (default: recall@1)")
+
+
+def results(args: argparse.Namespace) -> int:
+    print(format_summary(args.study_dir, args.metric))
+    return 0
+
+
+def _trial_counts(table: pa.Table) -> list[str]:
+    trials = table.select(["trial_id", "stage", "status", "error", "method", "dataset", "split_key", "seed"])
+    frame = trials.to_pandas().drop_duplicates(["trial_id", "stage"])
+    if frame.empty:
+        return ["  no trials recorded"]
+    counts = frame.groupby(["stage", "status"]).size()
+    lines = [
+        f"  {stage}: " + ", ".join(f"{n} {status}" for status, n in counts[stage].items())
+        for stage in counts.index.get_level_values(0).unique()
+    ]
+    for row in frame[frame["status"] == "failed"].itertuples():
+        reason = (row.error or "").strip().splitlines()[-1:] or ["(no message)"]
+        lines.append(
+            f"  FAILED {row.stage} {row.trial_id} {row.method} {row.dataset} split {row.split_key} "
+            f"seed {row.seed}: {reason[0]}"
+        )
+    return lines
+
+
+def _curves_text(curves: pa.Table) -> str:
+    """One block per dataset: methods as rows, splits (key @ FID, in FID order) as columns."""
+    frame = curves.to_pandas()
+    if frame.empty:
+        return "(none)"
+    frame["split"] = [
+        f"{key} @ {fid:.4g} ({n})"
+        for key, fid, n in zip(frame["split_key"], frame["fid"], frame["num_test_classes"], strict=True)
+    ]
+    blocks = []
+    for dataset, part in frame.groupby("dataset"):
+        order = part.sort_values("fid")["split"].unique()
+        wide = part.pivot_table(index=["backbone", "method"], columns="split", values="mean")[order]
+        blocks.append(f"{dataset}:\n{wide.to_string(float_format='{:.4f}'.format)}")
+    return "\n".join(blocks)
+
+
+def _text(table: pa.Table) -> str:
+    frame: pd.DataFrame = table.to_pandas()
+    if frame.empty:
+        return "(none)"
+    return frame.to_string(index=False, float_format="{:.4f}".format)

@@ -1,0 +1,361 @@
+"""MLflow tracking of a study: one parent run per study, one nested child run per trial and stage.
+
+Everything goes through ``MlflowClient`` with explicit run ids (no active-run globals), so the same
+code serves the default local SQLite store and a remote tracking server. Runs are found again by tags,
+never by in-memory maps, so a driver that crashed and resumes reuses its parent run and replaces (never
+duplicates) a trial's child run. Construct the tracker in the driver before any trial starts: it
+creates the store and the experiment, which concurrent writers cannot do safely on a fresh SQLite file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
+
+from study.results.schema import STAGES, STATUSES
+from study.tracking.keys import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VALUE,
+    check_id,
+    chunks,
+    flatten,
+    is_number,
+    mlflow_key,
+    param_value,
+)
+
+CHECKPOINT_FILE = "best.pt"  # tasks/train.py writes the selected model there
+RUN_STATUS = {"completed": "FINISHED", "failed": "FAILED"}
+IDENTITY_PARAMS = (
+    "dataset split_id split_key split_progression split_hash fid num_train_classes num_test_classes method "
+    "backbone embedding_dim seed epochs"
+).split()
+_NOT_METRICS = {"split_id", "seed", "epochs", "embedding_dim", "record_version"}
+_SERVER_SCHEMES = ("http", "https", "databricks")
+
+
+def default_tracking_uri(study_dir: str | Path) -> str:
+    """The study's own SQLite store, as an absolute URI (``sqlite:////abs/path/mlflow.db``)."""
+    return f"sqlite:///{Path(study_dir).resolve() / 'mlflow.db'}"
+
+
+def artifact_location(tracking_uri: str, study_dir: Path) -> str | None:
+    """Local stores keep artifacts under ``<study_dir>/mlartifacts``; a tracking server decides itself."""
+    if urlparse(tracking_uri).scheme.startswith(_SERVER_SCHEMES):
+        return None
+    return (Path(study_dir).resolve() / "mlartifacts").as_uri()
+
+
+class StudyTracker:
+    """Logs a study to MLflow; picklable (the client is rebuilt on first use), so workers can log too."""
+
+    def __init__(self, tracking_uri: str | None, study_dir: str | Path, experiment_name: str) -> None:
+        self.study_dir = Path(study_dir).resolve()
+        self.study_dir.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = tracking_uri or default_tracking_uri(self.study_dir)
+        self.experiment_name = experiment_name
+        self.parent_run_id: str | None = None
+        self.resumes = 0  # how often the parent run was resumed: the step of its summary metrics
+        self._client: MlflowClient | None = None
+        self.experiment_id = self._ensure_experiment()
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"_client": None}
+
+    def start_study(self, study_id: str, spec: dict) -> str:
+        """Create the study's parent run, or reuse it on resume (found by tag ``oodml.study_id``)."""
+        check_id("study id", study_id)
+        found = self._search(
+            f"tags.`oodml.study_id` = '{study_id}' and tags.`oodml.role` = 'study'",
+            order_by=["attributes.start_time ASC"],
+        )
+        tags = _code_version() | {"oodml.study_id": study_id, "oodml.role": "study"}
+        if found:
+            run = found[0]
+            self.parent_run_id = run.info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            self.resumes = int(run.data.tags.get("oodml.resumes", "0")) + 1
+            tags["oodml.resumes"] = str(self.resumes)
+            self.mark_orphans()
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=study_id, tags=tags)
+            self.parent_run_id = run.info.run_id
+        params = {mlflow_key(k): param_value(v) for k, v in flatten(spec).items()}
+        old = run.data.params
+        changed = sorted(k for k in params if k in old and old[k] != params[k])
+        if changed:  # params are immutable: the new spec is in spec.yaml, the changed keys in a tag
+            tags["oodml.spec_changed"] = param_value(changed, MAX_TAG_VALUE)
+        self._log(self.parent_run_id, params={k: v for k, v in params.items() if k not in old}, tags=tags)
+        spec_text = yaml.safe_dump(json.loads(json.dumps(spec, default=str)), sort_keys=False)
+        self.client.log_text(self.parent_run_id, spec_text, "spec.yaml")
+        return self.parent_run_id
+
+    def log_trial(
+        self,
+        record: dict,
+        *,
+        stage: str,
+        status: str,
+        error: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+        tuned: dict | None = None,
+    ) -> str:
+        """Log one trial as a child run and return its id; idempotent per ``trial_id`` and ``stage``.
+
+        Re-logging the same trial returns the existing run untouched if it holds exactly this record;
+        otherwise a new run is logged and the earlier ones (e.g. left RUNNING by a crash, or a failed
+        attempt) are tagged ``oodml.replaced_by`` and deleted, so one active run per trial remains.
+        ``checkpoint_dir`` is the trial's working folder: its ``best.pt`` becomes the artifact
+        ``checkpoint/best.pt`` (None: no checkpoint, e.g. for tuning trials).
+        """
+        parent = self._parent()
+        trial_id = check_id("trial id", record.get("trial_id"))
+        if stage not in STAGES or status not in STATUSES:
+            raise ValueError(
+                f"stage must be one of {STAGES} and status one of {STATUSES}: {stage!r}, {status!r}"
+            )
+        if status == "failed" and not error:
+            raise ValueError(f"trial {trial_id}: a failed trial needs its error")
+        checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+        if checkpoint is not None and not checkpoint.is_file():
+            if status == "completed":
+                raise FileNotFoundError(f"trial {trial_id}: no checkpoint at {checkpoint}")
+            checkpoint = None
+        digest = _digest(record, stage, status, error, tuned, checkpoint)
+        existing = self._search(
+            f"tags.`mlflow.parentRunId` = '{parent}' and tags.`oodml.trial_id` = '{trial_id}' "
+            f"and tags.`oodml.stage` = '{stage}'"
+        )
+        same = [
+            r
+            for r in existing
+            if r.data.tags.get("oodml.digest") == digest and r.info.status == RUN_STATUS[status]
+        ]
+        if same:
+            run_id = same[0].info.run_id
+        else:
+            run_id = self._new_trial_run(record, stage, status, error, tuned)
+            self._finish_trial_run(run_id, record, status, error, checkpoint, digest)
+        for run in existing:
+            if run.info.run_id != run_id:
+                self._retire(run, replaced_by=run_id)
+        return run_id
+
+    def finish_study(
+        self, summary_metrics: dict[str, float], artifacts: list[Path], status: str = "FINISHED"
+    ) -> None:
+        """Log summary metrics (e.g. AUC per method) and files or folders to the parent run, and end it.
+
+        Metrics are logged at ``step`` = the number of resumes, so a resumed study's history shows each run.
+        """
+        parent = self._parent()
+        if status not in ("FINISHED", "FAILED", "KILLED"):
+            raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
+        missing = [str(p) for p in artifacts if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"artifacts not found: {missing}")
+        bad = {k: v for k, v in summary_metrics.items() if not is_number(v)}
+        if bad:
+            raise ValueError(f"summary metrics must be numbers: {bad}")
+        now = _now()
+        metrics = [Metric(mlflow_key(k), float(v), now, self.resumes) for k, v in summary_metrics.items()]
+        self._log(parent, metrics=metrics)
+        for path in map(Path, artifacts):
+            if path.is_dir():
+                self.client.log_artifacts(parent, str(path), path.name)
+            else:
+                self.client.log_artifact(parent, str(path))
+        self.client.set_terminated(parent, status)
+
+    def mark_orphans(self) -> list[str]:
+        """Child runs still RUNNING (their driver died) become KILLED; returns their ids."""
+        orphans = self._search(
+            f"tags.`mlflow.parentRunId` = '{self._parent()}' and attributes.status = 'RUNNING'"
+        )
+        for run in orphans:
+            self.client.set_tag(run.info.run_id, "oodml.orphaned", "true")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return [run.info.run_id for run in orphans]
+
+    def _ensure_experiment(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment_name)  # creates a missing store
+        if found is None:
+            try:
+                return self.client.create_experiment(
+                    self.experiment_name,
+                    artifact_location=artifact_location(self.tracking_uri, self.study_dir),
+                )
+            except MlflowException as err:  # created meanwhile by another process
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                found = self.client.get_experiment_by_name(self.experiment_name)
+        if found.lifecycle_stage == "deleted":
+            self.client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+
+    def _new_trial_run(
+        self, record: dict, stage: str, status: str, error: str | None, tuned: dict | None
+    ) -> str:
+        name = " ".join(str(record[k]) for k in ("method", "split_key") if record.get(k) is not None)
+        seed = f" s{record['seed']}" if record.get("seed") is not None else ""
+        tags = {
+            "mlflow.parentRunId": self._parent(),
+            "oodml.role": "trial",
+            "oodml.trial_id": record["trial_id"],
+            "oodml.stage": stage,
+            "oodml.status": status,
+            "oodml.shots": ",".join(map(str, _shots(record))),
+        }
+        for key in ("dataset", "split_id", "split_key", "fid", "method", "seed", "backbone"):
+            if record.get(key) is not None:
+                tags[f"oodml.{key}"] = str(record[key])
+        if error:
+            tags["oodml.error"] = param_value(error, MAX_TAG_VALUE)
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{name or record['trial_id']}{seed} ({stage})", tags=tags
+        )
+        self._log(run.info.run_id, metrics=_metrics(record), params=_params(record, tuned))
+        return run.info.run_id
+
+    def _finish_trial_run(
+        self, run_id: str, record: dict, status: str, error: str | None, checkpoint: Path | None, digest: str
+    ) -> None:
+        self.client.log_text(run_id, json.dumps(record, indent=1, sort_keys=True, default=str), "record.json")
+        if error:
+            self.client.log_text(run_id, error, "error.txt")
+        if checkpoint is not None:
+            self.client.log_artifact(run_id, str(checkpoint), "checkpoint")
+        self.client.set_tag(run_id, "oodml.digest", digest)  # with the final status: the run is complete
+        self.client.set_terminated(run_id, RUN_STATUS[status])
+
+    def _retire(self, run: Run, replaced_by: str) -> None:
+        self.client.set_tag(run.info.run_id, "oodml.replaced_by", replaced_by)
+        if run.info.status == "RUNNING":
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        self.client.delete_run(run.info.run_id)
+
+    def _log(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """``log_batch`` within its limits: 1000 metrics, or 100 params and tags, per call."""
+        for batch in chunks(list(metrics), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=batch)
+        entries = [Param(k, v) for k, v in (params or {}).items()]
+        entries += [RunTag(k, v) for k, v in (tags or {}).items()]
+        for batch in chunks(entries, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(
+                run_id,
+                params=[e for e in batch if isinstance(e, Param)],
+                tags=[e for e in batch if isinstance(e, RunTag)],
+            )
+
+    def _search(self, filter_string: str, order_by: list[str] | None = None) -> list[Run]:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=1000, order_by=order_by, page_token=token
+            )
+            runs += page
+            token = page.token
+            if not token:
+                return runs
+
+    def _parent(self) -> str:
+        if self.parent_run_id is None:
+            raise RuntimeError("no study run: call start_study(study_id, spec) first")
+        return self.parent_run_id
+
+
+def _params(record: dict, tuned: dict | None) -> dict[str, str]:
+    """Identity fields, ``hyperparameters.*``, ``config.*`` (the resolved trial config), ``versions.*``."""
+    params: dict[str, object] = {k: record[k] for k in IDENTITY_PARAMS if record.get(k) is not None}
+    for prefix in ("hyperparameters", "config", "versions"):
+        value = record.get(prefix)
+        value = json.loads(value) if isinstance(value, str) else value
+        if value:
+            params.update(flatten(value, f"{prefix}."))
+    if tuned is not None:
+        params["tuned_hyperparameters"] = tuned
+    return {mlflow_key(k): param_value(v) for k, v in params.items()}
+
+
+def _metrics(record: dict) -> list[Metric]:
+    """Per-epoch curves with ``step=epoch``; final numbers (val/test/fewshot/time/...) at step 0."""
+    now = _now()
+    metrics = []
+    epochs = record.get("curve/epoch") or []
+    for key, value in record.items():
+        if key.startswith("curve/"):
+            if key != "curve/epoch":
+                metrics += [
+                    Metric(mlflow_key(key), float(v), now, int(e))
+                    for e, v in zip(epochs, value, strict=True)
+                    if is_number(v)
+                ]
+        elif key not in _NOT_METRICS and is_number(value):
+            metrics.append(Metric(mlflow_key(key), float(value), now, 0))
+    return metrics
+
+
+def _shots(record: dict) -> list[int]:
+    shots = {int(k.split("/")[1]) for k in record if k.startswith("fewshot/")}
+    return sorted(shots | ({0} if any(k.startswith("test/") for k in record) else set()))
+
+
+def _digest(
+    record: dict, stage: str, status: str, error: str | None, tuned: dict | None, checkpoint: Path | None
+) -> str:
+    """What a trial run holds: equal digests mean re-logging would change nothing."""
+    stat = checkpoint.stat() if checkpoint is not None else None
+    file = (str(checkpoint), stat.st_size, stat.st_mtime_ns) if stat is not None else None
+    payload = json.dumps([record, stage, status, error, tuned, file], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _code_version() -> dict[str, str]:
+    """``oodml.version`` and, in a git checkout of oodml, its commit and whether it had local changes."""
+    try:
+        tags = {"oodml.version": metadata.version("oodml")}
+    except metadata.PackageNotFoundError:
+        tags = {"oodml.version": "unknown"}
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = _git(root, "rev-parse", "--show-toplevel", "HEAD").split()
+        if len(head) == 2 and Path(head[0]).resolve() == root:
+            tags["mlflow.source.git.commit"] = head[1]
+            tags["oodml.git_dirty"] = str(bool(_git(root, "status", "--porcelain", "--untracked-files=no")))
+    except (OSError, subprocess.SubprocessError):
+        pass  # not a git checkout (an installed package): the version tag stands alone
+    return tags
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()

@@ -1,0 +1,72 @@
+"""``oodml ui STUDY_DIR``: the MLflow UI for a study's store, bound to 127.0.0.1 unless asked otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import subprocess
+import sys
+from pathlib import Path
+
+from study.tracking.tracker import default_tracking_uri
+
+LOOPBACK = "127.0.0.1"
+
+
+def ui_command(study_dir: str | Path, *, host: str = LOOPBACK, port: int = 5000) -> list[str]:
+    """The ``mlflow server`` command line for the study's SQLite store and artifact folder."""
+    study_dir = Path(study_dir).resolve()
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        default_tracking_uri(study_dir),
+        "--artifacts-destination",
+        (study_dir / "mlartifacts").as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
+def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_dir", type=Path, help="the study folder (holds mlflow.db)")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
+    parser.add_argument(
+        "--host",
+        default=LOOPBACK,
+        help=f"interface to bind (default: {LOOPBACK}, this machine only; 0.0.0.0 exposes the UI to the network)",
+    )
+
+
+def ui(args: argparse.Namespace) -> int:
+    store = Path(args.study_dir).resolve() / "mlflow.db"
+    if not store.is_file():
+        raise FileNotFoundError(
+            f"no MLflow store at {store}; a study that logged to a tracking server is browsed on that server"
+        )
+    print(
+        f"MLflow UI for {store} at http://{args.host}:{args.port}, listening on {args.host} "
+        f"({reach(args.host)}); Ctrl-C stops it",
+        flush=True,
+    )
+    try:
+        return subprocess.run(ui_command(args.study_dir, host=args.host, port=args.port)).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def reach(host: str) -> str:
+    """Who can connect to a server bound to ``host``, in words."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "this machine only" if host == "localhost" else f"the network of interface {host}"
+    if address.is_loopback:
+        return "this machine only"
+    return "every network this machine is on" if address.is_unspecified else f"the network of {host}"
