@@ -5,7 +5,7 @@ penultimate features are averaged per class. Extractors (``EXTRACTORS``):
 
 - ``resnet50``: torchvision's ResNet50 with the ImageNet weights the paper used (IMAGENET1K_V1), 2048-d.
   Weights come from the torch hub cache or ``weights=``; they are never downloaded.
-- ``glyph-classifier``: for the glyph demo, a small CNN (``tasks.models.glyph_cnn``, 128-d) trained as a
+- ``glyph-classifier``: for the glyph demo, a small CNN (``glyph_feature_cnn``, 128-d) trained as a
   classifier on the held-out glyph classes, which play ImageNet's role. Why not pixel PCA or a random
   CNN: they also give a FID trend, but under them an untrained network's Recall@1 falls with FID too,
   i.e. part of their "shift" is mere test difficulty; with features learned on other classes it does
@@ -34,7 +34,6 @@ from tasks.data.base import DatasetError, LabelledImages
 from tasks.data.glyphs import heldout_for
 from tasks.data.torch_dataset import ArrayImageSubset, image_dataset
 from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
-from tasks.models.glyph_cnn import glyph_cnn
 from tasks.models.resnet import resnet
 from tasks.models.weights import HubCheckpoint, load_backbone_weights
 
@@ -136,6 +135,22 @@ def resnet50_extractor(images: LabelledImages, weights: Path | None) -> Extracto
     return Extractor(network, IMAGENET, _file_digest(path))
 
 
+def glyph_feature_cnn() -> nn.Sequential:
+    """Image (B, 1, 32, 32) -> 128-d pooled feature: three stride-2 3x3 convolutions (32-64-128 channels)
+    with BatchNorm and ReLU, then global average pooling. A third of the trial backbone's cost, so that
+    training it on the held-out pool fits the demo's time budget."""
+    layers: list[nn.Module] = []
+    channels = 1
+    for out in (32, 64, 128):
+        layers += [
+            nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU(),
+        ]
+        channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
 @dataclass(frozen=True)
 class GlyphClassifierSettings:
     """How the glyph feature network is trained (plain cross-entropy over the held-out classes)."""
@@ -150,7 +165,7 @@ GLYPH_CLASSIFIER = GlyphClassifierSettings()
 
 
 def train_glyph_classifier(heldout: LabelledImages, settings: GlyphClassifierSettings) -> nn.Module:
-    """``glyph_cnn`` trained, with a linear classifier on top, to tell the held-out classes apart.
+    """``glyph_feature_cnn`` trained, with a linear classifier on top, to tell the held-out classes apart.
 
     Seeded: the same pool and settings give the same weights on a given machine.
     """
@@ -158,7 +173,7 @@ def train_glyph_classifier(heldout: LabelledImages, settings: GlyphClassifierSet
     data = ArrayImageSubset(heldout, range(len(heldout)), GLYPH, True, {c: i for i, c in enumerate(classes)})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        trunk = glyph_cnn()
+        trunk = glyph_feature_cnn()
         model = nn.Sequential(trunk, nn.Linear(128, len(classes)))
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
         model.train()
@@ -174,16 +189,16 @@ def train_glyph_classifier(heldout: LabelledImages, settings: GlyphClassifierSet
 
 
 def glyph_classifier_extractor(images: LabelledImages, weights: Path | None) -> Extractor:
-    """The glyph feature network from ``weights`` (a ``glyph_cnn`` state dict) or trained on the held-out
-    classes of ``images``' glyph bank, once, then cached next to the bank."""
-    network = glyph_cnn()
+    """The glyph feature network from ``weights`` (a ``glyph_feature_cnn`` state dict), or trained once on
+    the held-out classes of ``images``' glyph bank and cached next to the bank."""
+    network = glyph_feature_cnn()
     if weights is None:
         try:
             heldout = heldout_for(images)
         except DatasetError as error:
             raise FeatureWeightsError(
                 f"{error}; glyph-classifier features are trained on a glyph benchmark's held-out classes, "
-                "or pass weights=<path to a glyph_cnn state dict>"
+                "or pass weights=<path to a glyph_feature_cnn state dict>"
             ) from error
         key = _digest(heldout.root.name, heldout.classes, asdict(GLYPH_CLASSIFIER))[:16]
         weights = heldout.root.parent / f"glyph-classifier-{key}.pt"

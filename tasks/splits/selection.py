@@ -32,9 +32,8 @@ def select_by_keys(progressions: dict[str, list[SplitStep]], keys: Sequence[str]
 def select_evenly(progressions: dict[str, list[SplitStep]], count: int = 8) -> list[SplitStep]:
     """``count`` splits whose FIDs are spread as evenly as possible over the reachable range.
 
-    Targets are ``count`` evenly spaced FIDs from the lowest to the highest recorded one; each target
-    takes the nearest unused step, and the target nearest the default split takes the default split,
-    which is always included. Returned sorted by FID.
+    Always takes the default split and the lowest- and highest-FID steps, then adds, one at a time, the
+    step farthest (in FID) from every step taken so far (max-min spacing). Returned sorted by FID.
     """
     pool = candidates(progressions)
     if count < 1:
@@ -43,12 +42,11 @@ def select_evenly(progressions: dict[str, list[SplitStep]], count: int = 8) -> l
         return sorted(pool, key=lambda s: s.fid)
     fids = np.array([s.fid for s in pool])
     default = next(i for i, s in enumerate(pool) if s.key == DEFAULT_KEY)
-    targets = np.linspace(fids.min(), fids.max(), count)
-    chosen = {default}
-    free_targets = np.delete(targets, np.argmin(np.abs(targets - fids[default])))
-    for target in free_targets:
-        order = np.argsort(np.abs(fids - target), kind="stable")
-        chosen.add(int(next(i for i in order if i not in chosen)))
+    chosen = list(dict.fromkeys([default, int(np.argmin(fids)), int(np.argmax(fids))]))[:count]
+    while len(chosen) < count:
+        gaps = np.min(np.abs(fids[:, None] - fids[chosen][None, :]), axis=1)
+        gaps[chosen] = -1.0
+        chosen.append(int(np.argmax(gaps)))
     return sorted((pool[i] for i in chosen), key=lambda s: s.fid)
 
 

@@ -121,3 +121,22 @@ def test_real_ooDML_cars196_file_loads():
     assert [len(s.train) for s in split_file.splits] == [98] * 5 + [86, 74, 62]
     assert (len(split_file.splits[0].split_train), len(split_file.splits[0].split_val)) == (73, 25)
     assert {shots: len(e) for shots, e in split_file.splits[0].episodes.items()} == {2: 10, 5: 10, 10: 10}
+
+
+def test_even_selection_spans_the_range_and_keeps_the_default():
+    from tasks.splits.progressions import SplitStep
+    from tasks.splits.selection import select_evenly
+
+    fids = {"harder": [20.0, 30, 40, 50, 60, 70, 80, 90, 100], "easier": [20.0, 15, 12, 10]}
+    progressions = {
+        name: [
+            SplitStep(name, str((1 if name == "harder" else -1) * i), f, ("a",), ("b",))
+            for i, f in enumerate(values)
+        ]
+        for name, values in fids.items()
+    }
+    chosen = select_evenly(progressions, 5)
+    # default 20, ends 10 and 100, then the max-min picks: 60, then 40 (ties go to the earlier step)
+    assert [s.fid for s in chosen] == [10, 20, 40, 60, 100]
+    assert {s.key for s in chosen} >= {"0", "-3", "8"}  # default, lowest and highest FID
+    assert len(chosen) == 5

@@ -1,0 +1,98 @@
+"""Class-mean features for FID: the npz format, the extractors' weights, the per-image cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import tasks.splits.features as features
+from tasks.data import build_dataset
+from tasks.splits.features import ClassFeatures, FeatureWeightsError, class_mean_features
+
+
+@pytest.fixture
+def tiny_classifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One epoch is enough to test the plumbing."""
+    monkeypatch.setattr(features, "GLYPH_CLASSIFIER", features.GlyphClassifierSettings(epochs=1))
+
+
+def test_class_features_round_trip_and_hash(tmp_path: Path) -> None:
+    saved = ClassFeatures.from_means(["b", "a"], np.arange(6.0).reshape(2, 3), "resnet50")
+    saved.save_npz(tmp_path / "f.npz")
+    loaded = ClassFeatures.load_npz(tmp_path / "f.npz")
+    assert loaded.class_names == ["b", "a"] and loaded.extractor == "resnet50"
+    assert np.array_equal(loaded.means, saved.means) and loaded.means.dtype == np.float64
+    assert (
+        loaded.feature_hash
+        == saved.feature_hash
+        != ClassFeatures.from_means(["a", "b"], saved.means, "x").feature_hash
+    )
+    arrays = dict(np.load(tmp_path / "f.npz"))
+    np.savez(tmp_path / "damaged.npz", **{**arrays, "means": arrays["means"] + 1})
+    with pytest.raises(ValueError, match="does not match its contents"):
+        ClassFeatures.load_npz(tmp_path / "damaged.npz")
+
+
+def test_glyph_classifier_features_are_cached(
+    tiny_glyphs: dict[str, Any], tiny_classifier: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = build_dataset("glyphs", **tiny_glyphs, num_classes=20)
+    first = class_mean_features(images, "glyph-classifier", cache_dir=tmp_path, progress=False)
+    assert first.class_names == images.classes and first.means.shape == (20, 128)
+    assert first.extractor == "glyph-classifier" and np.isfinite(first.means).all()
+    assert len(list(tiny_glyphs["root"].glob("glyph-classifier-*.pt"))) == 1
+    assert len(list(tmp_path.glob("glyphs-glyph-classifier-*.npz"))) == 1
+    # a second call neither trains nor reads an image
+    monkeypatch.setattr(features, "train_glyph_classifier", lambda *_: pytest.fail("trained again"))
+    monkeypatch.setattr(features, "image_dataset", lambda *_: pytest.fail("features computed again"))
+    again = class_mean_features(images, "glyph-classifier", cache_dir=tmp_path, progress=False)
+    assert again.feature_hash == first.feature_hash
+
+
+def test_glyph_classifier_needs_a_glyph_benchmark_or_weights(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.new("L", (32, 32), 255).save(tmp_path / "a" / "x.png")
+    Image.new("L", (32, 32), 0).save(tmp_path / "b" / "y.png")
+    images = build_dataset("imagefolder", tmp_path)
+    with pytest.raises(FeatureWeightsError, match="not a glyph benchmark.*or pass weights="):
+        class_mean_features(images, "glyph-classifier", cache_dir=None, progress=False)
+    torch.save(features.glyph_feature_cnn().state_dict(), tmp_path / "net.pt")
+    means = class_mean_features(images, "glyph-classifier", cache_dir=None, weights=tmp_path / "net.pt").means
+    assert means.shape == (2, 128)
+
+
+def test_resnet50_without_weights_says_which_file_goes_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_glyphs: dict[str, Any]
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    images = build_dataset("glyphs", **tiny_glyphs, num_classes=4)
+    expected = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    message = (
+        rf"not found at {expected}\. .*never downloaded: fetch "
+        r"https://download\.pytorch\.org/models/resnet50-0676ba61\.pth .*TORCH_HOME.*weights="
+    )
+    with pytest.raises(FeatureWeightsError, match=message):
+        class_mean_features(images, "resnet50", cache_dir=None)
+    with pytest.raises(ValueError, match="unknown feature extractor 'resnet5'"):
+        class_mean_features(images, "resnet5", cache_dir=None)
+
+
+@pytest.mark.slow
+def test_resnet50_from_a_weights_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    import torchvision
+
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "resnet50.pth")
+    for name, colour in (("red", (200, 0, 0)), ("blue", (0, 0, 200))):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        Image.new("RGB", (16, 16), colour).save(tmp_path / "images" / name / "0.jpg")
+    images = build_dataset("imagefolder", tmp_path / "images")
+    result = class_mean_features(images, "resnet50", cache_dir=None, weights=tmp_path / "resnet50.pth")
+    assert result.means.shape == (2, 2048) and result.class_names == ["blue", "red"]
+    assert not np.allclose(result.means[0], result.means[1])
