@@ -36,6 +36,12 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         "results",
         "print a study's results: trials, AUC, ranking, curves, few-shot gain",
     ),
+    ("report",): Command(
+        "dashboards.report",
+        "add_report_arguments",
+        "report",
+        "write a study's dashboard (HTML page + PNG figures); --serve shows it live on 127.0.0.1",
+    ),
     ("ui",): Command(
         "study.tracking.ui", "add_ui_arguments", "ui", "MLflow UI for a study's store (binds 127.0.0.1)"
     ),

@@ -61,7 +61,8 @@ def positive_ranks(
     """Exact ranks of each query's positives up to ``max(depth, R_i)``.
 
     ``embeddings`` (n x d float32, finite) may live on any torch device: the block products run there,
-    the bookkeeping on the CPU. ``codes`` are integer class codes (n,).
+    the bookkeeping on the CPU. ``codes`` are integer class codes (n,). Memory: two ``block`` x ``block``
+    products and a few numbers per (query, positive) pair, i.e. O(sum of squared class sizes).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")

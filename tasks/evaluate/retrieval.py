@@ -48,7 +48,7 @@ def retrieval_metrics(
 
 
 def _embeddings(embeddings: np.ndarray | torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
-    x = torch.as_tensor(embeddings)
+    x = torch.as_tensor(embeddings).detach()
     x = x.to(device=device if device is not None else x.device, dtype=torch.float32).contiguous()
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"embeddings must be an (n, d) array with n >= 2, got shape {tuple(x.shape)}")

@@ -92,6 +92,8 @@ def _from_dataset(args: argparse.Namespace) -> dict:
         device=args.device,
     )
     by_class = images.indices_by_class()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    features.save_npz(Path(args.out) / "class_means.npz")  # for the dashboard's projection of splits
     return {
         "class_names": features.class_names,
         "class_means": features.means,

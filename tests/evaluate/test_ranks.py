@@ -3,6 +3,7 @@ import pytest
 import torch
 from evaluate_reference import ranked_relevance
 
+from tasks.evaluate import recall_at_k
 from tasks.evaluate.ranks import positive_ranks
 
 
@@ -45,3 +46,10 @@ def test_all_singletons_and_single_class() -> None:
 def test_unknown_metric() -> None:
     with pytest.raises(ValueError, match="metric"):
         positive_ranks(torch.randn(4, 2), np.zeros(4, np.int64), 3, metric="cosine")
+
+
+def test_metrics_refuse_cutoffs_beyond_the_depth() -> None:
+    pr = positive_ranks(torch.randn(30, 3), np.arange(30) % 15, 4)
+    assert 0.0 <= recall_at_k(pr, 4) <= 1.0
+    with pytest.raises(ValueError, match="depth"):
+        recall_at_k(pr, 5)

@@ -37,6 +37,13 @@ def test_ties_duplicates_and_string_labels(metric: str) -> None:
     _assert_metrics(got, reference_metrics(x, labels, (1, 3, 100), metric))
 
 
+def test_tensor_that_requires_grad() -> None:
+    x = torch.randn(12, 3, requires_grad=True)
+    labels = np.arange(12) % 4
+    got = retrieval_metrics(x, labels, (1,), with_nmi=False)
+    _assert_metrics(got, reference_metrics(x.detach().numpy(), labels, (1,)))
+
+
 def test_cutoff_1000_and_a_class_larger_than_1000() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(1100, 2)).astype(np.float32)

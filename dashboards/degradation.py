@@ -1,0 +1,78 @@
+"""Degradation curves: test Recall@1 and mAP@R against split FID, one line per method (DESIGN.md 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from dashboards.page import Block, Image, Note
+from dashboards.plotting import METRICS, figure, series_styles, slug, with_series
+from study.results import DEFAULT_SPLIT_KEY, degradation_curves
+
+
+def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
+    curves = pd.concat([with_series(degradation_curves(table, m).to_pandas()) for m in METRICS])
+    if curves.empty:
+        return [Note("No zero-shot test results of Recall@1 or mAP@R yet.")]
+    blocks = []
+    for dataset, rows in curves.groupby("dataset"):
+        path = out / f"degradation_{slug(dataset)}.png"
+        plot_degradation(rows, dataset, path)
+        seeds = rows["n_seeds"].max()
+        blocks.append(
+            Image(
+                path,
+                f"{dataset}: zero-shot test metrics against the FID between train and test classes; "
+                f"mean over seeds (up to {seeds}) with the 95% CI band; dotted line: default split "
+                f"(key {DEFAULT_SPLIT_KEY}); top axis: test classes per split (fewer classes make "
+                "retrieval easier, against the trend).",
+            )
+        )
+    return blocks
+
+
+def plot_degradation(rows: pd.DataFrame, dataset: str, path: Path) -> None:
+    """One panel per metric (``rows``: ``degradation_curves`` of one dataset, several metrics)."""
+    metrics = [m for m in METRICS if (rows["metric"] == m).any()]
+    styles = series_styles(rows["series"])
+    with figure(path, (5.0 * len(metrics) + 0.4, 4.0), ncols=len(metrics)) as (fig, axes):
+        for ax, metric in zip(axes[0], metrics, strict=True):
+            part = rows[rows["metric"] == metric]
+            for series, line in part.groupby("series"):
+                line = line.sort_values("fid")
+                colour, marker = styles[series]["color"], styles[series]["marker"]
+                ax.plot(line["fid"], line["mean"], color=colour, marker=marker, ms=4.5, lw=1.7, label=series)
+                low, high = line["mean"] - line["ci95"], line["mean"] + line["ci95"]
+                ax.fill_between(line["fid"], low, high, color=colour, alpha=0.16, lw=0)
+            _mark_splits(ax, part.drop_duplicates("split_id").sort_values("fid"))
+            ax.set_title(f"{dataset} · test {METRICS[metric]} (zero-shot)")
+            ax.set_xlabel("FID between train and test classes")
+            ax.set_ylabel(f"test {METRICS[metric]}")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6))
+
+
+def _mark_splits(ax, splits: pd.DataFrame) -> None:
+    """Default split as a dotted line; the test-class count of each split on a top axis."""
+    default = splits[splits["split_key"] == DEFAULT_SPLIT_KEY]
+    for fid in default["fid"]:
+        ax.axvline(fid, color="#444444", ls=":", lw=1.2, zorder=0)
+        ax.annotate(
+            "default split",
+            (fid, 0.02),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            fontsize=7.5,
+            color="#444444",
+        )
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(
+        splits["fid"].to_list(),
+        labels=["?" if pd.isna(n) else str(int(n)) for n in splits["num_test_classes"]],
+        fontsize=7,
+    )
+    top.tick_params(length=2, pad=1)
+    top.set_xlabel("test classes", fontsize=7.5, color="#555555")

@@ -1,0 +1,123 @@
+"""Few-shot gains: how much Recall@1 a few labelled test examples buy back on each split (DESIGN.md 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+from matplotlib.lines import Line2D
+
+from dashboards.page import Block, Image, Note, Table
+from dashboards.plotting import METRICS, figure, series_styles, slug, with_ci, with_series
+from study.results import fewshot_gain
+
+METRIC = "recall@1"
+
+
+def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
+    gain = with_series(fewshot_gain(table, METRIC).to_pandas())
+    if gain.empty:
+        return [Note("No few-shot results (shots > 0) yet.")]
+    blocks: list = []
+    for dataset, rows in gain.groupby("dataset"):
+        path = out / f"fewshot_{slug(dataset)}.png"
+        plot_fewshot(rows, dataset, path)
+        blocks.append(
+            Image(
+                path,
+                f"{dataset}: top, test {METRICS[METRIC]} on the episode queries before (dashed) and after "
+                "(solid) adapting on the support set, with the 95% CI over episodes; the shaded gap is the "
+                "gain. Bottom: the gain, mean over seeds with its 95% CI band over seeds.",
+            )
+        )
+    blocks.append(
+        Table(gain_table(gain), f"Few-shot gain in test {METRICS[METRIC]} per split and shot budget")
+    )
+    return blocks
+
+
+def plot_fewshot(rows: pd.DataFrame, dataset: str, path: Path) -> None:
+    """One column per shot budget; top row zero- vs few-shot values, bottom row their difference."""
+    shots = sorted(rows["shots"].unique())
+    styles = series_styles(rows["series"])
+    label = METRICS[METRIC]
+    with figure(
+        path, (4.3 * len(shots) + 0.4, 6.4), nrows=2, ncols=len(shots), sharex="col", sharey="row"
+    ) as (
+        fig,
+        axes,
+    ):
+        for column, budget in enumerate(shots):
+            top, bottom = axes[0, column], axes[1, column]
+            for series, line in rows[rows["shots"] == budget].groupby("series"):
+                line = line.sort_values("fid")
+                colour, marker = styles[series]["color"], styles[series]["marker"]
+                fid = line["fid"]
+                top.errorbar(
+                    fid,
+                    line["zeroshot"],
+                    yerr=line["zeroshot_ci95"],
+                    color=colour,
+                    marker=marker,
+                    mfc="white",
+                    ms=4,
+                    ls="--",
+                    lw=1.1,
+                    capsize=2,
+                )
+                top.errorbar(
+                    fid,
+                    line["fewshot"],
+                    yerr=line["fewshot_ci95"],
+                    color=colour,
+                    marker=marker,
+                    ms=4,
+                    lw=1.7,
+                    capsize=2,
+                )
+                top.fill_between(fid, line["zeroshot"], line["fewshot"], color=colour, alpha=0.12, lw=0)
+                bottom.plot(fid, line["gain"], color=colour, marker=marker, ms=4, lw=1.7)
+                bottom.fill_between(
+                    fid,
+                    line["gain"] - line["gain_ci95"],
+                    line["gain"] + line["gain_ci95"],
+                    color=colour,
+                    alpha=0.16,
+                    lw=0,
+                )
+            bottom.axhline(0, color="#444444", lw=0.9)
+            top.set_title(f"{dataset} · {budget} shots")
+            bottom.set_xlabel("FID between train and test classes")
+        axes[0, 0].set_ylabel(f"test {label} (episode queries)")
+        axes[1, 0].set_ylabel(f"gain in {label} (few − zero-shot)")
+        handles = [
+            Line2D([], [], color=s["color"], marker=s["marker"], lw=1.7, label=n) for n, s in styles.items()
+        ]
+        handles += [
+            Line2D([], [], color="#444444", lw=1.7, label="few-shot (adapted)"),
+            Line2D([], [], color="#444444", lw=1.1, ls="--", marker="o", mfc="white", label="zero-shot"),
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+
+
+def gain_table(gain: pd.DataFrame) -> pd.DataFrame:
+    gain = gain.sort_values(["dataset", "shots", "fid", "series"])
+    return pd.DataFrame(
+        {
+            "dataset": gain["dataset"],
+            "method": gain["series"],
+            "split": gain["split_key"],
+            "FID": gain["fid"],
+            "shots": gain["shots"],
+            "zero-shot ± episode CI": [
+                with_ci(v, c) for v, c in zip(gain["zeroshot"], gain["zeroshot_ci95"], strict=True)
+            ],
+            "few-shot ± episode CI": [
+                with_ci(v, c) for v, c in zip(gain["fewshot"], gain["fewshot_ci95"], strict=True)
+            ],
+            "gain ± seed CI": [with_ci(v, c) for v, c in zip(gain["gain"], gain["gain_ci95"], strict=True)],
+            "episodes": gain["episodes"].astype("Int64"),
+            "seeds": gain["n_seeds"].astype("Int64"),
+        }
+    )

@@ -1,0 +1,84 @@
+"""What every dashboard figure shares: its look, one colour and marker per method, atomic PNG output.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn on the Agg canvas, never pyplot: no global
+backend or figure registry, so building a report is safe inside a server thread or a study driver.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+DPI = 110
+METRICS = {"recall@1": "Recall@1", "map@r": "mAP@R"}  # the metrics the dashboard plots, in order
+# Okabe-Ito, without its yellow (unreadable on white): distinguishable with the common colour blindnesses.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+TRAIN_COLOUR, TEST_COLOUR = "#56B4E9", "#D55E00"
+STATUS_COLOURS = {"completed": "#009E73", "failed": "#D55E00", "running": "#0072B2", "interrupted": "#999999"}
+RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.edgecolor": "#555555",
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "axes.titlelocation": "left",
+    "grid.color": "#e5e5e5",
+    "grid.linewidth": 0.8,
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "savefig.facecolor": "white",
+}
+
+
+@contextmanager
+def figure(path: Path, size: tuple[float, float], **subplots) -> Iterator[tuple[Figure, np.ndarray]]:
+    """A styled figure with a 2-D array of axes; saved as a PNG at ``path`` (atomically) on exit."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=size, layout="constrained")
+        axes = fig.subplots(squeeze=False, **subplots)
+        yield fig, axes
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fig.savefig(tmp, dpi=DPI, format="png")
+        os.replace(tmp, path)
+
+
+def series_styles(labels: Iterable[str]) -> dict[str, dict]:
+    """Colour and marker per series label, stable across figures (labels in sorted order)."""
+    return {
+        label: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
+        for i, label in enumerate(sorted(set(labels)))
+    }
+
+
+def with_series(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``series``: the method, or ``method · backbone`` where a dataset has several backbones."""
+    several = frame.groupby("dataset")["backbone"].transform("nunique") > 1
+    method, backbone = frame["method"].astype(str), frame["backbone"].astype(str)
+    return frame.assign(series=method.where(~several, method + " · " + backbone))
+
+
+def with_ci(value: float, ci: float, digits: int = 3) -> str:
+    """``0.612 ± 0.010``, or the value alone where the CI is undefined (one seed)."""
+    if pd.isna(value):
+        return "–"
+    return f"{value:.{digits}f}" if pd.isna(ci) else f"{value:.{digits}f} ± {ci:.{digits}f}"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "_"

@@ -1,0 +1,134 @@
+"""``build_report``: a study's dashboard, built from its results dataset; and ``oodml report``.
+
+The page and its PNG figures go to ``<study>/dashboard/``. It can be built at any time: while a study
+runs, with failed or partial results, and before any result exists (then it says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dashboards.degradation import degradation_blocks
+from dashboards.fewshot import fewshot_blocks
+from dashboards.page import Block, Header, Image, Note, Section, render_page
+from dashboards.projection import projection_blocks, study_datasets
+from dashboards.ranking import ranking_blocks
+from dashboards.splits import splits_blocks
+from dashboards.status import StudyStatus, read_status, status_blocks
+from study.results.schema import SCHEMA
+from study.results.store import RESULTS_DIR, read_folder
+
+DASHBOARD_DIR = "dashboard"
+PAGE = "index.html"
+RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] = [
+    ("degradation", "Degradation curves", degradation_blocks),
+    ("ranking", "AUC ranking", ranking_blocks),
+    ("fewshot", "Few-shot gain", fewshot_blocks),
+    ("splits", "Splits", splits_blocks),
+]
+
+
+def build_report(study_dir: str | Path) -> Path:
+    """Write ``<study>/dashboard/index.html`` and its figures; returns the page's path."""
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise FileNotFoundError(f"{study_dir} is not a folder: give a study folder (it holds results/)")
+    out = study_dir / DASHBOARD_DIR
+    out.mkdir(exist_ok=True)
+    table, skipped = read_folder(study_dir / RESULTS_DIR, SCHEMA)
+    status = read_status(study_dir, table, skipped)
+    measured = table.filter(pc.and_(pc.equal(table["stage"], "eval"), pc.equal(table["status"], "completed")))
+    if measured.num_rows:
+        sections = [
+            _guarded(anchor, title, partial(build, table, out)) for anchor, title, build in RESULT_SECTIONS
+        ]
+    else:
+        sections = [Section("results", "Results", [Note(_no_results(status))])]
+    datasets = sorted(set(table["dataset"].drop_null().to_pylist()) | set(study_datasets(study_dir)))
+    if datasets:
+        title = "Train vs test class means (PCA)"
+        sections.append(_guarded("projection", title, partial(projection_blocks, study_dir, datasets, out)))
+    sections.append(_guarded("status", "Study status", partial(status_blocks, status, out)))
+    page = render_page(_header(study_dir, table, status), sections, _footer(len(table)))
+    _remove_stale_figures(out, sections)
+    path = out / PAGE
+    tmp = path.with_name(f".{PAGE}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _guarded(anchor: str, title: str, build: Callable[[], list[Block]]) -> Section:
+    """A section, or a note saying why it could not be drawn: one bad chart must not hide the others."""
+    try:
+        return Section(anchor, title, build())
+    except Exception as err:  # shown on the page, which still renders
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        place = f"{Path(where.filename).name}:{where.lineno}"
+        text = f"This section could not be drawn: {type(err).__name__}: {err} ({place})"
+        return Section(anchor, title, [Note(text, warning=True)])
+
+
+def _no_results(status: StudyStatus) -> str:
+    counts = status.counts()
+    text = "No results yet: no evaluation trial has completed."
+    if sum(counts.values()):
+        text += (
+            " So far: " + ", ".join(f"{n} {what}" for what, n in counts.items() if n) + " (see Study status)."
+        )
+    return text
+
+
+def _header(study_dir: Path, table: pa.Table, status: StudyStatus) -> Header:
+    def names(column: str) -> str:
+        return ", ".join(str(v) for v in sorted(set(table[column].drop_null().to_pylist()))) or "–"
+
+    study = names("study") if table.num_rows else study_dir.name
+    lines = [
+        f"Study folder: {study_dir.resolve()}",
+        f"Datasets: {names('dataset')} · Methods: {names('method')} · Seeds: {names('seed')}",
+    ]
+    badges = [(f"{n} {what}", what) for what, n in status.counts().items() if n or what == "completed"]
+    badges.append(("driver running" if status.driver else "no driver running", "neutral"))
+    return Header(f"oodml study: {study}", lines, badges)
+
+
+def _footer(rows: int) -> str:
+    return f"Built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by oodml from the results dataset ({rows} rows)."
+
+
+def _remove_stale_figures(out: Path, sections: list[Section]) -> None:
+    """Figures of an earlier build that this one no longer draws (e.g. a dataset whose rows were removed)."""
+    drawn = {b.path.name for s in sections for b in s.blocks if isinstance(b, Image)}
+    for path in out.glob("*.png"):
+        if path.name not in drawn:
+            path.unlink(missing_ok=True)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_dir", type=Path, help="the study folder (holds results/)")
+    parser.add_argument(
+        "--serve", action="store_true", help="serve the page on 127.0.0.1, rebuilt when the results change"
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port for --serve (default 8765; 0: any free)")
+
+
+def report(args: argparse.Namespace) -> int:
+    if not args.serve:
+        print(f"wrote {build_report(args.study_dir)}")
+        return 0
+    from dashboards.serve import LiveReport, serve
+
+    live = LiveReport(args.study_dir)
+    print(f"wrote {live.refresh()}")
+    serve(live, args.port)
+    return 0

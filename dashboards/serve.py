@@ -1,0 +1,104 @@
+"""``oodml report --serve``: the dashboard on 127.0.0.1, rebuilt from the results dataset as a study runs.
+
+Each request for the page compares the watched state (result files, trial folders, the study lock)
+with the one of the last build and rebuilds when it changed; the served page reloads itself every
+``RELOAD_S`` seconds, so an open browser follows the study. The file on disk carries no reload.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dashboards.report import DASHBOARD_DIR, PAGE, build_report
+from dashboards.status import TRIALS_DIR
+from study.lock import LOCK_FILE
+from study.results.store import RESULTS_DIR
+
+RELOAD_S = 15
+HOST = "127.0.0.1"
+
+
+def watched_state(study_dir: Path) -> tuple:
+    """What the page depends on that changes while a study runs."""
+    files = [(p.name, p.stat()) for p in (study_dir / RESULTS_DIR).glob("*.parquet")]
+    results = sorted((name, stat.st_mtime_ns, stat.st_size) for name, stat in files)
+    trials = sorted(p.name for p in (study_dir / TRIALS_DIR).glob("*"))
+    lock = study_dir / LOCK_FILE
+    return results, trials, (lock.stat().st_mtime_ns, lock.stat().st_size) if lock.exists() else None
+
+
+class LiveReport:
+    """A study's dashboard, rebuilt on ``refresh`` when the watched state changed since the last build."""
+
+    def __init__(self, study_dir: str | Path) -> None:
+        self.study_dir = Path(study_dir)
+        self.folder = self.study_dir / DASHBOARD_DIR
+        self._built: tuple | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> Path:
+        with self._lock:  # one build at a time; concurrent requests wait for it
+            state = watched_state(self.study_dir)
+            if state != self._built:
+                build_report(self.study_dir)
+                self._built = state
+        return self.folder / PAGE
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves the page (refreshed, with a reload tag) and the figures next to it; nothing else."""
+
+    def __init__(self, *args, live: LiveReport, **kwargs) -> None:
+        self.live = live
+        super().__init__(*args, directory=str(live.folder), **kwargs)
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path not in ("/", "/index.html"):
+            super().do_GET()
+            return
+        try:
+            page = self.live.refresh().read_bytes()
+        except Exception as err:  # the study folder vanished, a figure failed...: say so, keep serving
+            self.send_error(500, f"could not build the dashboard: {type(err).__name__}: {err}")
+            return
+        body = page.replace(
+            b"<head>", f'<head>\n<meta http-equiv="refresh" content="{RELOAD_S}">'.encode(), 1
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the browser left (reloaded, closed the tab) before the page was sent
+
+    def log_message(self, format: str, *args) -> None:  # quiet: one line per request drowns the console
+        return
+
+
+def make_server(live: LiveReport, port: int) -> ThreadingHTTPServer:
+    """An HTTP server bound to 127.0.0.1 only (``port`` 0: any free port)."""
+    return ThreadingHTTPServer((HOST, port), partial(_Handler, live=live))
+
+
+def serve(live: LiveReport, port: int, echo: Callable[[str], None] = print) -> None:
+    """Serve until Ctrl-C."""
+    server = make_server(live, port)
+    echo(
+        f"serving the dashboard of {live.study_dir} at http://{HOST}:{server.server_port}/ "
+        f"(bound to {HOST} only: this machine). It is rebuilt from the results dataset when that changes; "
+        f"the page reloads every {RELOAD_S} s. Ctrl-C stops."
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        echo("stopped")
+    finally:
+        server.server_close()

@@ -1,0 +1,94 @@
+"""The splits a study measured: FID per split and the class counts on each side (from the results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+from matplotlib.patches import Patch
+
+from dashboards.page import Block, Image, Note, Table
+from dashboards.plotting import figure, slug
+from study.results import DEFAULT_SPLIT_KEY
+
+PROGRESSION_COLOURS = {"harder": "#D55E00", "easier": "#009E73", "removal": "#CC79A7"}
+OTHER_COLOUR = "#0072B2"
+
+
+def split_rows(table: pa.Table) -> pd.DataFrame:
+    """One row per dataset and split with a completed evaluation trial, in FID order."""
+    columns = ["dataset", "split_id", "split_key", "split_progression", "fid", "num_train_classes"]
+    columns += ["num_test_classes", "trial_id", "stage", "status"]
+    frame = table.select(columns).to_pandas()
+    frame = frame[(frame["stage"] == "eval") & (frame["status"] == "completed") & frame["fid"].notna()]
+    grouped = frame.groupby(["dataset", "split_id"], as_index=False).agg(
+        key=("split_key", "first"),
+        progression=("split_progression", "first"),
+        fid=("fid", "first"),
+        train=("num_train_classes", "first"),
+        test=("num_test_classes", "first"),
+        trials=("trial_id", "nunique"),
+    )
+    return grouped.sort_values(["dataset", "fid"]).reset_index(drop=True)
+
+
+def splits_blocks(table: pa.Table, out: Path) -> list[Block]:
+    splits = split_rows(table)
+    if splits.empty:
+        return [Note("No completed evaluation trials with a split FID yet.")]
+    blocks: list = []
+    for dataset, rows in splits.groupby("dataset"):
+        path = out / f"splits_{slug(dataset)}.png"
+        plot_splits(rows, dataset, path)
+        blocks.append(
+            Image(
+                path,
+                f"{dataset}: FID between train and test classes per split, coloured by the progression it "
+                "comes from; labels: train / test classes.",
+            )
+        )
+    table_frame = splits.rename(
+        columns={
+            "split_id": "split id",
+            "fid": "FID",
+            "train": "train classes",
+            "test": "test classes",
+            "trials": "eval trials",
+        }
+    )
+    for column in ("split id", "train classes", "test classes"):
+        table_frame[column] = table_frame[column].astype("Int64")
+    blocks.append(Table(table_frame, "Splits with results (FID order)"))
+    return blocks
+
+
+def plot_splits(rows: pd.DataFrame, dataset: str, path: Path) -> None:
+    x = range(len(rows))
+    colours = [PROGRESSION_COLOURS.get(p, OTHER_COLOUR) for p in rows["progression"]]
+    with figure(path, (1.6 + 0.75 * len(rows), 3.4)) as (fig, axes):
+        ax = axes[0, 0]
+        bars = ax.bar(x, rows["fid"], color=colours, width=0.65)
+        for bar, train, test in zip(bars, rows["train"], rows["test"], strict=True):
+            ax.annotate(
+                f"{_count(train)}/{_count(test)}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+            )
+        labels = [f"{key}\n(default)" if key == DEFAULT_SPLIT_KEY else str(key) for key in rows["key"]]
+        ax.set_xticks(list(x), labels=labels)
+        ax.set_xlabel("split key")
+        ax.set_ylabel("FID")
+        ax.set_ylim(0, rows["fid"].max() * 1.15)
+        ax.set_title(f"{dataset} · FID per split")
+        ax.grid(axis="x", visible=False)
+        present = dict.fromkeys(p if p in PROGRESSION_COLOURS else "other" for p in rows["progression"])
+        handles = [Patch(color=PROGRESSION_COLOURS.get(p, OTHER_COLOUR), label=p) for p in present]
+        fig.legend(handles=handles, loc="outside right upper", title="progression")
+
+
+def _count(n: object) -> str:
+    return "?" if pd.isna(n) else str(int(n))

@@ -1,0 +1,191 @@
+"""Study status: trials done, failed (with their error) and in progress, and the time they took.
+
+Done and failed come from the results dataset. A trial in progress has no row yet; the runner gives it
+a working folder (``<study>/trials/<trial id>``) when it starts, and holds the study lock
+(``<study>/.lock``, naming its pid and host) while it runs. A folder without a row is therefore a
+running trial while the lock's holder is alive, and an interrupted one otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from dashboards.page import Block, Details, Image, Note, Table
+from dashboards.plotting import STATUS_COLOURS, figure
+from study.lock import LOCK_FILE
+
+TRIALS_DIR = "trials"  # study.trainable.TRIALS_DIR (not imported: that module imports torch)
+_HOLDER = re.compile(r"pid (\d+) on (\S+)")
+_TRIAL_COLUMNS = [
+    "trial_id",
+    "stage",
+    "status",
+    "error",
+    "dataset",
+    "method",
+    "split_key",
+    "seed",
+    "time_train_s",
+    "time_test_eval_s",
+    "time_fewshot_s",
+    "time_total_s",
+    "finished_at",
+]
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    trials: pd.DataFrame  # one row per recorded trial and stage
+    unrecorded: list[str]  # trial folders without a result row (running, or interrupted)
+    driver: str | None  # the live ``oodml run`` holding the study lock, if any
+    skipped: list[tuple[Path, str]]  # unreadable result files
+
+    @property
+    def in_progress(self) -> str:
+        """How trials without a row count: ``running`` under a live driver, else ``interrupted``."""
+        return "running" if self.driver else "interrupted"
+
+    def counts(self) -> dict[str, int]:
+        counts = self.trials["status"].value_counts()
+        return {
+            "completed": int(counts.get("completed", 0)),
+            "failed": int(counts.get("failed", 0)),
+            self.in_progress: len(self.unrecorded),
+        }
+
+
+def read_status(study_dir: Path, table: pa.Table, skipped: list[tuple[Path, str]]) -> StudyStatus:
+    trials = table.select(_TRIAL_COLUMNS).to_pandas().drop_duplicates(["trial_id", "stage"])
+    folder = study_dir / TRIALS_DIR
+    started = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    recorded = set(trials["trial_id"])
+    return StudyStatus(trials, [t for t in started if t not in recorded], live_driver(study_dir), skipped)
+
+
+def live_driver(study_dir: Path) -> str | None:
+    """The lock file's holder if it is alive (a holder on another host is taken as alive)."""
+    try:
+        holder = (study_dir / LOCK_FILE).read_text().strip()
+    except OSError:
+        return None
+    match = _HOLDER.search(holder)
+    if not match:
+        return None
+    if match[2] != socket.gethostname():
+        return holder
+    try:
+        os.kill(int(match[1]), 0)
+    except ProcessLookupError:
+        return None  # killed without releasing: the kernel dropped the lock, the text stayed
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return holder
+
+
+def status_blocks(status: StudyStatus, out: Path) -> list[Block]:
+    blocks: list = [Note(_summary(status))]
+    blocks += [
+        Note(f"Unreadable result file skipped: {p.name}: {why}", warning=True) for p, why in status.skipped
+    ]
+    if not status.trials.empty or status.unrecorded:
+        path = out / "status.png"
+        _plot(status, path)
+        blocks.append(
+            Image(path, "Trials per stage by status, and compute time per method (sum of trial times).")
+        )
+    failed = status.trials[status.trials["status"] == "failed"]
+    if not failed.empty:
+        blocks.append(Table(_failed_table(failed), "Failed trials (click an error for its full text)"))
+    if status.unrecorded:
+        caption = f"Trials {status.in_progress}: started (working folder present), no result row yet"
+        blocks.append(Table(pd.DataFrame({"trial id": status.unrecorded}), caption))
+    return blocks
+
+
+def _summary(status: StudyStatus) -> str:
+    counts = status.counts()
+    text = ", ".join(f"{n} {what}" for what, n in counts.items() if n or what == "completed")
+    driver = (
+        f"A study driver is running ({status.driver})." if status.driver else "No study driver is running."
+    )
+    times = status.trials["time_total_s"].dropna()
+    if times.empty:
+        return f"Trials: {text}. {driver}"
+    finished = status.trials["finished_at"].dropna()
+    span = f" Results written {finished.min():%Y-%m-%d %H:%M} to {finished.max():%Y-%m-%d %H:%M} UTC."
+    return f"Trials: {text}. Compute time in recorded trials: {_duration(times.sum())}.{span} {driver}"
+
+
+def _failed_table(failed: pd.DataFrame) -> pd.DataFrame:
+    errors = [Details(_last_line(e), e or "") for e in failed["error"]]
+    return pd.DataFrame(
+        {
+            "stage": failed["stage"],
+            "trial id": failed["trial_id"],
+            "dataset": failed["dataset"],
+            "method": failed["method"],
+            "split": failed["split_key"],
+            "seed": failed["seed"].astype("Int64"),
+            "error": errors,
+        }
+    )
+
+
+def _plot(status: StudyStatus, path: Path) -> None:
+    trials = status.trials
+    rows = {stage: trials[trials["stage"] == stage]["status"].value_counts() for stage in ("tune", "eval")}
+    rows = {f"{stage} stage": counts for stage, counts in rows.items() if counts.sum()}
+    if status.unrecorded:
+        rows["no row yet"] = pd.Series({status.in_progress: len(status.unrecorded)})
+    times = trials.dropna(subset=["time_total_s"]).groupby(["method", "stage"])["time_total_s"].sum() / 60
+    bars = max(len(rows), times.index.get_level_values("method").nunique(), 2)
+    with figure(path, (10, 1.4 + 0.5 * bars), ncols=2) as (_, axes):
+        ax = axes[0, 0]
+        labels = list(rows)
+        left = [0.0] * len(labels)
+        for what in ("completed", "failed", "running", "interrupted"):
+            widths = [float(rows[label].get(what, 0)) for label in labels]
+            if any(widths):
+                ax.barh(labels, widths, left=left, color=STATUS_COLOURS[what], label=what, height=0.55)
+                left = [a + b for a, b in zip(left, widths, strict=True)]
+        _finish(ax, "Trials", "trials")
+        ax = axes[0, 1]
+        if times.empty:
+            ax.set_axis_off()
+            return
+        wide = times.unstack("stage")
+        left = pd.Series(0.0, index=wide.index)
+        for stage, colour in (("tune", "#bbbbbb"), ("eval", "#0072B2")):
+            if stage in wide:
+                minutes = wide[stage].fillna(0)
+                ax.barh(
+                    list(wide.index), minutes, left=left, color=colour, label=f"{stage} stage", height=0.55
+                )
+                left += minutes
+        _finish(ax, "Compute time per method", "minutes (sum over trials)")
+
+
+def _finish(ax, title: str, xlabel: str) -> None:
+    ax.set_ylim(max(len(ax.get_yticks()), 2) - 0.5, -0.5)  # top down; a lone bar takes half the height
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncols=4)
+
+
+def _last_line(error: str | None) -> str:
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "(no message)"
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

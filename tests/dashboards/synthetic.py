@@ -1,0 +1,139 @@
+"""A synthetic study folder shaped like the runner's: result rows, a split file, class means, a live trial."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from study.results import write_trial_result
+from tasks.splits.files import Split, SplitFile, write_json
+
+DATASET = "glyphs"
+# (id, key, progression, fid, train classes, test classes): removal splits have fewer classes.
+SPLITS = [
+    (0, "-6", "easier", 17.8, 20, 20),
+    (1, "0", "harder", 24.1, 20, 20),
+    (2, "12", "harder", 36.9, 20, 20),
+    (3, "R4", "removal", 45.3, 20, 16),
+]
+# Recall@1 on the easiest split and its loss per unit of FID: the single-split and AUC rankings differ.
+METHODS = {"multisimilarity": (0.66, 0.0062), "margin": (0.62, 0.0040), "triplet": (0.665, 0.0078)}
+RUNNING_TRIAL = "f00dfeedf00dfeed"
+# What the dashboard of ``make_study``'s folder holds.
+SECTIONS = ["degradation", "ranking", "fewshot", "splits", "projection", "status"]
+FIGURES = {f"{name}_{DATASET}.png" for name in SECTIONS[:-1]} | {"status.png"}
+
+
+def trial_record(method: str, split: tuple, seed: int, shots: tuple[int, ...]) -> dict:
+    """A completed trial's record with degrading Recall@1 and a few-shot gain that grows with FID."""
+    split_id, key, progression, fid, n_train, n_test = split
+    start, slope = METHODS[method]
+    rng = np.random.default_rng([split_id, seed, len(method)])
+    recall = start - slope * (fid - SPLITS[0][3]) + rng.normal(0, 0.006) + 0.002 * (20 - n_test)
+    record = {
+        "trial_id": f"{method[:6]}-{split_id}-{seed}",
+        "dataset": DATASET,
+        "split_id": split_id,
+        "split_key": key,
+        "split_progression": progression,
+        "split_hash": f"hash{split_id}",
+        "fid": fid,
+        "num_train_classes": n_train,
+        "num_test_classes": n_test,
+        "method": method,
+        "backbone": "glyph_cnn",
+        "embedding_dim": 64,
+        "seed": seed,
+        "epochs": 2,
+        "selected_epoch": 1,
+        "hyperparameters": json.dumps({"lr": 2e-3}),
+        "test/recall@1": recall,
+        "test/map@r": 0.55 * recall - 0.05,
+        "val/recall@1": 0.7,
+        "val/selection_score": 1.1,
+        "time/train_s": 9.0 + rng.uniform(0, 2),
+        "time/test_eval_s": 1.0,
+        "time/fewshot_s": 2.0 * len(shots),
+        "time/total_s": 13.0 + rng.uniform(0, 2),
+    }
+    for s in shots:
+        gain = 0.02 * s**0.5 * (1 + (fid - SPLITS[0][3]) / 20) + rng.normal(0, 0.004)
+        record[f"fewshot/{s}/episodes"] = 4
+        record[f"fewshot/{s}/left_out_classes"] = 0
+        for kind, value in (("zeroshot", recall + 0.03), ("fewshot", recall + 0.03 + gain)):
+            record[f"fewshot/{s}/{kind}/recall@1"] = value
+            record[f"fewshot/{s}/{kind}/recall@1/ci95"] = 0.012 + 0.01 / s
+            record[f"fewshot/{s}/{kind}/map@r"] = 0.55 * value - 0.05
+            record[f"fewshot/{s}/{kind}/map@r/ci95"] = 0.01
+    return record
+
+
+def write_split_file(study_dir: Path, splits: list[tuple], dims: int = 16) -> None:
+    """``splits/<dataset>/splits.json`` and ``class_means.npz``: two feature clusters, harder splits
+    putting more of one cluster on the test side."""
+    rng = np.random.default_rng(0)
+    classes = max(n_train + n_test for *_, n_train, n_test in splits)
+    names = [f"c{i:03d}" for i in range(classes)]
+    cluster = np.arange(classes) >= classes // 2
+    means = rng.normal(0, 1, (classes, dims)) + 6.0 * cluster[:, None] * np.eye(dims)[0]
+    built = []
+    for split_id, key, progression, fid, n_train, n_test in splits:
+        hardness = split_id / max(len(splits) - 1, 1)
+        order = np.argsort(hardness * cluster + (1 - hardness) * rng.uniform(0, 1, classes))
+        test = [names[i] for i in order[-n_test:]]
+        train = [names[i] for i in order[:n_train]]
+        built.append(
+            Split(
+                id=split_id,
+                key=key,
+                progression=progression,
+                fid=fid,
+                train=train,
+                test=test,
+                split_train=train[: n_train // 2],
+                split_val=train[n_train // 2 :],
+            )
+        )
+    folder = study_dir / "splits" / DATASET
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(SplitFile(splits=built, provenance={"dataset": DATASET}), folder / "splits.json")
+    np.savez(
+        folder / "class_means.npz", class_names=np.array(names), means=means, extractor="glyph-classifier"
+    )
+
+
+def make_study(
+    study_dir: Path,
+    methods: list[str],
+    splits: list[tuple] = SPLITS,
+    seeds: tuple[int, ...] = (0, 1),
+    shots: tuple[int, ...] = (2,),
+) -> Path:
+    """A study folder mid-run: completed trials, one failed trial, one running (folder, lock held by us)."""
+    for method in methods:
+        for split in splits:
+            for seed in seeds:
+                write_trial_result(
+                    study_dir, trial_record(method, split, seed, shots), stage="eval", study="demo"
+                )
+    try:
+        raise FloatingPointError("loss is nan at epoch 1 (lr too high?)")
+    except FloatingPointError:
+        error = traceback.format_exc()
+    failed = {
+        "trial_id": "failed-trial",
+        "dataset": DATASET,
+        "split_key": "12",
+        "method": methods[0],
+        "seed": 2,
+    }
+    write_trial_result(study_dir, failed, stage="eval", study="demo", status="failed", error=error)
+    write_split_file(study_dir, splits)
+    (study_dir / "trials" / RUNNING_TRIAL).mkdir(parents=True)
+    (study_dir / ".lock").write_text(f"oodml run pid {os.getpid()} on {socket.gethostname()} since now")
+    return study_dir

@@ -1,0 +1,119 @@
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dashboards.report as report
+from dashboards import build_report
+from dashboards.serve import LiveReport, make_server
+from study.cli import main
+from study.results import write_trial_result
+from tests.dashboards.synthetic import DATASET, FIGURES, RUNNING_TRIAL, SECTIONS, trial_record
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def failed_trial(study_dir: Path, trial_id: str = "failed-trial") -> None:
+    record = {"trial_id": trial_id, "dataset": DATASET, "split_key": "0", "method": "margin", "seed": 0}
+    write_trial_result(
+        study_dir, record, stage="eval", study="demo", status="failed", error="Traceback...\nOOM"
+    )
+
+
+def test_report_of_a_running_study(study_report):
+    folder = study_report.parent
+    assert study_report == folder.parent / "dashboard" / "index.html"
+    figures = {p.name for p in folder.glob("*.png")}
+    assert figures == FIGURES
+    for name in figures:
+        assert (folder / name).read_bytes().startswith(PNG) and (folder / name).stat().st_size > 5000
+    page = study_report.read_text()
+    assert [s for s in SECTIONS if f'<section id="{s}">' in page] == SECTIONS
+    assert page.count('<img src="data:image/png;base64,') == len(figures)
+    assert "<script" not in page and 'src="http' not in page and 'href="http' not in page  # works offline
+    assert "FloatingPointError: loss is nan at epoch 1" in page  # the failed trial, with its error
+    assert RUNNING_TRIAL in page and "16 completed" in page and "1 running" in page
+    assert "Spearman ρ between the two rankings" in page
+
+
+def test_empty_study_says_no_results(tmp_path):
+    page = build_report(tmp_path).read_text()
+    assert "No results yet" in page and '<section id="status">' in page
+    assert not list((tmp_path / "dashboard").glob("*.png"))
+    (tmp_path / "trials" / "first").mkdir(parents=True)  # a first trial started, then the driver stopped
+    page = build_report(tmp_path).read_text()
+    assert "So far: 1 interrupted" in page and (tmp_path / "dashboard" / "status.png").is_file()
+
+
+def test_failed_and_interrupted_trials_only(tmp_path):
+    failed_trial(tmp_path)
+    (tmp_path / "results" / "eval-damaged.parquet").write_bytes(b"PAR1 not really")
+    (tmp_path / "trials" / "abc").mkdir(parents=True)  # started, no row, and no live driver: interrupted
+    (tmp_path / ".lock").write_text("oodml run pid 999999999 on this-host-is-gone since then")  # other host
+    (tmp_path / "dashboard").mkdir()
+    (tmp_path / "dashboard" / "degradation_old.png").write_bytes(PNG)  # an earlier build's figure
+    page = build_report(tmp_path).read_text()
+    assert "No results yet" in page and "1 failed" in page and "OOM" in page
+    assert "Unreadable result file skipped: eval-damaged.parquet" in page
+    assert "1 running" in page  # a holder on another host counts as alive
+    (tmp_path / ".lock").write_text("")  # released
+    page = build_report(tmp_path).read_text()
+    assert "1 interrupted" in page and "abc" in page
+    assert [p.name for p in (tmp_path / "dashboard").glob("*.png")] == ["status.png"]
+
+
+def test_a_failing_section_is_reported_on_the_page(tmp_path, monkeypatch):
+    write_trial_result(
+        tmp_path, trial_record("margin", (0, "0", "harder", 5.0, 8, 8), 0, ()), stage="eval", study="s"
+    )
+
+    def broken(table, out):
+        raise RuntimeError("no ink")
+
+    monkeypatch.setattr(report, "RESULT_SECTIONS", [("degradation", "Degradation curves", broken)])
+    page = build_report(tmp_path).read_text()
+    assert "This section could not be drawn: RuntimeError: no ink" in page
+    assert f"{DATASET}: no split file" in page and '<section id="status">' in page
+
+
+def test_cli(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 0
+    assert f"wrote {tmp_path / 'dashboard' / 'index.html'}" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, "", b""
+
+
+def test_serve_rebuilds_when_results_change(tmp_path):
+    server = make_server(LiveReport(tmp_path), 0)
+    assert server.server_address[0] == "127.0.0.1"
+    url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, kind, body = get(url + "/")
+        assert status == 200 and kind.startswith("text/html")
+        assert b'http-equiv="refresh"' in body and b"No results yet" in body
+        assert b"http-equiv" not in (tmp_path / "dashboard" / "index.html").read_bytes()
+        failed_trial(tmp_path, "late-failure")
+        body = get(url + "/index.html")[2]
+        assert b"late-failure" in body and b"1 failed" in body
+        assert get(url + "/status.png")[:2] == (200, "image/png")
+        assert get(url + "/../results")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_serve_builds_then_serves(tmp_path, monkeypatch, capsys):
+    served = []
+    monkeypatch.setattr("dashboards.serve.serve", lambda live, port: served.append((live.study_dir, port)))
+    assert main(["report", str(tmp_path), "--serve", "--port", "0"]) == 0
+    assert served == [(tmp_path, 0)] and "wrote" in capsys.readouterr().out
