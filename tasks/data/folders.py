@@ -8,6 +8,7 @@ where the dataset lives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,8 @@ def _images_folder(name: str, root: Path | None, layout: str) -> Path:
     raise DatasetError(f"{name}: no images/ folder in {root}; expected {layout}{hint}")
 
 
-def _paper_folder_dataset(name: str, full_size: int, example: str):
+def _paper_folder_dataset(name: str, full_size: int, example: str) -> Callable[..., LabelledImages]:
+    """The loader of a paper dataset stored as ``<root>/images/<class folder>/<image>``."""
     layout = f"<root>/images/<class folder>/<image>, e.g. images/{example}"
 
     def build(root: Path | None, num_train_classes: int = full_size // 2) -> LabelledImages:
@@ -122,6 +124,7 @@ def _paper_folder_dataset(name: str, full_size: int, example: str):
         classes = scan_class_folders(name, folder, layout)
         return images_from_class_folders(name, folder, classes, num_train_classes, full_size)
 
+    build.__name__ = build.__qualname__ = f"load_{name}"
     build.__doc__ = (
         f"{name} from ``{layout}``: sorted classes, the first {full_size // 2} of {full_size} train "
         "(ooDML's default split)."
@@ -138,7 +141,10 @@ load_cars196 = _paper_folder_dataset("cars196", 196, "AM General Hummer SUV 2000
 def load_imagefolder(
     root: Path | None, train_fraction: float = 0.5, name: str = "imagefolder"
 ) -> LabelledImages:
-    """Any ``<root>/<class>/<image>`` tree; the first ``train_fraction`` of sorted classes is the train split."""
+    """Any ``<root>/<class>/<image>`` tree; the first ``train_fraction`` of sorted classes is the train split.
+
+    ``name`` names the dataset (in cache keys and messages).
+    """
     layout = "<root>/<class folder>/<image>"
     folder = require_root(name, root, layout)
     if not 0 < train_fraction < 1:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tasks.data.arrays import ArrayLoader
 from tasks.data.base import DatasetError, LabelledImages
+from tasks.data.cache import atomic_write
 
 FACES = (
     "DejaVuSans",
@@ -148,7 +148,7 @@ class GlyphBank:
         return np.unique(self.codes)
 
     def write(self) -> None:
-        """A compressed ``.npz`` written atomically (temporary file in the same folder, then ``os.replace``).
+        """A compressed ``.npz``, written atomically.
 
         Deflate level 1: the noise leaves the pixels hardly compressible, and numpy's default level
         takes four times as long for a file 9% smaller.
@@ -160,17 +160,11 @@ class GlyphBank:
             "jitters": self.jitters,
             "face_names": np.array(self.face_names, dtype=np.str_),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.path.parent, suffix=".tmp", delete=False) as handle:
-            try:
-                with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-                    for name, array in arrays.items():
-                        with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
-                            np.lib.format.write_array(entry, array, allow_pickle=False)
-            except BaseException:
-                os.unlink(handle.name)
-                raise
-        os.replace(handle.name, self.path)
+        with atomic_write(self.path) as handle:
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+                for name, array in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                        np.lib.format.write_array(entry, array, allow_pickle=False)
 
     @classmethod
     def read(cls, path: Path) -> GlyphBank:
@@ -240,9 +234,8 @@ def warp(sources: np.ndarray, thetas: np.ndarray) -> np.ndarray:
     base = torch.stack([x, y, torch.ones(SIZE, SIZE)], -1).view(-1, 3)
     grid = torch.einsum("pk,bjk->bpj", base, torch.from_numpy(thetas)).view(len(thetas), SIZE, SIZE, 2)
     images = torch.from_numpy(sources).unsqueeze(1).float()
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[
-        :, 0
-    ].numpy()
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return warped[:, 0].numpy()
 
 
 def box_downsample(clean: np.ndarray) -> np.ndarray:
@@ -367,7 +360,11 @@ def load_glyphs(
     faces: tuple[str, ...] = FACES,
     max_chars: int | None = None,
 ) -> LabelledImages:
-    """The CUB-like glyph benchmark: ``num_classes`` classes drawn with ``seed``, half of them train."""
+    """The CUB-like glyph benchmark: ``num_classes`` classes drawn with ``seed``, half of them train.
+
+    ``jitters``, ``render_seed``, ``faces`` and ``max_chars`` select the rendered bank (defaults: the full
+    demo set); ``root`` is the cache folder (default ``default_cache_dir()``).
+    """
     bank = glyph_bank(root, RenderSettings(tuple(faces), max_chars, jitters, render_seed))
     train, test = benchmark_classes(bank, num_classes, seed)
     return bank_images(bank, "glyphs", train, test)

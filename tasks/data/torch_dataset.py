@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -74,6 +75,14 @@ def _resample(
     return pick(low) * (1 - frac[:, None]) + pick(high) * frac[:, None]
 
 
+def array_path_applies(images: LabelledImages, pre: Preprocess) -> bool:
+    """Array-backed square images already at the input size, so evaluation neither resizes nor crops."""
+    if not isinstance(images.load, ArrayLoader):
+        return False
+    _, height, width = images.load.pixels.shape
+    return height == width == pre.size == pre.resize
+
+
 @contextmanager
 def _one_thread() -> Iterator[None]:
     """Run a block on one intra-op thread.
@@ -106,13 +115,8 @@ class ArrayImageSubset(Dataset):
         train: bool,
         label_to_index: Mapping[str, int],
     ) -> None:
-        if not isinstance(images.load, ArrayLoader):
-            raise ValueError(f"{images.name}: images are not array-backed; use ImageSubset")
-        _, height, width = images.load.pixels.shape
-        if not height == width == pre.size == pre.resize:
-            raise ValueError(
-                f"{images.name}: {height}x{width} images need resizing to {pre.size}; use ImageSubset"
-            )
+        if not array_path_applies(images, pre):
+            raise ValueError(f"{images.name}: not array-backed images of side {pre.size}; use ImageSubset")
         self.images = images
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = class_indices(images, self.indices, label_to_index)
@@ -152,9 +156,8 @@ class ArrayImageSubset(Dataset):
         """``RandomResizedCrop.make_params`` for a whole batch (10 tries, then the central fallback)."""
         count, _, height, width = images.shape
         scale, ratio, size = self.crop.scale, self.crop.ratio, self.crop.size[0]
-        log_ratio = torch.log(torch.tensor(ratio))
         area = height * width * torch.empty(count, 10).uniform_(*scale)
-        aspect = torch.exp(torch.empty(count, 10).uniform_(float(log_ratio[0]), float(log_ratio[1])))
+        aspect = torch.exp(torch.empty(count, 10).uniform_(math.log(ratio[0]), math.log(ratio[1])))
         w = torch.sqrt(area * aspect).round().long()
         h = torch.sqrt(area / aspect).round().long()
         fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -183,9 +186,6 @@ def image_dataset(
     label_to_index: Mapping[str, int],
 ) -> Dataset:
     """The fast ``ArrayImageSubset`` where it applies, else ``ImageSubset`` with ``build_transform(pre, train)``."""
-    if isinstance(images.load, ArrayLoader) and images.load.pixels.shape[1:] == (pre.size, pre.size) == (
-        pre.resize,
-        pre.resize,
-    ):
+    if array_path_applies(images, pre):
         return ArrayImageSubset(images, indices, pre, train, label_to_index)
     return ImageSubset(images, indices, build_transform(pre, train), label_to_index)

@@ -14,6 +14,8 @@ import tasks.splits.features as features
 from tasks.data import build_dataset
 from tasks.splits.features import ClassFeatures, FeatureWeightsError, class_mean_features
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture
 def tiny_classifier(monkeypatch: pytest.MonkeyPatch) -> None:
