@@ -1,0 +1,109 @@
+"""``study.run(config, overrides=...)``: run (or resume) a study from Python and get its results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from study.cluster import configure
+from study.spec import SPEC_FILE, StudySpec, load_spec
+
+if TYPE_CHECKING:
+    from study.runner import StudyOutcome
+
+
+def say(line: str) -> None:
+    """Progress output: flushed at once, so it shows in logs and ``ray job logs`` as it happens."""
+    print(line, flush=True)
+
+
+@dataclass
+class StudyResult:
+    """Where a study's outputs are, what this call did, and its results (read from the study folder)."""
+
+    spec: StudySpec
+    outcome: StudyOutcome
+
+    @property
+    def study_dir(self) -> Path:
+        return self.outcome.study_dir
+
+    @property
+    def parent_run_id(self) -> str:
+        return self.outcome.parent_run_id
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.outcome.tracking_uri
+
+    @cached_property
+    def table(self) -> pa.Table:
+        """Every result row (both stages, completed and failed), schema in docs/results-schema.md."""
+        from study.results import read_results
+
+        return read_results(self.study_dir)
+
+    def degradation_curves(self, metric: str = "recall@1", shots: int = 0) -> pa.Table:
+        from study.results import degradation_curves
+
+        return degradation_curves(self.table, metric, shots)
+
+    def auc(self, metric: str = "recall@1", shots: int = 0) -> pa.Table:
+        from study.results import auc_summary
+
+        return auc_summary(self.table, metric, shots)
+
+    def ranking(self, metric: str = "recall@1") -> pa.Table:
+        from study.results import ranking
+
+        return ranking(self.table, metric)
+
+    def fewshot_gain(self, metric: str = "recall@1") -> pa.Table:
+        from study.results import fewshot_gain
+
+        return fewshot_gain(self.table, metric)
+
+    def summary(self) -> str:
+        from study.results import format_summary
+
+        return format_summary(self.study_dir)
+
+
+def run(
+    config: str | Path | Mapping[str, Any] | StudySpec,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    address: str | None = None,
+    echo: Callable[[str], None] = say,
+) -> StudyResult:
+    """Run the study in ``config`` (YAML path, mapping or spec), resuming whatever is already recorded.
+
+    ``overrides`` map dotted paths to values (``{"training.epochs": 3}``); ``address`` names a Ray
+    cluster to join (default: ``RAY_ADDRESS``, else a local Ray on 127.0.0.1).
+    """
+    if isinstance(config, StudySpec):
+        spec = load_spec(config.model_dump(mode="json"), overrides)
+    else:
+        spec = load_spec(dict(config) if isinstance(config, Mapping) else config, overrides)
+    address = configure(address or spec.ray.address)  # before study.runner imports ray
+    from study.runner import run_study
+
+    return StudyResult(spec, run_study(spec, address=address, echo=echo))
+
+
+def resume(
+    study_dir: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    address: str | None = None,
+    echo: Callable[[str], None] = say,
+) -> StudyResult:
+    """Finish the study saved in ``study_dir`` (its resolved spec, ``study.yaml``), wherever it now is."""
+    study_dir = Path(study_dir).resolve()
+    overrides = {**(overrides or {}), "storage.root": str(study_dir)}
+    return run(study_dir / SPEC_FILE, overrides, address=address, echo=echo)

@@ -1,0 +1,80 @@
+"""What every Ray Tune run of a study shares: resources, retries, checkpoints, storage, callbacks.
+
+Each run is a fresh Tune experiment (``<study>/ray/<name>-<time>``) over the trials still to do; resume
+works from the study's own state (result rows, trial folders, the Optuna journal), not from
+``Tuner.restore``, which would rebuild callbacks and searcher from pickles of an earlier run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from ray import tune
+
+from study.cluster import LazyRay
+from study.recording import Progress, Recorder, TrialLog
+from study.trainable import OBJECTIVE, planned_trial, run_planned
+
+RAY_DIR = "ray"
+
+
+def _trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+@dataclass(frozen=True)
+class Execution:
+    study_dir: Path
+    resources: dict[str, float]
+    concurrency: int | None
+    max_failures: int
+    metric: str
+    log: TrialLog
+    echo: Callable[[str], None]
+    ray: LazyRay
+
+    def fit(
+        self,
+        name: str,
+        *,
+        total: int,
+        param_space: dict | None = None,
+        search_alg=None,
+        num_samples: int = 1,
+        base: dict | None = None,
+    ) -> None:
+        """Run ``total`` trials: a grid (``param_space``) or ``num_samples`` from ``search_alg`` on ``base``."""
+        self.ray.ensure()
+        trainable = tune.with_parameters(
+            run_planned, study_dir=str(self.study_dir), metric=self.metric, base=base
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, self.resources),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=OBJECTIVE,
+                mode="max",
+                search_alg=search_alg,
+                num_samples=num_samples,
+                max_concurrent_trials=self.concurrency,
+                reuse_actors=True,  # a trial's worker serves the next: no process start + imports per trial
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(self.study_dir / RAY_DIR),
+                failure_config=tune.FailureConfig(max_failures=self.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[
+                    Recorder(partial(planned_trial, base=base), self.log),
+                    Progress(name, total, self.log, self.echo),
+                ],
+                verbose=0,
+            ),
+        )
+        tuner.fit()

@@ -1,0 +1,171 @@
+"""Expansion of a study spec into trials, each with a stable identity.
+
+A trial's identity hashes its resolved ``TrialConfig`` (without the split file's location, so a study
+folder can move), the hash of its split's content, and the versions of the code that defines a
+trial's result. Equal identities mean interchangeable results: that is what makes resume skip work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from study.spec import DatasetEntry, MethodEntry, SpecError, StudySpec
+from tasks.config import DataConfig, FewShotConfig, MethodConfig, TrialConfig
+from tasks.splits.files import Split, read_split_file
+from tasks.trial import RECORD_VERSION, split_hash
+
+TUNE, EVAL = "tune", "eval"  # the stages, named as in the results schema
+
+
+@cache
+def code_versions() -> dict[str, str | int]:
+    return {"oodml": metadata.version("oodml"), "record_version": RECORD_VERSION}
+
+
+def trial_identity(config: TrialConfig, split_digest: str) -> str:
+    payload = {
+        "config": config.model_dump(mode="json", exclude={"data": {"split_file"}}),
+        "split": split_digest,
+        "code": code_versions(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One scheduled training. ``tuned`` names the hyperparameters that came from the tuning stage."""
+
+    stage: str
+    config: TrialConfig
+    split_digest: str
+    tuned: dict[str, float | int] = field(default_factory=dict)
+
+    @property
+    def trial_id(self) -> str:
+        return trial_identity(self.config, self.split_digest)
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c.data.dataset}/{c.method.name}/split {c.data.split}/seed {c.seed}"
+
+    def to_dict(self) -> dict:
+        """Plain data, as a Ray Tune trial config carries it."""
+        return {
+            "stage": self.stage,
+            "config": self.config.model_dump(mode="json"),
+            "split_digest": self.split_digest,
+            "tuned": self.tuned,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PlannedTrial:
+        return cls(
+            data["stage"], TrialConfig.model_validate(data["config"]), data["split_digest"], data["tuned"]
+        )
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """A dataset with its split file read: the splits to evaluate and the one to tune on."""
+
+    entry: DatasetEntry
+    split_file: Path
+    evaluated: tuple[Split, ...]
+    default: Split
+
+    @classmethod
+    def load(cls, entry: DatasetEntry, split_file: Path, spec: StudySpec) -> DatasetPlan:
+        """Read and check the split file against the spec (keys exist, every budget has episodes)."""
+        split_file = Path(split_file).resolve()
+        splits = read_split_file(split_file)
+        where = f"datasets[{entry.name}] ({split_file})"
+        keys = [s.key for s in splits.splits]
+        wanted = entry.evaluate or keys
+        unknown = [k for k in [*wanted, entry.default_split] if k not in keys]
+        if unknown:
+            raise SpecError(f"{where}: split keys {unknown} are not in the split file; it has {keys}")
+        evaluated = tuple(splits.split(k) for k in wanted)
+        for split in evaluated:
+            have = sorted(
+                s for s, episodes in split.episodes.items() if episodes and any(episodes[0].values())
+            )
+            missing = [s for s in spec.shots if s not in have]
+            if missing:
+                raise SpecError(
+                    f"{where}: split {split.key} has no few-shot episodes for budgets {missing} "
+                    f"(its test classes are too small or the file was built without them; it has {have}); "
+                    "lower fewshot.budgets or rebuild the splits with these shots"
+                )
+        return cls(entry, split_file, evaluated, splits.split(entry.default_split))
+
+
+def trial_config(
+    spec: StudySpec,
+    plan: DatasetPlan,
+    method: MethodEntry,
+    split: Split,
+    seed: int,
+    hyperparameters: dict[str, float | int],
+    *,
+    tuning: bool,
+) -> TrialConfig:
+    """A tuning trial validates only (no test classes, no few-shot); an evaluation trial does all."""
+    adaptation = spec.fewshot.model_dump(exclude={"budgets"})
+    training = spec.training
+    if tuning and spec.tuning.epochs:
+        training = training.model_copy(update={"epochs": spec.tuning.epochs})
+    return TrialConfig(
+        data=DataConfig(
+            dataset=plan.entry.name,
+            root=plan.entry.root,
+            options=plan.entry.options,
+            num_workers=plan.entry.num_workers,
+            split_file=str(plan.split_file),
+            split=split.key,
+        ),
+        model=spec.model,
+        method=MethodConfig(name=method.name, hyperparameters=hyperparameters),
+        training=training,
+        fewshot=FewShotConfig(**adaptation, shots=[] if tuning else spec.shots),
+        seed=seed,
+        evaluate_test=not tuning,
+    )
+
+
+def tuning_base(spec: StudySpec, plan: DatasetPlan, method: MethodEntry) -> PlannedTrial:
+    """The tuning stage's trial before the searched hyperparameters are filled in."""
+    config = trial_config(
+        spec, plan, method, plan.default, spec.seeds[0], dict(method.hyperparameters), tuning=True
+    )
+    return PlannedTrial(TUNE, config, split_hash(plan.default))
+
+
+def with_hyperparameters(base: PlannedTrial, values: dict[str, float | int]) -> PlannedTrial:
+    method = base.config.method
+    merged = MethodConfig(name=method.name, hyperparameters={**method.hyperparameters, **values})
+    return PlannedTrial(
+        base.stage, base.config.model_copy(update={"method": merged}), base.split_digest, values
+    )
+
+
+def evaluation_trials(
+    spec: StudySpec, plans: list[DatasetPlan], tuned: dict[tuple[str, str], dict[str, float | int]]
+) -> list[PlannedTrial]:
+    """Every dataset x method x split x seed, with the tuned values (``tuned[(dataset, method)]``)."""
+    trials = []
+    for plan in plans:
+        for method in spec.methods:
+            found = tuned.get((plan.entry.name, method.name), {})
+            values = {**method.hyperparameters, **found}
+            for split in plan.evaluated:
+                digest = split_hash(split)
+                for seed in spec.seeds:
+                    config = trial_config(spec, plan, method, split, seed, values, tuning=False)
+                    trials.append(PlannedTrial(EVAL, config, digest, dict(found)))
+    return trials

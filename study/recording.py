@@ -1,0 +1,131 @@
+"""Driver-side recording of finished trials (Tune callbacks), and progress output.
+
+Only the driver writes: the MLflow store (one SQLite writer) and the results dataset. A finished
+trial's MLflow child run is logged first and its result rows last, since the rows are the completion
+marker resume relies on: a crash in between re-runs the trial, never loses or double-counts it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ray import tune
+
+from study.expand import EVAL, PlannedTrial
+from study.results import write_trial_result
+from study.trainable import ERROR, RECORD, trial_workdir
+from tasks.train import LAST_CHECKPOINT
+
+
+def describe(trial: PlannedTrial) -> dict:
+    """The identity fields of a trial that produced no record (a failed one)."""
+    c = trial.config
+    return {
+        "trial_id": trial.trial_id,
+        "dataset": c.data.dataset,
+        "split_key": str(c.data.split),
+        "method": c.method.name,
+        "hyperparameters": json.dumps(dict(c.method.hyperparameters), sort_keys=True),
+        "backbone": c.model.backbone,
+        "embedding_dim": c.model.embedding_dim,
+        "seed": c.seed,
+        "epochs": c.training.epochs,
+        "config": json.dumps(c.model_dump(mode="json"), sort_keys=True),
+    }
+
+
+class TrialLog:
+    """Writes finished trials: MLflow child run, then result rows; then drops a completed trial's
+    resume checkpoint (its folder keeps the selected weights). Counts what it wrote."""
+
+    def __init__(self, study_dir: Path, study: str, tracker) -> None:
+        self.study_dir, self.study, self.tracker = study_dir, study, tracker
+        self.completed: list[str] = []
+        self.failed: list[str] = []
+
+    def record(
+        self, trial: PlannedTrial, record: dict | None, error: str | None, checkpoint: str | None
+    ) -> None:
+        status = "failed" if error else "completed"
+        record = record or describe(trial)
+        run_id = self.tracker.log_trial(
+            record,
+            stage=trial.stage,
+            status=status,
+            error=error,
+            checkpoint_dir=checkpoint if trial.stage == EVAL else None,
+            tuned=trial.tuned,
+        )
+        write_trial_result(
+            self.study_dir,
+            record,
+            stage=trial.stage,
+            study=self.study,
+            status=status,
+            error=error,
+            mlflow_run_id=run_id,
+            tuned=trial.tuned,
+        )
+        if not error:  # recorded for good: the resume state (optimizer and all) is dead weight now
+            (trial_workdir(self.study_dir, trial.trial_id) / LAST_CHECKPOINT).unlink(missing_ok=True)
+        (self.failed if error else self.completed).append(trial.label)
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "the trial failed without an error message"
+
+
+class Recorder(tune.Callback):
+    """Hands every finished Tune trial to the log; ``resolve`` maps a Tune config to its planned trial."""
+
+    def __init__(self, resolve: Callable[[dict], PlannedTrial], log: TrialLog) -> None:
+        self.resolve, self.log = resolve, log
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        result = trial.last_result or {}
+        record = json.loads(result[RECORD]) if RECORD in result else None
+        error = result.get(ERROR) or (None if record else "the trial ended without reporting its record")
+        checkpoint = trial.checkpoint.path if trial.checkpoint else None
+        self.log.record(self.resolve(trial.config), record, error, checkpoint)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.log.record(self.resolve(trial.config), None, _last_line(trial.get_error()), None)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+class Progress(tune.Callback):
+    """Prints done / running / failed and an ETA after each finished trial and every ``interval`` s."""
+
+    def __init__(self, label: str, total: int, log: TrialLog, echo: Callable[[str], None], interval=30.0):
+        self.label, self.total, self.log, self.echo, self.interval = label, total, log, echo, interval
+        self.started = self.printed = time.monotonic()
+        self.base = (len(log.completed), len(log.failed))
+
+    def _line(self, running: int) -> str:
+        done = len(self.log.completed) - self.base[0]
+        failed = len(self.log.failed) - self.base[1]
+        elapsed = time.monotonic() - self.started
+        finished = done + failed
+        eta = f", ETA {_duration(elapsed / finished * (self.total - finished))}" if finished else ""
+        return (
+            f"[{self.label}] {done}/{self.total} done, {running} running, {failed} failed, "
+            f"{_duration(elapsed)} elapsed{eta}"
+        )
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.monotonic() - self.printed >= self.interval:
+            self.printed = time.monotonic()
+            self.echo(self._line(sum(t.status == "RUNNING" for t in trials)))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.echo(self._line(sum(t.status == "RUNNING" and t is not trial for t in trials)))
+
+    on_trial_error = on_trial_complete

@@ -1,0 +1,109 @@
+"""Running a study: splits, tuning stage, evaluation grid, tracking; resumable at any point.
+
+``run_study`` holds the study folder's lock, saves the resolved spec (what ``oodml resume`` reads),
+builds missing split files, then runs on Ray Tune every trial without a result row: stage 1 searches
+each method's hyperparameters (``study.tuning``), stage 2 trains every dataset x method x split x seed
+with them, each training evaluated at every few-shot budget. Import this module after
+``study.cluster.configure`` (``study.run`` does), which must run before ``ray`` is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray import tune
+
+from study.cluster import LazyRay
+from study.execution import Execution
+from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
+from study.lock import study_lock
+from study.recording import TrialLog
+from study.results import auc_summary, completed_trial_ids, read_results
+from study.spec import SPEC_FILE, StudySpec
+from study.splitfiles import split_file
+from study.tracking import StudyTracker
+from study.tuning import tune_method
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    study_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    planned: int  # evaluation trials of the study
+    executed: int  # trials (both stages) this call handed to Ray
+    failed: tuple[str, ...]  # trials (both stages) of this call that failed
+    incomplete: tuple[str, ...]  # evaluation trials without a completed result
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.incomplete)
+
+
+def save_spec(spec: StudySpec) -> Path:
+    path = spec.study_dir / SPEC_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(spec.to_yaml())
+    tmp.replace(path)
+    return path
+
+
+def tune_all(spec: StudySpec, plans: list[DatasetPlan], execution: Execution) -> dict:
+    """Stage 1: the tuned values per (dataset, method) that has something to search."""
+    return {
+        (plan.entry.name, method.name): tune_method(spec, plan, method, execution)
+        for plan in plans
+        for method in spec.methods
+        if method.search_space()
+    }
+
+
+def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
+    """Stage 2: every evaluation trial without a completed result row."""
+    done = completed_trial_ids(execution.study_dir, EVAL)
+    pending = [t for t in trials if t.trial_id not in done]
+    execution.echo(
+        f"[eval] {len(trials)} trials, {len(trials) - len(pending)} recorded, {len(pending)} to run"
+    )
+    if pending:
+        grid = tune.grid_search([t.to_dict() for t in pending])
+        execution.fit("eval", total=len(pending), param_space={"trial": grid})
+
+
+def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
+    study_dir = spec.study_dir
+    with study_lock(study_dir):
+        save_spec(spec)
+        plans = [DatasetPlan.load(d, split_file(d, spec.shots, study_dir), spec) for d in spec.datasets]
+        tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)
+        parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))
+        log = TrialLog(study_dir, spec.name, tracker)
+        echo(f"study {spec.name}: {study_dir}")
+        with LazyRay(address, dashboard=spec.ray.dashboard, num_cpus=spec.ray.num_cpus, echo=echo) as ray:
+            resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+            execution = Execution(
+                study_dir, resources, spec.concurrency, spec.max_failures, spec.tuning.metric, log, echo, ray
+            )
+            trials = evaluation_trials(spec, plans, tune_all(spec, plans, execution))
+            evaluate_all(trials, execution)
+        done = completed_trial_ids(study_dir, EVAL)
+        incomplete = tuple(t.label for t in trials if t.trial_id not in done)
+        status = "FAILED" if incomplete or log.failed else "FINISHED"
+        tracker.finish_study(summary_metrics(study_dir), [study_dir / SPEC_FILE], status)
+    return StudyOutcome(
+        study_dir=study_dir,
+        tracking_uri=tracker.tracking_uri,
+        parent_run_id=parent,
+        planned=len(trials),
+        executed=len(log.completed) + len(log.failed),
+        failed=tuple(log.failed),
+        incomplete=incomplete,
+    )
+
+
+def summary_metrics(study_dir: Path) -> dict[str, float]:
+    """Normalized AUC of test Recall@1 per dataset and method (the parent run's headline numbers)."""
+    auc = auc_summary(read_results(study_dir)).to_pylist()
+    return {f"auc/{r['dataset']}/{r['method']}/recall@1": r["auc"] for r in auc}

@@ -1,0 +1,379 @@
+"""The study specification: one validated YAML file (pydantic) describing a whole ooDML study.
+
+A study is the cross product datasets x methods x splits x seeds, each training evaluated at every
+few-shot budget, after a tuning stage that searches each method's hyperparameters on the default
+split's train/validation division. Defaults live here and in ``tasks.config`` (training, model and
+few-shot adaptation settings are the trial's own schema, reused as is). Every path is made absolute
+at load time, because Ray trials run in other working directories.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from study.overrides import apply_overrides
+from tasks.config import DataConfig, FewShotConfig, ModelConfig, TrainingConfig
+
+SPEC_FILE = "study.yaml"  # the resolved spec, saved in the study folder (what `oodml resume` reads)
+
+
+class SpecError(ValueError):
+    """A study specification is unreadable or invalid; the message names the field(s) to fix."""
+
+
+def closest(name: str, choices) -> str:
+    """' (did you mean 'x'?)' for the closest known name, and the allowed names."""
+    choices = sorted(choices)
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    return f"unknown name {name!r}{hint} (allowed: {', '.join(choices)})"
+
+
+def _known(name: str, registry: dict, what: str) -> str:
+    if name not in registry:
+        raise ValueError(f"{what}: {closest(name, registry)}")
+    return name
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitBuild(_Strict):
+    """How to build a dataset's split file when none is given (``oodml splits build`` options).
+
+    Progression settings left unset take the dataset's published ones (DESIGN.md section 3).
+    """
+
+    select: int | list[str] = Field(8, description="number of splits, or the split keys to keep")
+    steps: int | None = None
+    swaps_per_step: int | None = None
+    history: int | None = None
+    easier_steps: int | None = None
+    easier_history: int | None = None
+    removal_steps: int | None = None
+    shots: list[int] | None = Field(None, description="episode shot counts; None: the study's budgets > 0")
+    episodes: int = 10
+    seed: int = 0
+    extractor: str | None = Field(None, description="FID feature extractor; None: the dataset's default")
+    weights: str | None = None
+    device: str = "cpu"
+
+    @field_validator("weights")
+    @classmethod
+    def _abs(cls, path: str | None) -> str | None:
+        return _absolute(path)
+
+
+class DatasetEntry(_Strict):
+    """A dataset with either a split file or the options to build one in the study folder."""
+
+    name: str
+    root: str | None = Field(None, description="dataset folder (glyphs: render cache; None: default)")
+    options: dict[str, int | float | str] = Field(default_factory=dict)
+    num_workers: int = Field(
+        DataConfig.model_fields["num_workers"].default, ge=0, description="loader workers"
+    )
+    split_file: str | None = Field(None, description="splits.json or an ooDML pickle; None: build")
+    splits: SplitBuild | None = Field(None, description="options to build the split file; None: defaults")
+    evaluate: list[str] | None = Field(None, description="split keys to evaluate; None: every split")
+    default_split: str = Field("0", description="split key whose train/val division the tuning uses")
+
+    @field_validator("name")
+    @classmethod
+    def _dataset(cls, name: str) -> str:
+        from tasks.data import DATASETS
+
+        return _known(name, DATASETS, "dataset")
+
+    @field_validator("root", "split_file")
+    @classmethod
+    def _abs(cls, path: str | None) -> str | None:
+        return _absolute(path)
+
+    @field_validator("evaluate", mode="before")
+    @classmethod
+    def _keys(cls, keys: Any) -> Any:
+        return [str(k) for k in keys] if isinstance(keys, list) else keys
+
+    @field_validator("default_split", mode="before")
+    @classmethod
+    def _key(cls, key: Any) -> Any:
+        return str(key) if isinstance(key, int) else key
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetEntry:
+        if self.split_file and self.splits is not None:
+            raise ValueError("give either split_file (a built split file) or splits (options to build one)")
+        if self.evaluate == []:
+            raise ValueError("evaluate: empty list of split keys (leave it out to evaluate every split)")
+        return self
+
+    @property
+    def build(self) -> SplitBuild:
+        return self.splits or SplitBuild()
+
+
+class Range(_Strict):
+    """A search range; ``[low, high]`` or ``[low, high, "log"]`` in YAML."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if len(value) not in (2, 3) or (len(value) == 3 and value[2] != "log"):
+                raise ValueError(f"a range is [low, high] or [low, high, 'log'], got {value}")
+            return {"low": value[0], "high": value[1], "log": len(value) == 3}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"empty range: low {self.low} must be below high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+class MethodEntry(_Strict):
+    """A method with fixed hyperparameters and what to tune.
+
+    ``search: true`` tunes every declared hyperparameter over its declared range except the fixed ones;
+    a mapping tunes only the named hyperparameters, over the given ranges.
+    """
+
+    name: str
+    hyperparameters: dict[str, float | int] = Field(default_factory=dict)
+    search: bool | dict[str, Range] = False
+
+    @field_validator("name")
+    @classmethod
+    def _method(cls, name: str) -> str:
+        from tasks.methods import METHODS
+
+        return _known(name, METHODS, "method")
+
+    @model_validator(mode="after")
+    def _names(self) -> MethodEntry:
+        from tasks.methods import METHODS
+
+        declared = METHODS[self.name].hyperparameters
+        searched = self.search if isinstance(self.search, dict) else {}
+        for group, names in (("hyperparameters", self.hyperparameters), ("search", searched)):
+            for name in names:
+                _known(name, declared, f"{group}: method {self.name!r} hyperparameter")
+        both = sorted(set(self.hyperparameters) & set(searched))
+        if both:
+            raise ValueError(f"hyperparameters {both} are both fixed and searched; choose one")
+        if self.search is True and not set(declared) - set(self.hyperparameters):
+            raise ValueError(f"search: true, but every hyperparameter of {self.name!r} is fixed")
+        return self
+
+    def search_space(self) -> dict[str, Range]:
+        """The ranges to tune (empty: nothing to tune); integer when the declared range is."""
+        from tasks.methods import METHODS
+
+        declared = METHODS[self.name].hyperparameters
+        if self.search is True:
+            return {
+                k: Range(low=hp.low, high=hp.high, log=hp.log)
+                for k, hp in declared.items()
+                if k not in self.hyperparameters
+            }
+        return dict(self.search) if self.search else {}
+
+
+def _fewshot_spec() -> type[BaseModel]:
+    """``budgets`` plus the adaptation settings of ``tasks.config.FewShotConfig`` (its defaults, minus
+    ``shots``, which the runner fills from the budgets)."""
+    fields = {k: (f.annotation, f) for k, f in FewShotConfig.model_fields.items() if k != "shots"}
+    budgets = Field(default_factory=lambda: [0], description="shot budgets; 0 = zero-shot")
+    return create_model("FewShotSpec", __base__=_Strict, budgets=(list[int], budgets), **fields)
+
+
+FewShotSpec = _fewshot_spec()
+
+
+class TuningSpec(_Strict):
+    """Stage 1: per method and dataset, ``trials`` Optuna trials of ``epochs`` epochs each."""
+
+    trials: int = Field(8, ge=0)
+    epochs: int | None = Field(None, ge=1, description="None: training.epochs")
+    metric: str = Field("val/selection_score", description="a validation metric, maximised")
+    seed: int = Field(0, description="sampler seed")
+
+    @field_validator("metric")
+    @classmethod
+    def _validation_only(cls, metric: str) -> str:
+        if not metric.startswith("val/"):
+            raise ValueError(f"tuning selects on validation classes only: expected 'val/...', got {metric!r}")
+        return metric
+
+
+class Resources(_Strict):
+    """Per trial; fractions share a device between trials."""
+
+    cpus: float = Field(1, gt=0)
+    gpus: float = Field(0, ge=0)
+
+
+class Storage(_Strict):
+    root: str | None = Field(None, description="study folder; None: runs/<name>")
+    tracking_uri: str | None = Field(None, description="MLflow; None: SQLite file in the study folder")
+    experiment: str | None = Field(None, description="MLflow experiment; None: the study name")
+
+
+class RaySpec(_Strict):
+    address: str | None = Field(None, description="cluster to join; None: RAY_ADDRESS or a local Ray")
+    dashboard: bool = False
+    num_cpus: int | None = Field(None, description="CPUs of a local Ray; None: all")
+
+
+class StudySpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    methods: list[MethodEntry] = Field(min_length=1)
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    fewshot: FewShotSpec = FewShotSpec()
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    tuning: TuningSpec = TuningSpec()
+    resources: Resources = Resources()
+    concurrency: int | None = Field(None, ge=1, description="trials at once; None: as resources allow")
+    max_failures: int = Field(1, ge=-1, description="retries of a failed trial (-1: forever)")
+    storage: Storage = Storage()
+    ray: RaySpec = RaySpec()
+
+    @field_validator("model")
+    @classmethod
+    def _backbone(cls, model: ModelConfig) -> ModelConfig:
+        from tasks.models import BACKBONES
+
+        _known(model.backbone, BACKBONES, "backbone")
+        return model
+
+    @model_validator(mode="after")
+    def _grid(self) -> StudySpec:
+        for field, values in (
+            ("datasets", [d.name for d in self.datasets]),
+            ("methods", [m.name for m in self.methods]),
+            ("seeds", self.seeds),
+        ):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{field}: duplicate entries in {values}")
+        budgets = self.fewshot.budgets
+        if not budgets or len(set(budgets)) != len(budgets) or min(budgets) < 0:
+            raise ValueError(f"fewshot.budgets: expected distinct shot counts >= 0, got {budgets}")
+        missing = [s for s in self.shots if s not in self.fewshot.iterations]
+        if missing:
+            raise ValueError(
+                f"fewshot.iterations: no entry for budgets {missing} (has {sorted(self.fewshot.iterations)})"
+            )
+        for d in self.datasets:
+            wanted = d.build.shots
+            if not d.split_file and wanted is not None and set(self.shots) - set(wanted):
+                raise ValueError(
+                    f"datasets[{d.name}].splits.shots {wanted} lacks budgets {sorted(set(self.shots) - set(wanted))}"
+                )
+        if self.training.epochs < 1:
+            raise ValueError("training.epochs: at least 1")
+        allowed = self.validation_metrics()
+        if self.tuning.metric not in allowed:
+            raise ValueError(
+                f"tuning.metric: {self.tuning.metric!r} is not computed; allowed: {', '.join(allowed)}"
+            )
+        if self.tuning.trials == 0 and any(m.search_space() for m in self.methods):
+            raise ValueError("tuning.trials is 0, but some methods have search ranges; set trials >= 1")
+        return self
+
+    def validation_metrics(self) -> list[str]:
+        """What a trial records per epoch on its validation classes (``tasks.evaluate.retrieval_metrics``)."""
+        t = self.training
+        names = [f"recall@{k}" for k in t.ks] + ["map@r", "map@1000"] + (["nmi"] if t.with_nmi else [])
+        return sorted(f"val/{n}" for n in [*names, "selection_score"])
+
+    @property
+    def shots(self) -> list[int]:
+        """Budgets that adapt (> 0); zero-shot results come with every trial."""
+        return sorted(s for s in self.fewshot.budgets if s > 0)
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.storage.root or Path("runs") / self.name).expanduser().resolve()
+
+    def resolved(self) -> StudySpec:
+        """The spec with the study folder made absolute (what is saved and resumed)."""
+        return self.model_copy(
+            update={"storage": self.storage.model_copy(update={"root": str(self.study_dir)})}
+        )
+
+    def to_yaml(self) -> str:
+        """Every field, defaults included: a resumed study keeps its settings across oodml versions."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the model at ``loc`` (to list them under an 'unknown key' error)."""
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return sorted(model.model_fields) if model else []
+
+
+def format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid study specification:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        message = re.sub(r"^Value error, ", "", e["msg"])
+        if e["type"] == "extra_forbidden":
+            message = f"unknown key; allowed: {', '.join(_allowed_keys(StudySpec, e['loc']))}"
+        elif e["type"] == "missing":
+            message = "required field is missing"
+        lines.append(f"  {where}: {message}" if e["loc"] else f"  {message}")
+    return "\n".join(lines)
+
+
+def load_spec(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> StudySpec:
+    """Read (YAML path or dict), apply ``--set`` style overrides, validate; paths become absolute."""
+    if isinstance(source, dict):
+        raw, where = source, "study spec"
+    else:
+        where = str(source)
+        try:
+            raw = yaml.safe_load(Path(source).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise SpecError(f"{where}: cannot read study specification ({err})") from err
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides or {})
+    try:
+        return StudySpec.model_validate(raw).resolved()
+    except ValidationError as err:
+        raise SpecError(format_errors(err, where)) from None

@@ -1,0 +1,71 @@
+"""The Ray Tune function trainable: one planned trial, checkpointed after every epoch.
+
+Runs on a Ray worker, whose working directory is not the study folder, so every path is absolute.
+The trial's working folder is ``<study>/trials/<trial id>``; ``run_trial`` resumes from it, and a
+retried trial first restores it from its latest Tune checkpoint (the retry may run on another node).
+The final report carries the whole trial record (JSON) and the selected weights as its checkpoint;
+the driver turns them into result rows and an MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+from study.expand import PlannedTrial, with_hyperparameters
+
+TRIALS_DIR = "trials"
+OBJECTIVE = "objective"  # best validation value so far of the tuning metric (what the search maximises)
+RECORD = "trial_record"
+ERROR = "trial_error"
+# Raised the same way on every attempt (bad values, a diverging loss): recorded as failed, not retried.
+DETERMINISTIC = (ValueError, FloatingPointError)
+
+
+def trial_workdir(study_dir: str | Path, trial_id: str) -> Path:
+    return Path(study_dir) / TRIALS_DIR / trial_id
+
+
+def planned_trial(config: dict, base: dict | None) -> PlannedTrial:
+    """The trial a Tune config stands for: a grid entry, or searched values on top of a tuning base."""
+    if base is None:
+        return PlannedTrial.from_dict(config["trial"])
+    return with_hyperparameters(PlannedTrial.from_dict(base), config)
+
+
+def _numbers(row: dict) -> dict:
+    return {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def run_planned(config: dict, *, study_dir: str, metric: str, base: dict | None = None) -> None:
+    """Tune entry point (bind ``study_dir``, ``metric`` and, for tuning, ``base`` with tune.with_parameters)."""
+    from ray import tune
+
+    from tasks.trial import run_trial
+
+    trial = planned_trial(config, base)
+    workdir = trial_workdir(study_dir, trial.trial_id)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as saved:
+            shutil.copytree(saved, workdir, dirs_exist_ok=True)
+    best = -math.inf
+
+    def report(row: dict, directory: Path) -> None:
+        nonlocal best
+        best = max(best, row.get(metric, -math.inf))
+        tune.report({**_numbers(row), OBJECTIVE: best}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    try:
+        record = run_trial(trial.config, workdir, on_epoch=report)
+    except DETERMINISTIC as err:
+        tune.report({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__}: {err}"})
+        return
+    record["trial_id"] = trial.trial_id
+    final = {OBJECTIVE: max(record[f"curve/{metric}"]), RECORD: json.dumps(record)}
+    with tempfile.TemporaryDirectory() as selected:
+        shutil.copy2(record["checkpoint"], selected)
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(selected))

@@ -1,0 +1,97 @@
+"""Stage 1: per dataset and method, an Optuna search over the method's ranges (Ray Tune's OptunaSearch).
+
+The search runs on the default split's train/validation division (test classes are never seen) and
+maximises the best validation value of ``tuning.metric`` over a trial's epochs.
+
+Persistence: the Optuna study lives in a journal file in the study folder, written by the driver only
+(OptunaSearch asks and tells from the driver), so no database is shared by workers, and Tune keeps
+its retries and checkpoints, which workers driving a shared storage themselves would have to
+re-implement. A resumed study reloads the journal (the sampler sees every earlier trial), counts the
+tuning trials recorded in the results against the budget, and re-enqueues the parameters of trials a
+killed driver left running, so they get the same identity and resume from their trial folder. The
+first trial of a fresh search tries the method's defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pyarrow.compute as pc
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from study.execution import Execution
+from study.expand import TUNE, DatasetPlan, tuning_base
+from study.results import read_results
+from study.spec import MethodEntry, StudySpec
+from study.trainable import OBJECTIVE
+
+JOURNAL = "optuna.journal"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def distributions(method: MethodEntry) -> dict[str, FloatDistribution | IntDistribution]:
+    from tasks.methods import METHODS
+
+    declared = METHODS[method.name].hyperparameters
+    return {
+        name: IntDistribution(int(r.low), int(r.high), log=r.log)
+        if declared[name].integer
+        else FloatDistribution(r.low, r.high, log=r.log)
+        for name, r in method.search_space().items()
+    }
+
+
+def recover(study: optuna.Study, method: MethodEntry) -> None:
+    """Ask again first for trials a killed driver left running; a fresh study starts at the defaults."""
+    from tasks.methods import METHODS
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params)
+    if not study.trials:
+        defaults = METHODS[method.name].defaults()
+        space = method.search_space()
+        start = {k: defaults[k] for k, r in space.items() if r.low <= defaults[k] <= r.high}
+        if start:
+            study.enqueue_trial(start)
+
+
+def recorded(study_dir: Path, dataset: str, method: str) -> int:
+    """Tuning trials of ``dataset``/``method`` with result rows (completed or failed)."""
+    table = read_results(study_dir).select(["trial_id", "stage", "dataset", "method"])
+    mask = pc.and_(pc.equal(table["stage"], TUNE), pc.equal(table["dataset"], dataset))
+    mask = pc.and_(mask, pc.equal(table["method"], method))
+    return len(set(table.filter(mask)["trial_id"].to_pylist()))
+
+
+def best_values(study: optuna.Study) -> dict[str, float | int]:
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return dict(max(completed, key=lambda t: t.value).params) if completed else {}
+
+
+def tune_method(spec: StudySpec, plan: DatasetPlan, method: MethodEntry, execution: Execution) -> dict:
+    """Run what is left of the tuning budget; return the tuned values (empty if no trial completed)."""
+    name = f"{plan.entry.name}/{method.name}"
+    storage = JournalStorage(JournalFileBackend(str(execution.study_dir / JOURNAL)))
+    sampler = optuna.samplers.TPESampler(seed=spec.tuning.seed)
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
+    )
+    recover(study, method)
+    remaining = spec.tuning.trials - recorded(execution.study_dir, plan.entry.name, method.name)
+    if remaining > 0:
+        execution.fit(
+            f"tune-{plan.entry.name}-{method.name}",
+            total=remaining,
+            search_alg=OptunaSearch(
+                distributions(method), OBJECTIVE, "max", sampler=sampler, study_name=name, storage=storage
+            ),
+            num_samples=remaining,
+            base=tuning_base(spec, plan, method).to_dict(),
+        )
+    return best_values(study)
