@@ -44,6 +44,17 @@ def _wait_for(url: str, head: subprocess.Popen, seconds: float) -> None:
     raise TimeoutError(f"{url} did not answer within {seconds} s")
 
 
+def _submit(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """``ray job submit``, retried while the head's job agent is still starting (it answers HTTP 500
+    "No available agent" for a while after the dashboard is up)."""
+    deadline = time.monotonic() + 180
+    while True:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if "No available agent" not in done.stdout + done.stderr or time.monotonic() > deadline:
+            return done
+        time.sleep(3)
+
+
 @pytest.fixture
 def head(tmp_path):
     """A head node with the job server (dashboard) on 127.0.0.1; yields the job server URL."""
@@ -78,12 +89,10 @@ def test_job_submit_runs_a_study(head, tmp_path, tiny_spec):
     submit = [RAY, "job", "submit", "--address", head, "--working-dir", str(REPO), "--"]
     submit += [sys.executable, "-m", "study.submit", str(config)]
     # The environment (tests/conftest.py) is the head's: no token auth, nodes on 127.0.0.1.
-    refused = subprocess.run(submit, capture_output=True, text=True, timeout=300)
+    refused = _submit(submit, timeout=300)
     assert refused.returncode != 0 and "storage.root must be an absolute path" in refused.stdout
 
-    done = subprocess.run(
-        [*submit, "--set", f"storage.root={root}"], capture_output=True, text=True, timeout=600
-    )
+    done = _submit([*submit, "--set", f"storage.root={root}"], timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[eval] 1/1 done, 0 running, 0 failed" in done.stdout
     table = read_results(root)
