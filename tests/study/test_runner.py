@@ -80,6 +80,10 @@ def test_mlflow_parent_and_child_runs(tiny):
     assert [a.path for a in client.list_artifacts(evaluation.info.run_id, "checkpoint")] == [
         "checkpoint/best.pt"
     ]
+    # the dashboard is written at the end of the run and logged to the parent run
+    assert (result.study_dir / "dashboard" / "index.html").is_file()
+    dashboard = [a.path for a in client.list_artifacts(result.parent_run_id, "dashboard")]
+    assert "dashboard/index.html" in dashboard and any(p.endswith(".png") for p in dashboard)
 
 
 def test_rerun_executes_nothing_and_keeps_results(tiny, tiny_spec):
