@@ -36,6 +36,7 @@ def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
 
 def where(result) -> str:
     """Where a study's outputs are, and the commands that show them."""
+    from dashboards.report import DASHBOARD_DIR, PAGE
     from study.cli import COMMANDS
 
     d, uri = result.study_dir, result.tracking_uri
@@ -45,8 +46,8 @@ def where(result) -> str:
         f"results:   {d / 'results'}{shown}",
         f"MLflow:    {uri}  parent run {result.parent_run_id}  ({ui})",
     ]
-    if ("report",) in COMMANDS:
-        lines.append(f"dashboard: oodml report {d} --serve")
+    serve = f"  (oodml report {d} --serve)" if ("report",) in COMMANDS else ""
+    lines.append(f"dashboard: {d / DASHBOARD_DIR / PAGE}{serve}")
     return "\n".join(lines)
 
 

@@ -45,12 +45,13 @@ class Execution:
         param_space: dict | None = None,
         search_alg=None,
         num_samples: int = 1,
-        base: dict | None = None,
+        bases: dict[str, dict] | None = None,
     ) -> None:
-        """Run ``total`` trials: a grid (``param_space``) or ``num_samples`` from ``search_alg`` on ``base``."""
+        """Run ``total`` trials: a grid (``param_space``), or ``num_samples`` from ``search_alg`` whose
+        suggestions complete the planned trials in ``bases``."""
         self.ray.ensure()
         trainable = tune.with_parameters(
-            run_planned, study_dir=str(self.study_dir), metric=self.metric, base=base
+            run_planned, study_dir=str(self.study_dir), metric=self.metric, bases=bases
         )
         tuner = tune.Tuner(
             tune.with_resources(trainable, self.resources),
@@ -71,7 +72,7 @@ class Execution:
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[
-                    Recorder(partial(planned_trial, base=base), self.log),
+                    Recorder(partial(planned_trial, bases=bases), self.log),
                     Progress(name, total, self.log, self.echo),
                 ],
                 verbose=0,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ray import tune
 
-from dashboards.report import build_report
+from dashboards.report import build_report  # not `dashboards`: tests/dashboards shadows it under pytest
 from study.cluster import LazyRay
 from study.execution import Execution
 from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
@@ -25,7 +25,7 @@ from study.results import auc_summary, completed_trial_ids, read_results
 from study.spec import SPEC_FILE, StudySpec
 from study.splitfiles import split_file
 from study.tracking import StudyTracker
-from study.tuning import tune_method
+from study.tuning import tune_all
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,6 @@ def save_spec(spec: StudySpec) -> Path:
     tmp.write_text(spec.to_yaml())
     tmp.replace(path)
     return path
-
-
-def tune_all(spec: StudySpec, plans: list[DatasetPlan], execution: Execution) -> dict:
-    """Stage 1: the tuned values per (dataset, method) that has something to search."""
-    return {
-        (plan.entry.name, method.name): tune_method(spec, plan, method, execution)
-        for plan in plans
-        for method in spec.methods
-        if method.search_space()
-    }
 
 
 def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
@@ -93,7 +83,6 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
         incomplete = tuple(t.label for t in trials if t.trial_id not in done)
         status = "FAILED" if incomplete or log.failed else "FINISHED"
         report = build_report(study_dir)  # from the results dataset on disk, like `oodml report`
-        echo(f"dashboard: {report}")
         tracker.finish_study(summary_metrics(study_dir), [study_dir / SPEC_FILE, report.parent], status)
     return StudyOutcome(
         study_dir=study_dir,

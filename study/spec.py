@@ -36,7 +36,7 @@ class SpecError(ValueError):
 
 
 def closest(name: str, choices) -> str:
-    """' (did you mean 'x'?)' for the closest known name, and the allowed names."""
+    """ "unknown name 'x'; did you mean 'y'? (allowed: ...)": the closest known name and all of them."""
     choices = sorted(choices)
     match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     hint = f"; did you mean {match[0]!r}?" if match else ""
@@ -192,7 +192,7 @@ class MethodEntry(_Strict):
         return self
 
     def search_space(self) -> dict[str, Range]:
-        """The ranges to tune (empty: nothing to tune); integer when the declared range is."""
+        """The ranges to tune (empty: nothing to tune)."""
         from tasks.methods import METHODS
 
         declared = METHODS[self.name].hyperparameters

@@ -21,6 +21,7 @@ TRIALS_DIR = "trials"
 OBJECTIVE = "objective"  # best validation value so far of the tuning metric (what the search maximises)
 RECORD = "trial_record"
 ERROR = "trial_error"
+SEARCH = "search"  # in a tuning trial's config: which search (dataset/method) suggested it
 # Raised the same way on every attempt (bad values, a diverging loss): recorded as failed, not retried.
 DETERMINISTIC = (ValueError, FloatingPointError)
 
@@ -29,24 +30,25 @@ def trial_workdir(study_dir: str | Path, trial_id: str) -> Path:
     return Path(study_dir) / TRIALS_DIR / trial_id
 
 
-def planned_trial(config: dict, base: dict | None) -> PlannedTrial:
-    """The trial a Tune config stands for: a grid entry, or searched values on top of a tuning base."""
-    if base is None:
+def planned_trial(config: dict, bases: dict[str, dict] | None) -> PlannedTrial:
+    """The trial a Tune config stands for: a grid entry, or searched values on their search's base."""
+    if bases is None:
         return PlannedTrial.from_dict(config["trial"])
-    return with_hyperparameters(PlannedTrial.from_dict(base), config)
+    values = {k: v for k, v in config.items() if k != SEARCH}
+    return with_hyperparameters(PlannedTrial.from_dict(bases[config[SEARCH]]), values)
 
 
 def _numbers(row: dict) -> dict:
     return {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def run_planned(config: dict, *, study_dir: str, metric: str, base: dict | None = None) -> None:
-    """Tune entry point (bind ``study_dir``, ``metric`` and, for tuning, ``base`` with tune.with_parameters)."""
+def run_planned(config: dict, *, study_dir: str, metric: str, bases: dict[str, dict] | None = None) -> None:
+    """Tune entry point (bind ``study_dir``, ``metric`` and, for tuning, ``bases`` with tune.with_parameters)."""
     from ray import tune
 
     from tasks.trial import run_trial
 
-    trial = planned_trial(config, base)
+    trial = planned_trial(config, bases)
     workdir = trial_workdir(study_dir, trial.trial_id)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

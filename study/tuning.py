@@ -10,6 +10,9 @@ re-implement. A resumed study reloads the journal (the sampler sees every earlie
 tuning trials recorded in the results against the budget, and re-enqueues the parameters of trials a
 killed driver left running, so they get the same identity and resume from their trial folder. The
 first trial of a fresh search tries the method's defaults.
+
+All searches run as one Tune experiment (``MethodSearches`` hands each suggestion to the search with
+the most budget left), so every method's tuning shares the workers instead of queueing per method.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from study.execution import Execution
 from study.expand import TUNE, DatasetPlan, tuning_base
 from study.results import read_results
 from study.spec import MethodEntry, StudySpec
-from study.trainable import OBJECTIVE
+from study.trainable import OBJECTIVE, SEARCH
 
 JOURNAL = "optuna.journal"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -74,24 +78,60 @@ def best_values(study: optuna.Study) -> dict[str, float | int]:
     return dict(max(completed, key=lambda t: t.value).params) if completed else {}
 
 
-def tune_method(spec: StudySpec, plan: DatasetPlan, method: MethodEntry, execution: Execution) -> dict:
-    """Run what is left of the tuning budget; return the tuned values (empty if no trial completed)."""
-    name = f"{plan.entry.name}/{method.name}"
+class MethodSearches(Searcher):
+    """Several Optuna searches behind one Tune experiment; the config names its search (``SEARCH``)."""
+
+    def __init__(self, searches: dict[str, OptunaSearch], budgets: dict[str, int]) -> None:
+        super().__init__(metric=OBJECTIVE, mode="max")
+        self.searches, self.left = searches, dict(budgets)
+        self.owner: dict[str, str] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        name = max(self.left, key=self.left.get)
+        if self.left[name] <= 0:
+            return Searcher.FINISHED
+        self.left[name] -= 1
+        self.owner[trial_id] = name
+        return {SEARCH: name, **self.searches[name].suggest(trial_id)}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searches[self.owner[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.searches[self.owner[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the searches' state is their Optuna journal (Tune would warn otherwise)."""
+
+
+def tune_all(spec: StudySpec, plans: list[DatasetPlan], execution: Execution) -> dict:
+    """Run what is left of every tuning budget; the tuned values per (dataset, method) that searches
+    (empty where no trial completed)."""
     storage = JournalStorage(JournalFileBackend(str(execution.study_dir / JOURNAL)))
-    sampler = optuna.samplers.TPESampler(seed=spec.tuning.seed)
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
-    )
-    recover(study, method)
-    remaining = spec.tuning.trials - recorded(execution.study_dir, plan.entry.name, method.name)
-    if remaining > 0:
+    studies, searches, budgets, bases = {}, {}, {}, {}
+    for plan in plans:
+        for method in (m for m in spec.methods if m.search_space()):
+            name = f"{plan.entry.name}/{method.name}"
+            sampler = optuna.samplers.TPESampler(seed=spec.tuning.seed)
+            studies[(plan.entry.name, method.name)] = study = optuna.create_study(
+                study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
+            )
+            recover(study, method)
+            left = spec.tuning.trials - recorded(execution.study_dir, plan.entry.name, method.name)
+            if left > 0:
+                searches[name] = OptunaSearch(
+                    distributions(method), OBJECTIVE, "max", sampler=sampler, study_name=name, storage=storage
+                )
+                budgets[name], bases[name] = left, tuning_base(spec, plan, method).to_dict()
+    if searches:
+        total = sum(budgets.values())
         execution.fit(
-            f"tune-{plan.entry.name}-{method.name}",
-            total=remaining,
-            search_alg=OptunaSearch(
-                distributions(method), OBJECTIVE, "max", sampler=sampler, study_name=name, storage=storage
-            ),
-            num_samples=remaining,
-            base=tuning_base(spec, plan, method).to_dict(),
+            "tune", total=total, search_alg=MethodSearches(searches, budgets), num_samples=total, bases=bases
         )
-    return best_values(study)
+    tuned = {key: best_values(study) for key, study in studies.items()}
+    for (dataset, method), values in tuned.items():
+        if not values:
+            execution.echo(
+                f"[tune] {dataset}/{method}: no trial completed; evaluating with fixed/default values"
+            )
+    return tuned
