@@ -14,9 +14,9 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from study.spec import DatasetEntry, MethodEntry, SpecError, StudySpec
+from study.spec import STUDY_ONLY_FEWSHOT, DatasetEntry, MethodEntry, SpecError, StudySpec
 from tasks.config import DataConfig, FewShotConfig, MethodConfig, TrialConfig
-from tasks.splits.files import Split, read_split_file
+from tasks.splits.files import Split, SplitFileError, read_split_file
 from tasks.trial import RECORD_VERSION, split_hash
 
 TUNE, EVAL = "tune", "eval"  # the stages, named as in the results schema
@@ -83,13 +83,23 @@ class DatasetPlan:
     def load(cls, entry: DatasetEntry, split_file: Path, spec: StudySpec) -> DatasetPlan:
         """Read and check the split file against the spec (keys exist, every budget has episodes)."""
         split_file = Path(split_file).resolve()
-        splits = read_split_file(split_file)
-        where = f"datasets[{entry.name}] ({split_file})"
+        field = f"datasets.{spec.datasets.index(entry)}"
+        source = (
+            f"{field}.split_file" if entry.split_file else f"{field} (split file built from {field}.splits)"
+        )
+        where = f"{source} ({split_file})"
+        try:
+            splits = read_split_file(split_file)
+        except SplitFileError as err:
+            raise SpecError(f"{source}: {err}") from None
         keys = [s.key for s in splits.splits]
         wanted = entry.evaluate or keys
         unknown = [k for k in [*wanted, entry.default_split] if k not in keys]
         if unknown:
-            raise SpecError(f"{where}: split keys {unknown} are not in the split file; it has {keys}")
+            raise SpecError(
+                f"{where}: split keys {unknown} are not in the split file; it has {keys}: set "
+                f"{field}.evaluate and {field}.default_split to keys it has"
+            )
         evaluated = tuple(splits.split(k) for k in wanted)
         for split in evaluated:
             have = sorted(
@@ -102,7 +112,22 @@ class DatasetPlan:
                     f"(its test classes are too small or the file was built without them; it has {have}); "
                     "lower fewshot.budgets or rebuild the splits with these shots"
                 )
-        return cls(entry, split_file, evaluated, splits.split(entry.default_split))
+        default = splits.split(entry.default_split)
+        _check_batch(spec, [default, *evaluated], where)
+        return cls(entry, split_file, evaluated, default)
+
+
+def _check_batch(spec: StudySpec, splits: list[Split], where: str) -> None:
+    """Every training batch needs ``batch_size / samples_per_class`` distinct classes of ``split_train``."""
+    size, per_class = spec.training.batch_size, spec.training.samples_per_class
+    smallest = min(splits, key=lambda s: len(s.split_train))
+    if len(smallest.split_train) < size // per_class:
+        raise SpecError(
+            f"training.batch_size: a batch of {size} images with samples_per_class {per_class} needs "
+            f"{size // per_class} distinct classes, but split {smallest.key} of {where} trains on "
+            f"{len(smallest.split_train)} classes (its split_train); lower training.batch_size to at most "
+            f"{len(smallest.split_train) * per_class}"
+        )
 
 
 def trial_config(
@@ -116,7 +141,7 @@ def trial_config(
     tuning: bool,
 ) -> TrialConfig:
     """A tuning trial validates only (no test classes, no few-shot); an evaluation trial does all."""
-    adaptation = spec.fewshot.model_dump(exclude={"budgets"})
+    adaptation = spec.fewshot.model_dump(exclude=STUDY_ONLY_FEWSHOT)
     training = spec.training
     if tuning and spec.tuning.epochs:
         training = training.model_copy(update={"epochs": spec.tuning.epochs})
@@ -124,7 +149,7 @@ def trial_config(
         data=DataConfig(
             dataset=plan.entry.name,
             root=plan.entry.root,
-            options=plan.entry.options,
+            options=plan.entry.loader_options(),
             num_workers=plan.entry.num_workers,
             split_file=str(plan.split_file),
             split=split.key,

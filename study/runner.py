@@ -1,9 +1,10 @@
 """Running a study: splits, tuning stage, evaluation grid, tracking; resumable at any point.
 
-``run_study`` holds the study folder's lock, saves the resolved spec (what ``oodml resume`` reads),
-builds missing split files, then runs on Ray Tune every trial without a result row: stage 1 searches
-each method's hyperparameters (``study.tuning``), stage 2 trains every dataset x method x split x seed
-with them, each training evaluated at every few-shot budget. Import this module after
+``run_study`` checks the datasets and split files against the spec (``study.preflight``: a bad input is
+refused before anything is written), holds the study folder's lock, saves the resolved spec (what
+``oodml resume`` reads), builds missing split files, then runs on Ray Tune every trial without a result
+row: stage 1 searches each method's hyperparameters (``study.tuning``), stage 2 trains every dataset x
+method x split x seed with them, each training evaluated at every few-shot budget. Import this module after
 ``study.cluster.configure`` (``study.run`` does), which must run before ``ray`` is imported.
 """
 
@@ -20,6 +21,7 @@ from study.cluster import LazyRay
 from study.execution import Execution
 from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
 from study.lock import study_lock
+from study.preflight import check_inputs
 from study.recording import TrialLog
 from study.results import auc_summary, completed_trial_ids, read_results
 from study.spec import SPEC_FILE, StudySpec
@@ -65,6 +67,7 @@ def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
 
 def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
     study_dir = spec.study_dir
+    check_inputs(spec, echo)  # data and split files against the spec, before anything is written
     with study_lock(study_dir):
         save_spec(spec)
         plans = [DatasetPlan.load(d, split_file(d, spec.shots, study_dir), spec) for d in spec.datasets]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -77,6 +77,15 @@ class SplitBuild(_Strict):
     weights: str | None = None
     device: str = "cpu"
 
+    @field_validator("select")
+    @classmethod
+    def _some(cls, select: int | list[str]) -> int | list[str]:
+        if select in (0, []) or (isinstance(select, int) and select < 0):
+            raise ValueError(
+                f"expected a number of splits >= 1 or a non-empty list of split keys, got {select}"
+            )
+        return select
+
     @field_validator("weights")
     @classmethod
     def _abs(cls, path: str | None) -> str | None:
@@ -88,7 +97,12 @@ class DatasetEntry(_Strict):
 
     name: str
     root: str | None = Field(None, description="dataset folder (glyphs: render cache; None: default)")
-    options: dict[str, int | float | str] = Field(default_factory=dict)
+    options: dict[str, int | float | str] = Field(default_factory=dict, description="dataset builder options")
+    unreadable_images: Literal["fail", "skip"] = Field(
+        "fail",
+        description="images that cannot be decoded (every image is opened before the study starts): "
+        "fail, naming them, or skip them and report which were left out",
+    )
     num_workers: int = Field(
         DataConfig.model_fields["num_workers"].default, ge=0, description="loader workers"
     )
@@ -112,6 +126,10 @@ class DatasetEntry(_Strict):
     @field_validator("evaluate", mode="before")
     @classmethod
     def _keys(cls, keys: Any) -> Any:
+        if keys == []:
+            raise ValueError(
+                "empty list of split keys: list the keys to evaluate, or leave it out for every split"
+            )
         return [str(k) for k in keys] if isinstance(keys, list) else keys
 
     @field_validator("default_split", mode="before")
@@ -123,9 +141,24 @@ class DatasetEntry(_Strict):
     def _one_source(self) -> DatasetEntry:
         if self.split_file and self.splits is not None:
             raise ValueError("give either split_file (a built split file) or splits (options to build one)")
-        if self.evaluate == []:
-            raise ValueError("evaluate: empty list of split keys (leave it out to evaluate every split)")
         return self
+
+    @model_validator(mode="after")
+    def _options(self) -> DatasetEntry:
+        from tasks.data import dataset_options
+
+        if "unreadable_images" in self.options:
+            raise ValueError("options.unreadable_images: set it as the dataset's own key, unreadable_images")
+        accepted = [o for o in dataset_options(self.name) if o != "unreadable_images"]
+        for option in self.options:
+            _known(option, accepted, f"options: dataset {self.name!r} option")
+        return self
+
+    def loader_options(self) -> dict[str, int | float | str]:
+        """What ``tasks.data.build_dataset`` takes: the options, plus the unreadable-image policy if not
+        the default (so trials of a study that never set it keep their identities)."""
+        skip = {"unreadable_images": "skip"} if self.unreadable_images == "skip" else {}
+        return {**self.options, **skip}
 
     @property
     def build(self) -> SplitBuild:
@@ -205,12 +238,27 @@ class MethodEntry(_Strict):
         return dict(self.search) if self.search else {}
 
 
+SMALL_CLASSES = Literal["fail", "leave_out"]
+STUDY_ONLY_FEWSHOT = {"budgets", "small_classes"}  # FewShotSpec fields a trial's FewShotConfig lacks
+
+
 def _fewshot_spec() -> type[BaseModel]:
-    """``budgets`` plus the adaptation settings of ``tasks.config.FewShotConfig`` (its defaults, minus
-    ``shots``, which the runner fills from the budgets)."""
+    """``budgets`` and ``small_classes`` plus the adaptation settings of ``tasks.config.FewShotConfig``
+    (its defaults, minus ``shots``, which the runner fills from the budgets)."""
     fields = {k: (f.annotation, f) for k, f in FewShotConfig.model_fields.items() if k != "shots"}
     budgets = Field(default_factory=lambda: [0], description="shot budgets; 0 = zero-shot")
-    return create_model("FewShotSpec", __base__=_Strict, budgets=(list[int], budgets), **fields)
+    small = Field(
+        "fail",
+        description="test classes with no image left as a query after a budget's support images: fail "
+        "before the study starts, or leave them out of that budget's episodes (counted in left_out_classes)",
+    )
+    return create_model(
+        "FewShotSpec",
+        __base__=_Strict,
+        budgets=(list[int], budgets),
+        small_classes=(SMALL_CLASSES, small),
+        **fields,
+    )
 
 
 FewShotSpec = _fewshot_spec()
@@ -284,7 +332,12 @@ class StudySpec(_Strict):
             if len(set(values)) != len(values):
                 raise ValueError(f"{field}: duplicate entries in {values}")
         budgets = self.fewshot.budgets
-        if not budgets or len(set(budgets)) != len(budgets) or min(budgets) < 0:
+        if not budgets:
+            raise ValueError(
+                "fewshot.budgets: expected distinct shot counts >= 0, got an empty list; "
+                "use [0] for zero-shot only"
+            )
+        if len(set(budgets)) != len(budgets) or min(budgets) < 0:
             raise ValueError(f"fewshot.budgets: expected distinct shot counts >= 0, got {budgets}")
         missing = [s for s in self.shots if s not in self.fewshot.iterations]
         if missing:
@@ -353,9 +406,14 @@ def format_errors(err: ValidationError, source: str) -> str:
         where = ".".join(str(p) for p in e["loc"])
         message = re.sub(r"^Value error, ", "", e["msg"])
         if e["type"] == "extra_forbidden":
-            message = f"unknown key; allowed: {', '.join(_allowed_keys(StudySpec, e['loc']))}"
+            allowed = _allowed_keys(StudySpec, e["loc"])
+            match = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1, cutoff=0.5)
+            hint = f"; did you mean {match[0]!r}?" if match else ""
+            message = f"unknown key; allowed: {', '.join(allowed)}{hint}"
         elif e["type"] == "missing":
             message = "required field is missing"
+        elif e["type"] == "too_short" and isinstance(e["input"], list) and not e["input"]:
+            message = "List should have at least 1 item, got an empty list: a study needs one entry at least"
         lines.append(f"  {where}: {message}" if e["loc"] else f"  {message}")
     return "\n".join(lines)
 

@@ -37,7 +37,7 @@ def build_arguments(entry: DatasetEntry, shots: list[int]) -> list[str]:
         "--removal-steps": s.removal_steps,
     }
     argv += [str(x) for flag, value in optional.items() if value is not None for x in (flag, value)]
-    for key, value in sorted(entry.options.items()):
+    for key, value in sorted(entry.loader_options().items()):
         argv += ["--option", f"{key}={value}"]
     return argv
 

@@ -48,8 +48,8 @@ class TrainingConfig(_Strict):
     """The paper's protocol by default (DESIGN.md 5b): Adam, lr 1e-5, wd 4e-4, batch 112 of 2 per class."""
 
     epochs: int = 200
-    batch_size: int = 112
-    samples_per_class: int = 2
+    batch_size: int = Field(112, ge=1)
+    samples_per_class: int = Field(2, ge=1, description="images of each class in a batch")
     iterations_per_epoch: int | None = Field(None, description="None: one pass over the training images")
     lr: float = 1e-5
     head_lr: float | None = Field(None, description="None: same as lr")
@@ -67,9 +67,14 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode="after")
     def _batch(self) -> TrainingConfig:
-        if self.batch_size % self.samples_per_class:
+        size, per_class = self.batch_size, self.samples_per_class
+        if size % per_class:
+            lower, upper = size - size % per_class, size - size % per_class + per_class
+            nearest = f"{lower} or {upper}" if lower else str(upper)
             raise ValueError(
-                f"batch_size {self.batch_size} must be divisible by samples_per_class {self.samples_per_class}"
+                f"batch_size {size} must be divisible by samples_per_class {per_class} (a batch holds whole "
+                f"groups of {per_class} images per class); use batch_size {nearest}, or change "
+                "samples_per_class"
             )
         return self
 

@@ -35,8 +35,8 @@ class FileLoader:
                 return image if image.mode in ("RGB", "L") else image.convert("RGB")
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise DatasetError(
-                f"{self.name}: cannot read image {path}: {error}; replace the file, or drop unreadable "
-                "images with tasks.data.verify_images(images, on_error='skip')"
+                f"{self.name}: cannot read image {path}: {error}; replace the file, or leave unreadable "
+                "images out with the dataset option unreadable_images: skip"
             ) from error
 
 

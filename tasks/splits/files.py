@@ -60,7 +60,11 @@ class Split(_Strict):
         where = f"split {self.id} (key {self.key})"
         shared = set(self.train) & set(self.test)
         if shared:
-            raise ValueError(f"{where}: train and test share classes {sorted(shared)[:5]}")
+            raise ValueError(
+                f"{where}: train and test share classes {sorted(shared)[:5]} ({len(shared)} in all); a "
+                "class belongs to one side only: rebuild the split file (oodml splits build) or remove them "
+                "from one side"
+            )
         if set(self.split_train) | set(self.split_val) != set(self.train) or set(self.split_train) & set(
             self.split_val
         ):
@@ -93,6 +97,16 @@ class SplitFile(_Strict):
         raise KeyError(f"no selected split {key_or_id!r}; have {[(s.id, s.key) for s in self.splits]}")
 
 
+def describe_validation(err: ValidationError) -> str:
+    """A pydantic error as ``field: message`` lines, without the offending input (a whole split)."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
@@ -119,7 +133,7 @@ def read_json(path: str | Path) -> SplitFile:
     try:
         return SplitFile.model_validate(raw)
     except ValidationError as err:
-        raise SplitFileError(f"{path}: invalid split file:\n{err}") from err
+        raise SplitFileError(f"{path}: invalid split file: {describe_validation(err)}") from None
 
 
 # --- ooDML pickle ---------------------------------------------------------------------------------
@@ -197,7 +211,8 @@ def read_pickle(path: str | Path) -> SplitFile:
                 )
             )
         except ValidationError as err:
-            raise SplitFileError(f"{where}: {err}") from err
+            problem = describe_validation(err)  # the split's own checks name it already
+            raise SplitFileError(f"{path if problem.startswith('split ') else where}: {problem}") from None
     return SplitFile(provenance={"source": str(path), "format": "oodml-pickle"}, splits=splits)
 
 

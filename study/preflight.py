@@ -1,0 +1,132 @@
+"""A study's inputs checked before anything is written: no study folder, lock, tracking store or Ray.
+
+A spec can be valid and still impossible on the data it names: the dataset root is missing or laid out
+wrongly, an image cannot be decoded, the split file names classes or support images the dataset does
+not hold, or a few-shot budget or a batch needs more than the classes have. Every trial would fail,
+one by one, after the study started; here each is one error naming the field to fix. The unreadable
+images a spec chooses to skip are reported instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from study.expand import DatasetPlan
+from study.spec import DatasetEntry, SpecError, StudySpec
+from tasks.data import (
+    DatasetError,
+    LabelledImages,
+    build_dataset,
+    describe_unreadable,
+    find_unreadable,
+    select_images,
+)
+from tasks.splits.check import class_sizes, missing_support_images, too_small, unknown_classes
+from tasks.splits.episodes import train_val_division
+from tasks.splits.files import Split
+
+
+def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
+    """Raise ``SpecError`` naming the field to fix for the first dataset that cannot run as specified."""
+    for index, entry in enumerate(spec.datasets):
+        field = f"datasets.{index}"
+        images = readable_images(entry, field, echo)
+        if entry.split_file:
+            plan = DatasetPlan.load(entry, Path(entry.split_file), spec)
+            where = f"{field}.split_file ({plan.split_file})"
+            for split in {s.key: s for s in (plan.default, *plan.evaluated)}.values():
+                check_split(spec, split, images, field, where)
+        else:
+            check_unbuilt(spec, images, field)
+
+
+def readable_images(entry: DatasetEntry, field: str, echo: Callable[[str], None]) -> LabelledImages:
+    """The dataset, every image decoded once: unreadable ones fail or are left out, as the spec says."""
+    try:
+        images = build_dataset(entry.name, entry.root, **entry.options)
+    except DatasetError as err:
+        raise SpecError(f"{field}.root: {err}") from None
+    echo(f"{field} ({entry.name}): checking {len(images)} images under {images.root}")
+    problems = find_unreadable(images)
+    if not problems:
+        return images
+    listed = describe_unreadable(problems)
+    if entry.unreadable_images == "fail":
+        raise SpecError(
+            f"{field}: {len(problems)} unreadable images under {images.root}:\n{listed}\n"
+            f"replace them, or set {field}.unreadable_images: skip to leave them out (they are then reported)"
+        )
+    bad = {p.index for p in problems}
+    try:
+        kept = select_images(images, [i for i in range(len(images)) if i not in bad])
+    except DatasetError as err:
+        raise SpecError(f"{field}: unreadable_images: skip: {err}") from None
+    echo(f"{field} ({entry.name}): leaving out {len(problems)} unreadable images (unreadable_images: skip):")
+    echo(listed)
+    return kept
+
+
+def check_split(spec: StudySpec, split: Split, images: LabelledImages, field: str, where: str) -> None:
+    """A given split file's split against the dataset: its classes, support images and test class sizes."""
+    sizes = class_sizes(images)
+    name = f"split {split.id} (key {split.key}) of {where}"
+    unknown = unknown_classes(split, sizes)
+    if unknown:
+        raise SpecError(
+            f"{name} names {len(unknown)} classes that are not in dataset {images.name} at {images.root}, "
+            f"e.g. {unknown[:5]}; the file was built for another dataset or other options: check "
+            f"{field}.root and {field}.options, or rebuild the split file (oodml splits build)"
+        )
+    missing = [m for m in missing_support_images(split, images) if m.shots in spec.shots]
+    if missing:
+        m = missing[0]
+        raise SpecError(
+            f"{name}: its {m.shots}-shot episode {m.episode} uses support image {m.image!r} of class "
+            f"{m.class_name!r}, which dataset {images.name} at {images.root} does not hold (missing, or "
+            f"left out as unreadable; {len(missing)} such images in all); restore the images or rebuild the "
+            "split file"
+        )
+    if spec.fewshot.small_classes == "fail":
+        check_class_sizes(spec, split.test, sizes, f"split {split.key} of {where} has test classes")
+
+
+def check_unbuilt(spec: StudySpec, images: LabelledImages, field: str) -> None:
+    """A dataset whose split file the study builds: the checks its classes allow before any split exists."""
+    try:
+        split_train, _ = train_val_division(images.default_train, seed=0)
+    except ValueError as err:
+        raise SpecError(f"{field}.root: dataset {images.name} at {images.root}: {err}") from None
+    per_batch = spec.training.batch_size // spec.training.samples_per_class
+    if len(split_train) < per_batch:
+        raise SpecError(
+            f"training.batch_size: a batch of {spec.training.batch_size} images with samples_per_class "
+            f"{spec.training.samples_per_class} needs {per_batch} distinct classes, but the default split of "
+            f"{field} ({images.name}) trains on {len(split_train)} classes; lower training.batch_size to at "
+            f"most {len(split_train) * spec.training.samples_per_class}"
+        )
+    if spec.fewshot.small_classes == "fail":
+        check_class_sizes(
+            spec,
+            images.classes,
+            class_sizes(images),
+            f"dataset {images.name} ({field}) has classes (any class can become a test class as splits move "
+            "classes between train and test)",
+        )
+
+
+def check_class_sizes(spec: StudySpec, test: Iterable[str], sizes: dict[str, int], holder: str) -> None:
+    """Every budget needs ``shots`` support images and at least one query in each of ``test``."""
+    test = list(test)
+    for shots in spec.shots:
+        small = too_small(test, sizes, shots)
+        if small:
+            listed = ", ".join(f"{c} ({n} images)" for c, n in list(small.items())[:5])
+            more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+            largest = min(small.values()) - 1
+            lower = f"lower fewshot.budgets to at most {largest}" if largest >= 1 else f"drop budget {shots}"
+            raise SpecError(
+                f"fewshot.budgets: {shots} shots need {shots + 1} images in every test class ({shots} "
+                f"support, at least 1 query), but {holder} with fewer: {listed}{more}; {lower}, or set "
+                "fewshot.small_classes: leave_out to leave such classes out of those episodes"
+            )
