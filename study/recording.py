@@ -79,6 +79,17 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else "the trial failed without an error message"
 
 
+def trial_error(trial) -> str:
+    """The last line of a failed Tune trial's error (e.g. ``ValueError: ...`` or why its worker died).
+
+    Tune appends the error to the trial's local ``error.txt`` before calling the callbacks;
+    ``trial.get_error()`` reads the copy in storage, which is only synced later.
+    """
+    local = trial.error_file
+    text = Path(local).read_text() if local and Path(local).is_file() else trial.get_error()
+    return _last_line(text)
+
+
 class Recorder(tune.Callback):
     """Hands every finished Tune trial to the log; ``resolve`` maps a Tune config to its planned trial."""
 
@@ -93,7 +104,7 @@ class Recorder(tune.Callback):
         self.log.record(self.resolve(trial.config), record, error, checkpoint)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.log.record(self.resolve(trial.config), None, _last_line(trial.get_error()), None)
+        self.log.record(self.resolve(trial.config), None, trial_error(trial), None)
 
 
 def _duration(seconds: float) -> str:

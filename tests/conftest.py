@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,3 +70,107 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The tiny study of the runner and reliability tests: 2 methods x 2 splits x budgets {0, 2}, tuning
+# budget 2. Glyphs rendered from 60 characters (16 benchmark classes, 26 images each), 1 epoch of 4
+# steps: the runner's work, not training, dominates.
+@pytest.fixture(scope="session")
+def glyph_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Render cache and FID feature network of the tiny glyph benchmark, made once per session."""
+    return tmp_path_factory.mktemp("study-glyph-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(glyph_cache: Path) -> Callable[[str | Path], dict]:
+    """``tiny_spec(study_root)``: the tiny study's spec as a mapping."""
+
+    def spec(root: str | Path) -> dict:
+        return {
+            "name": "tiny",
+            "datasets": [
+                {
+                    "name": "glyphs",
+                    "root": str(glyph_cache),
+                    "options": {"num_classes": 16, "max_chars": 60},
+                    "splits": {"select": 2, "steps": 3, "easier_steps": 2, "removal_steps": 2, "episodes": 2},
+                }
+            ],
+            "methods": [
+                {"name": "multisimilarity", "search": {"alpha": [1.0, 4.0]}},
+                {"name": "triplet", "search": True},
+            ],
+            "model": {"backbone": "glyph_cnn", "embedding_dim": 32, "pretrained": False},
+            "training": {
+                "epochs": 1,
+                "batch_size": 16,
+                "samples_per_class": 4,
+                "iterations_per_epoch": 4,
+                "lr": 2e-3,
+                "with_nmi": False,
+                "record_test_curve": False,
+            },
+            "fewshot": {"budgets": [0, 2], "iterations": {2: 5}, "batch_size": 16},
+            "tuning": {"trials": 2},
+            "storage": {"root": str(root)},
+        }
+
+    return spec
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:  # exited, or not ours
+        pass
+    return inodes
+
+
+def _hex_address(address: str) -> str:
+    """``0100007F:1F90`` (/proc/net/tcp) or its 32-digit IPv6 form -> ``127.0.0.1`` / ``::1`` / ...;
+    an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) as its IPv4 address."""
+    import ipaddress
+
+    host = address.split(":")[0]
+    packed = bytes.fromhex(host)
+    words = b"".join(packed[i : i + 4][::-1] for i in range(0, len(packed), 4))  # little-endian words
+    address = ipaddress.ip_address(words)
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+@pytest.fixture
+def listening_addresses() -> Callable[[int], set[str]]:
+    """``listening_addresses(pid)``: the addresses TCP sockets of ``pid`` and its descendants listen on
+    (Linux ``/proc``)."""
+
+    def addresses(pid: int) -> set[str]:
+        inodes = set().union(*(_socket_inodes(p) for p in _descendants(pid)))
+        found = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    found.add(_hex_address(fields[1]))
+        return found
+
+    return addresses

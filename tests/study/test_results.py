@@ -1,12 +1,5 @@
 import argparse
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-import study.results.store as store
 from study.results import (
     DEFAULT_SPLIT_KEY,
     SCHEMA,
@@ -35,69 +27,7 @@ from study.results import (
     results,
     write_trial_result,
 )
-
-SPLITS = [(0, "0", 10.0, 100), (1, "R22", 35.0, 80), (2, "6", 20.0, 95)]  # (id, key, fid, test classes)
-METRICS = ("recall@1", "recall@2", "map@r", "map@1000", "nmi")
-
-
-def make_record(method="margin", split=SPLITS[0], seed=0, r1=None, shots=(2,), epochs=3) -> dict:
-    """A trial record shaped like tasks.trial.run_trial's, with recall@1 = ``r1``."""
-    split_id, key, fid, n_test = split
-    r1 = 0.9 - fid / 100 + 0.01 * seed if r1 is None else r1
-    rec = {
-        "record_version": 1,
-        "trial_id": f"{method}-{split_id}-{seed}",
-        "dataset": "glyphs",
-        "split_id": split_id,
-        "split_key": key,
-        "split_progression": "harder",
-        "split_hash": "abc123",
-        "fid": fid,
-        "num_train_classes": 100,
-        "num_test_classes": n_test,
-        "method": method,
-        "hyperparameters": json.dumps({"margin": 0.2}),
-        "backbone": "glyphnet",
-        "embedding_dim": 64,
-        "seed": seed,
-        "epochs": epochs,
-        "selected_epoch": epochs - 1,
-        "resumed_from_epoch": None,
-        "checkpoint": "/tmp/best.pt",
-        "config": json.dumps({"seed": seed}),
-        "versions": json.dumps({"torch": "2.14.1"}),
-        "device": "cpu",
-        "curve/epoch": list(range(epochs)),
-        "curve/train/loss": [1.0 / (e + 1) for e in range(epochs)],
-        "curve/val/recall@1": [0.5 + 0.1 * e for e in range(epochs)],
-        "time/train_s": 9.0,
-        "time/test_eval_s": 1.0,
-        "time/fewshot_s": 2.0,
-        "time/total_s": 12.5,
-        "torch_threads": 2,
-    }
-    for metric in METRICS:
-        rec[f"val/{metric}"] = 0.7
-        rec[f"test/{metric}"] = r1 if metric == "recall@1" else 0.5
-    rec["val/selection_score"] = 1.2
-    for s in shots:
-        rec[f"fewshot/{s}/episodes"] = 10
-        rec[f"fewshot/{s}/left_out_classes"] = 0
-        for kind, value in (("fewshot", r1 + 0.05 * s), ("zeroshot", r1 - 0.01)):
-            for metric in METRICS:
-                rec[f"fewshot/{s}/{kind}/{metric}"] = value
-                rec[f"fewshot/{s}/{kind}/{metric}/ci95"] = 0.02
-    return rec
-
-
-def write_grid(study_dir, methods=("margin", "multisim"), seeds=(0,), values=None) -> None:
-    for method in methods:
-        for split in SPLITS:
-            for seed in seeds:
-                r1 = None if values is None else values[method][split[0]][seed]
-                write_trial_result(
-                    study_dir, make_record(method, split, seed, r1), stage="eval", study="demo"
-                )
+from tests.records import SPLITS, make_record, write_grid
 
 
 def test_schema_round_trip(tmp_path):
@@ -148,43 +78,12 @@ def test_every_reader_sees_the_same_table(tmp_path):
     assert duckdb.sql(f"select count(*) from read_parquet('{folder}/*.parquet')").fetchall()[0][0] == expected
 
 
-def test_unreadable_and_partial_files_are_skipped_and_reported(tmp_path):
-    write_grid(tmp_path, methods=("margin",))
-    good = read_results(tmp_path).num_rows
-    (tmp_path / "results" / ".eval-margin-9-0.parquet.1234.tmp").write_bytes(b"crash debris")
-    broken = tmp_path / "results" / "eval-broken.parquet"
-    broken.write_bytes(result_path(tmp_path, "margin-0-0", "eval").read_bytes()[:300])
-    with pytest.warns(UnreadableResultWarning, match="eval-broken.parquet"):
-        assert read_results(tmp_path).num_rows == good
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnreadableResultWarning)
-        assert completed_trial_ids(tmp_path) == {"margin-0-0", "margin-1-0", "margin-2-0"}
-    summary = format_summary(tmp_path)
-    assert "unreadable, skipped: eval-broken.parquet" in summary and "1 leftover .tmp" in summary
-
-
 def test_newer_schema_version_is_refused_with_a_reason(tmp_path):
     path = write_trial_result(tmp_path, make_record(), stage="eval", study="demo")
     table = pq.read_table(path)
     pq.write_table(table.replace_schema_metadata({b"oodml.schema_version": b"99"}), path)
     with pytest.warns(UnreadableResultWarning, match="schema 99"):
         assert read_results(tmp_path).num_rows == 0
-
-
-def test_a_crash_before_the_rename_keeps_the_previous_file(tmp_path, monkeypatch):
-    rec = make_record(r1=0.8)
-    path = write_trial_result(tmp_path, rec, stage="eval", study="demo")
-
-    def crash(*args):
-        raise KeyboardInterrupt  # killed between writing the temporary file and renaming it
-
-    monkeypatch.setattr(store.os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
-        write_trial_result(tmp_path, make_record(r1=0.1), stage="eval", study="demo")
-    monkeypatch.undo()
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
-    values = read_results(tmp_path).filter(pa.compute.equal(read_results(tmp_path)["metric"], "recall@1"))
-    assert 0.8 in values["value"].to_pylist() and 0.1 not in values["value"].to_pylist()
 
 
 def test_rewrite_replaces_and_failed_trials_are_retried(tmp_path):
@@ -345,30 +244,3 @@ def test_results_command_prints_the_summary(tmp_path, capsys):
 def test_default_split_key_matches_the_split_selection():
     selection = pytest.importorskip("tasks.splits.selection")
     assert selection.DEFAULT_KEY == DEFAULT_SPLIT_KEY
-
-
-def test_a_writer_killed_mid_write_never_leaves_a_readable_partial_file(tmp_path):
-    writer = f"""
-import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-from test_results import make_record, SPLITS
-from study.results import write_trial_result
-print("ready", flush=True)
-i = 0
-while True:  # rewrite the same three trials with growing curves until killed
-    i += 1
-    record = make_record(split=SPLITS[i % 3], epochs=1 + i % 400, r1=i / 1e6)
-    write_trial_result({str(tmp_path)!r}, record, stage="eval", study="demo")
-"""
-    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "ready\n"
-    time.sleep(0.5)  # ~20 writes, most of the loop's time is spent writing
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UnreadableResultWarning)
-        table = read_results(tmp_path)
-        curves = read_curves(tmp_path)
-    assert set(table["trial_id"].to_pylist()) <= {"margin-0-0", "margin-1-0", "margin-2-0"}
-    assert table.num_rows == 21 * len(completed_trial_ids(tmp_path))  # whole row sets of 21 rows
-    assert set(curves["trial_id"].to_pylist()) >= set(table["trial_id"].to_pylist())

@@ -1,4 +1,4 @@
-"""The tiny study (tests/study/conftest.py), for real: the session's local Ray, an MLflow SQLite store,
+"""The tiny study (``tiny_spec`` in tests/conftest.py), for real: the session's local Ray, an MLflow SQLite store,
 Parquet results; then resume, the command line, the lock, and a failing trial.
 
 ``study.api.run`` is ``study.run``: pytest puts ``tests/`` on ``sys.path``, where ``tests/study``
