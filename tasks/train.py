@@ -8,7 +8,7 @@ Test classes are evaluated and recorded per epoch for reference but never used f
 from __future__ import annotations
 
 import math
-import os
+import pickle
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from tasks.config import TrialConfig
 from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
+from tasks.data.cache import atomic_write
 from tasks.evaluate import retrieval_metrics
 from tasks.methods import Method, build_method
 from tasks.models import EmbeddingModel, build_model
@@ -107,10 +108,29 @@ class TrainResult:
     train_seconds: float = 0.0
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: unreadable, or holding more than tensors and plain values."""
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """``torch.load(weights_only=True)``: tensors and plain values only, so a checkpoint never runs code."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[-1]
+        raise CheckpointError(
+            f"{path}: refused: it holds objects other than tensors and plain values, and loading those could "
+            f"run code ({reason}); delete it to restart this trial from scratch"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(
+            f"{path}: cannot read this checkpoint ({err}); delete it to restart this trial from scratch"
+        ) from err
 
 
 def _selection_score(metrics: dict[str, float], names: list[str]) -> float:
@@ -157,7 +177,7 @@ def train_model(
     last = workdir / LAST_CHECKPOINT
     start_epoch = 0
     if last.is_file():
-        state = torch.load(last, map_location=device, weights_only=True)
+        state = load_checkpoint(last, device)
         model.load_state_dict(state["model"])
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
@@ -220,9 +240,9 @@ def train_model(
         record["val/selection_score"] = score
         if score > result.best_score:
             result.best_score, result.selected_epoch = score, epoch
-            _atomic_save({"model": model.state_dict(), "epoch": epoch}, workdir / BEST_WEIGHTS)
+            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, workdir / BEST_WEIGHTS)
         result.history.append(record)
-        _atomic_save(
+        save_checkpoint(
             {
                 "model": model.state_dict(),
                 "method": method.state_dict(),
@@ -240,9 +260,7 @@ def train_model(
             on_epoch(record, workdir)
     result.train_seconds = time.perf_counter() - started
     if (workdir / BEST_WEIGHTS).is_file():
-        model.load_state_dict(
-            torch.load(workdir / BEST_WEIGHTS, map_location=device, weights_only=True)["model"]
-        )
+        model.load_state_dict(load_checkpoint(workdir / BEST_WEIGHTS, device)["model"])
     return result
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tasks.data.cache import atomic_write
 from tasks.splits.episodes import Episode
 
 FORMAT = "oodml-splits"
@@ -108,9 +108,8 @@ def describe_validation(err: ValidationError) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        handle.write(data)
 
 
 # --- JSON -----------------------------------------------------------------------------------------
