@@ -8,7 +8,15 @@ import pandas as pd
 import pyarrow as pa
 
 from dashboards.page import Block, Image, Note
-from dashboards.plotting import METRICS, figure, series_styles, slug, with_series
+from dashboards.plotting import (
+    METRICS,
+    figure,
+    legend_below,
+    line_with_band,
+    series_styles,
+    slug,
+    with_series,
+)
 from study.results import DEFAULT_SPLIT_KEY, degradation_curves
 
 
@@ -42,16 +50,14 @@ def plot_degradation(rows: pd.DataFrame, dataset: str, path: Path) -> None:
             part = rows[rows["metric"] == metric]
             for series, line in part.groupby("series"):
                 line = line.sort_values("fid")
-                colour, marker = styles[series]["color"], styles[series]["marker"]
-                ax.plot(line["fid"], line["mean"], color=colour, marker=marker, ms=4.5, lw=1.7, label=series)
-                low, high = line["mean"] - line["ci95"], line["mean"] + line["ci95"]
-                ax.fill_between(line["fid"], low, high, color=colour, alpha=0.16, lw=0)
+                line_with_band(
+                    ax, line["fid"], line["mean"], line["ci95"], styles[series], ms=4.5, label=series
+                )
             _mark_splits(ax, part.drop_duplicates("split_id").sort_values("fid"))
             ax.set_title(f"{dataset} · test {METRICS[metric]} (zero-shot)")
             ax.set_xlabel("FID between train and test classes")
             ax.set_ylabel(f"test {METRICS[metric]}")
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6))
+        legend_below(fig, axes[0, 0].get_legend_handles_labels()[0])
 
 
 def _mark_splits(ax, splits: pd.DataFrame) -> None:

@@ -9,7 +9,16 @@ import pyarrow as pa
 from matplotlib.lines import Line2D
 
 from dashboards.page import Block, Image, Note, Table
-from dashboards.plotting import METRICS, figure, series_styles, slug, with_ci, with_series
+from dashboards.plotting import (
+    METRICS,
+    figure,
+    legend_below,
+    line_with_band,
+    series_styles,
+    slug,
+    with_ci,
+    with_series,
+)
 from study.results import fewshot_gain
 
 METRIC = "recall@1"
@@ -42,12 +51,8 @@ def plot_fewshot(rows: pd.DataFrame, dataset: str, path: Path) -> None:
     shots = sorted(rows["shots"].unique())
     styles = series_styles(rows["series"])
     label = METRICS[METRIC]
-    with figure(
-        path, (4.3 * len(shots) + 0.4, 6.4), nrows=2, ncols=len(shots), sharex="col", sharey="row"
-    ) as (
-        fig,
-        axes,
-    ):
+    size = (4.3 * len(shots) + 0.4, 6.4)
+    with figure(path, size, nrows=2, ncols=len(shots), sharex="col", sharey="row") as (fig, axes):
         for column, budget in enumerate(shots):
             top, bottom = axes[0, column], axes[1, column]
             for series, line in rows[rows["shots"] == budget].groupby("series"):
@@ -77,15 +82,7 @@ def plot_fewshot(rows: pd.DataFrame, dataset: str, path: Path) -> None:
                     capsize=2,
                 )
                 top.fill_between(fid, line["zeroshot"], line["fewshot"], color=colour, alpha=0.12, lw=0)
-                bottom.plot(fid, line["gain"], color=colour, marker=marker, ms=4, lw=1.7)
-                bottom.fill_between(
-                    fid,
-                    line["gain"] - line["gain_ci95"],
-                    line["gain"] + line["gain_ci95"],
-                    color=colour,
-                    alpha=0.16,
-                    lw=0,
-                )
+                line_with_band(bottom, fid, line["gain"], line["gain_ci95"], styles[series], ms=4)
             bottom.axhline(0, color="#444444", lw=0.9)
             top.set_title(f"{dataset} · {budget} shots")
             bottom.set_xlabel("FID between train and test classes")
@@ -98,7 +95,7 @@ def plot_fewshot(rows: pd.DataFrame, dataset: str, path: Path) -> None:
             Line2D([], [], color="#444444", lw=1.7, label="few-shot (adapted)"),
             Line2D([], [], color="#444444", lw=1.1, ls="--", marker="o", mfc="white", label="zero-shot"),
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+        legend_below(fig, handles)
 
 
 def gain_table(gain: pd.DataFrame) -> pd.DataFrame:

@@ -10,10 +10,13 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 DPI = 110
@@ -55,6 +58,17 @@ def figure(path: Path, size: tuple[float, float], **subplots) -> Iterator[tuple[
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fig.savefig(tmp, dpi=DPI, format="png")
         os.replace(tmp, path)
+
+
+def line_with_band(ax: Axes, x: pd.Series, mean: pd.Series, ci: pd.Series, style: dict, **line: Any) -> None:
+    """``mean`` against ``x`` in a series ``style``, over a shaded band of ``mean`` ± ``ci``."""
+    ax.plot(x, mean, **style, lw=1.7, **line)
+    ax.fill_between(x, mean - ci, mean + ci, color=style["color"], alpha=0.16, lw=0)
+
+
+def legend_below(fig: Figure, handles: list[Artist]) -> None:
+    """The figure's legend under its panels, up to six entries a row."""
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
 
 
 def series_styles(labels: Iterable[str]) -> dict[str, dict]:

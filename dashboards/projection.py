@@ -113,10 +113,8 @@ def plot_projection(splits: list[Split], means: dict[str, np.ndarray], dataset: 
     coords = np.zeros((len(names), 2))  # a second component may not exist (e.g. two classes)
     coords[:, : min(2, len(vt))] = centred @ vt[:2].T
     points = dict(zip(names, coords, strict=True))
-    with figure(path, (3.3 * len(splits) + 0.4, 3.7), ncols=len(splits), sharex=True, sharey=True) as (
-        fig,
-        axes,
-    ):
+    size = (3.3 * len(splits) + 0.4, 3.7)
+    with figure(path, size, ncols=len(splits), sharex=True, sharey=True) as (fig, axes):
         for ax, split in zip(axes[0], splits, strict=True):
             for classes, colour, marker, label in (
                 (split.train, TRAIN_COLOUR, "o", "train classes"),

@@ -20,6 +20,7 @@ import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -355,10 +356,10 @@ def load_glyphs(
     root: str | Path | None,
     num_classes: int = 200,
     seed: int = 0,
-    jitters: int = 2,
-    render_seed: int = 0,
-    faces: tuple[str, ...] = FACES,
-    max_chars: int | None = None,
+    jitters: int = RenderSettings.jitters,
+    render_seed: int = RenderSettings.seed,
+    faces: tuple[str, ...] = RenderSettings.faces,
+    max_chars: int | None = RenderSettings.max_chars,
 ) -> LabelledImages:
     """The CUB-like glyph benchmark: ``num_classes`` classes drawn with ``seed``, half of them train.
 
@@ -370,18 +371,9 @@ def load_glyphs(
     return bank_images(bank, "glyphs", train, test)
 
 
-def glyph_heldout(
-    root: str | Path | None,
-    num_classes: int = 200,
-    seed: int = 0,
-    jitters: int = 2,
-    render_seed: int = 0,
-    faces: tuple[str, ...] = FACES,
-    max_chars: int | None = None,
-) -> LabelledImages:
-    """The classes the benchmark with the same arguments does not use, all in ``default_train``."""
-    bank = glyph_bank(root, RenderSettings(tuple(faces), max_chars, jitters, render_seed))
-    return heldout_of(bank, set().union(*benchmark_classes(bank, num_classes, seed)))
+def glyph_heldout(root: str | Path | None, **options: Any) -> LabelledImages:
+    """The classes the benchmark ``load_glyphs(root, **options)`` does not use, all in ``default_train``."""
+    return heldout_for(load_glyphs(root, **options))
 
 
 def heldout_of(bank: GlyphBank, used: set[int]) -> LabelledImages:

@@ -87,7 +87,7 @@ def _from_dataset(args: argparse.Namespace) -> dict:
     features = class_mean_features(
         images,
         extractor,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        cache_dir=args.cache_dir,
         weights=args.weights,
         device=args.device,
     )

@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -229,7 +230,7 @@ def image_features(
     images: LabelledImages,
     extractor: str = "resnet50",
     *,
-    cache_dir: Path | None,
+    cache_dir: str | Path | None,
     weights: str | Path | None = None,
     device: str = "cpu",
     batch_size: int = 64,
@@ -257,26 +258,12 @@ def image_features(
     return features
 
 
-def class_mean_features(
-    images: LabelledImages,
-    extractor: str = "resnet50",
-    *,
-    cache_dir: Path | None,
-    weights: str | Path | None = None,
-    device: str = "cpu",
-    batch_size: int = 64,
-    progress: bool = True,
-) -> ClassFeatures:
-    """The mean feature of every class, classes in ``images.classes`` order (default train, then test)."""
-    features = image_features(
-        images,
-        extractor,
-        cache_dir=cache_dir,
-        weights=weights,
-        device=device,
-        batch_size=batch_size,
-        progress=progress,
-    )
+def class_mean_features(images: LabelledImages, extractor: str = "resnet50", **options: Any) -> ClassFeatures:
+    """The mean feature of every class, classes in ``images.classes`` order (default train, then test).
+
+    ``options`` are ``image_features``' (``cache_dir`` is required).
+    """
+    features = image_features(images, extractor, **options)
     by_class = images.indices_by_class()
     names = images.classes
     means = np.stack([features[by_class[c]].astype(np.float64).mean(0) for c in names])
