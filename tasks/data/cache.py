@@ -26,3 +26,9 @@ def atomic_write(path: Path) -> Iterator[IO[bytes]]:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def cache_root() -> Path:
+    """oodml's cache folder: ``$OODML_CACHE``, else ``~/.cache/oodml``."""
+    base = os.environ.get("OODML_CACHE")
+    return Path(base) if base else Path.home() / ".cache" / "oodml"

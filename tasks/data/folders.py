@@ -27,8 +27,11 @@ class FileLoader:
     folder: Path
     image_ids: tuple[str, ...]
 
+    def path(self, i: int) -> Path:
+        return self.folder / self.image_ids[i]
+
     def __call__(self, i: int) -> Image.Image:
-        path = self.folder / self.image_ids[i]
+        path = self.path(i)
         try:
             with Image.open(path) as image:
                 image.load()

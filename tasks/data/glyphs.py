@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tasks.data.arrays import ArrayLoader
 from tasks.data.base import DatasetError, LabelledImages
-from tasks.data.cache import atomic_write
+from tasks.data.cache import atomic_write, cache_root
 
 FACES = (
     "DejaVuSans",
@@ -99,8 +98,7 @@ def class_name(code: int) -> str:
 
 def default_cache_dir() -> Path:
     """``$OODML_CACHE/glyphs``, else ``~/.cache/oodml/glyphs``."""
-    base = os.environ.get("OODML_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "oodml") / "glyphs"
+    return cache_root() / "glyphs"
 
 
 def font_dir() -> Path:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.data import DatasetError, build_dataset, verify_images
+from tasks.data import DatasetError, build_dataset, find_unreadable, verify_images
+from tasks.data.folders import FileLoader
 
 CLASSES = ["001.Albatross", "002.Auklet", "003.Blackbird", "004.Bobolink", "005.Bunting", "006.Catbird"]
 
@@ -122,3 +123,23 @@ def test_registry_suggests_the_closest_name_and_lists_options(cub_root: Path) ->
         DatasetError, match=r"cub200: unknown options \['train_fraction'\]; it accepts \['num_train"
     ):
         build_dataset("cub200", cub_root, train_fraction=0.5)
+
+
+def test_verified_files_are_decoded_once_until_they_change(
+    cub_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OODML_CACHE", str(tmp_path / "cache"))
+    decoded: list[int] = []
+    decode = FileLoader.__call__
+    monkeypatch.setattr(FileLoader, "__call__", lambda self, i: decoded.append(i) or decode(self, i))
+    images = build_dataset("cub200", cub_root, num_train_classes=3)
+    assert find_unreadable(images) == [] and len(decoded) == 18
+    decoded.clear()
+    assert find_unreadable(images) == [] and decoded == []  # remembered: nothing decoded again
+
+    changed = cub_root / "images" / CLASSES[4] / "img1.jpg"
+    changed.write_bytes(changed.read_bytes()[:150])  # truncated later: new size, new mtime
+    (problem,) = find_unreadable(images)
+    assert problem.image_id == f"{CLASSES[4]}/img1.jpg" and decoded == [problem.index]
+    decoded.clear()
+    assert len(find_unreadable(images)) == 1 and decoded == [problem.index]  # a bad file is never remembered
