@@ -22,13 +22,15 @@ from tasks.data import (
     find_unreadable,
     select_images,
 )
+from tasks.models import pretrained_weights
 from tasks.splits.check import class_sizes, missing_support_images, too_small, unknown_classes
 from tasks.splits.episodes import train_val_division
 from tasks.splits.files import Split
 
 
 def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
-    """Raise ``SpecError`` naming the field to fix for the first dataset that cannot run as specified."""
+    """Raise ``SpecError`` naming the field to fix for the first input that cannot run as specified."""
+    check_weights(spec)
     for index, entry in enumerate(spec.datasets):
         field = f"datasets.{index}"
         images = readable_images(entry, field, echo)
@@ -39,6 +41,14 @@ def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
                 check_split(spec, split, images, field, where)
         else:
             check_unbuilt(spec, images, field)
+
+
+def check_weights(spec: StudySpec) -> None:
+    """The backbone's pretrained weights are where every trial will look for them."""
+    try:
+        pretrained_weights(spec.model.backbone, spec.model.pretrained)
+    except (FileNotFoundError, ValueError) as err:
+        raise SpecError(f"model.pretrained: {err}") from None
 
 
 def readable_images(entry: DatasetEntry, field: str, echo: Callable[[str], None]) -> LabelledImages:

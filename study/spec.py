@@ -320,6 +320,8 @@ class StudySpec(_Strict):
         from tasks.models import BACKBONES
 
         _known(model.backbone, BACKBONES, "backbone")
+        if isinstance(model.pretrained, str):  # a weights file: trials run elsewhere (Ray workers)
+            return model.model_copy(update={"pretrained": _absolute(model.pretrained)})
         return model
 
     @model_validator(mode="after")

@@ -1,7 +1,7 @@
 """Backbones and the embedding model on top of them (``build_model``)."""
 
 from tasks.models.embedding import EmbeddingModel
-from tasks.models.registry import BACKBONES, BackboneSpec, backbone_spec, build_model
+from tasks.models.registry import BACKBONES, BackboneSpec, backbone_spec, build_model, pretrained_weights
 from tasks.models.weights import PretrainedWeightsError
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "PretrainedWeightsError",
     "backbone_spec",
     "build_model",
+    "pretrained_weights",
 ]

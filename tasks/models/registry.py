@@ -125,6 +125,12 @@ def _weights_file(backbone: str, spec: BackboneSpec, pretrained: bool | str | Pa
     return path
 
 
+def pretrained_weights(backbone: str, pretrained: bool | str | Path | None) -> Path | None:
+    """The weights file ``build_model(backbone, pretrained=pretrained)`` loads (None: it starts from
+    scratch), or the error it would raise: so a study can check its weights before any trial runs."""
+    return _weights_file(backbone, backbone_spec(backbone), pretrained)
+
+
 def build_model(
     backbone: str,
     embedding_dim: int | None = None,

@@ -57,6 +57,6 @@ def refused(
         assert err.startswith("oodml run: error: ") and err.count("oodml run: error: ") == 1, err
         assert _files(tmp_path) == before, "a refused run wrote files"
         assert ray_before or not _ray_running(), "a refused run started Ray"
-        return err.removeprefix("oodml run: error: ")
+        return err.removeprefix("oodml run: error: ").rstrip("\n")
 
     return run

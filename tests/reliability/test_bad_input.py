@@ -97,6 +97,21 @@ def test_the_unbroken_inputs_pass_the_checks(spec: dict) -> None:
 # --- config -------------------------------------------------------------------------------------
 
 
+def test_missing_pretrained_weights_say_where_to_put_them(spec, refused, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-cache"))
+    message = refused(changed(spec, {"model.backbone": "resnet18", "model.pretrained": True}))
+    assert message.startswith("model.pretrained: pretrained weights for backbone 'resnet18' not found")
+    assert str(tmp_path / "empty-torch-cache") in message and "pretrained=False" in message
+
+
+def test_a_relative_weights_path_is_resolved_and_checked(spec, refused, tmp_path) -> None:
+    message = refused(changed(spec, {"model.pretrained": "weights/glyphs.pt"}))  # run from tmp_path
+    assert (
+        message
+        == f"model.pretrained: pretrained weights file {tmp_path / 'weights/glyphs.pt'} does not exist"
+    )
+
+
 def test_unknown_key_names_the_file_the_key_and_the_closest(spec, refused, tmp_path) -> None:
     message = refused(changed(spec, {"training.epoch": 3}))
     assert message.startswith(f"{tmp_path / 'study.yaml'}: invalid study specification")
