@@ -22,6 +22,7 @@ import torch
 from tasks.config import TrialConfig
 from tasks.data import build_dataset
 from tasks.fewshot import evaluate_fewshot
+from tasks.splits.check import class_sizes, unknown_classes
 from tasks.splits.files import Split, read_split_file
 from tasks.train import evaluate_classes, resolve_device, train_model
 
@@ -45,8 +46,7 @@ def versions() -> dict[str, str]:
 
 
 def _check_split(split: Split, images, split_file: str) -> None:
-    known = set(images.labels)
-    missing = [c for c in (*split.train, *split.test) if c not in known]
+    missing = unknown_classes(split, class_sizes(images))
     if missing:
         raise ValueError(
             f"{split_file}: split {split.id} names {len(missing)} classes that are not in dataset "
