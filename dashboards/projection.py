@@ -1,4 +1,7 @@
-"""A 2-D PCA projection of the train and test class means of a few splits: what the FID compares.
+"""A 2-D projection of the train and test class means of a few splits: what the FID compares.
+
+UMAP (``umap-learn``) when it is installed and there are enough classes for its neighbourhood graph,
+else PCA, which needs nothing beyond numpy.
 
 The splits come from the study's split file (``<study>/splits/<dataset>/splits.json``, or the one the
 spec names). The class-mean features are looked up next to it as ``class_means.npz`` (the layout of
@@ -9,6 +12,8 @@ them the section says where it looked.
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,25 +99,56 @@ def _dataset_blocks(study_dir: Path, dataset: str, out: Path) -> list:
             )
         ]
     path = out / f"projection_{slug(dataset)}.png"
-    plot_projection(shown, means, dataset, path)
+    method = plot_projection(shown, means, dataset, path)
     return [
         Image(
             path,
-            f"{dataset}: class means ({found.name}) projected on their first two principal components "
-            "(fitted on the classes of the splits shown); the easiest, default, median and hardest splits.",
+            f"{dataset}: class means ({found.name}) projected to 2-D by {method} (fitted on the classes of "
+            "the splits shown); the easiest, default, median and hardest splits.",
         )
     ]
 
 
-def plot_projection(splits: list[Split], means: dict[str, np.ndarray], dataset: str, path: Path) -> None:
-    names = sorted({c for s in splits for c in (*s.train, *s.test)})
-    matrix = np.stack([means[n] for n in names])
+@dataclass(frozen=True)
+class Projection:
+    method: str  # how it was made, in words
+    coords: np.ndarray  # (n, 2)
+    labels: tuple[str, str]  # axis labels
+
+
+def pca(matrix: np.ndarray) -> Projection:
     centred = matrix - matrix.mean(axis=0)
     _, singular, vt = np.linalg.svd(centred, full_matrices=False)
     share = singular**2 / max(float(np.sum(singular**2)), 1e-300)
-    coords = np.zeros((len(names), 2))  # a second component may not exist (e.g. two classes)
+    coords = np.zeros((len(matrix), 2))  # a second component may not exist (e.g. two classes)
     coords[:, : min(2, len(vt))] = centred @ vt[:2].T
-    points = dict(zip(names, coords, strict=True))
+    second = f"PC2 ({share[1]:.0%})" if len(share) > 1 else "PC2"
+    return Projection("their first two principal components (PCA)", coords, (f"PC1 ({share[0]:.0%})", second))
+
+
+def umap_2d(matrix: np.ndarray) -> Projection:
+    import umap
+
+    neighbours = min(15, len(matrix) - 1)
+    coords = umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=0).fit_transform(matrix)
+    return Projection(f"UMAP ({neighbours} neighbours, seed 0)", np.asarray(coords), ("UMAP 1", "UMAP 2"))
+
+
+UMAP_MIN_CLASSES = 10  # below this, a neighbourhood graph says little: PCA
+
+
+def project(matrix: np.ndarray) -> Projection:
+    """UMAP where umap-learn is installed and there are enough classes, else PCA."""
+    if len(matrix) >= UMAP_MIN_CLASSES and importlib.util.find_spec("umap") is not None:
+        return umap_2d(matrix)
+    return pca(matrix)
+
+
+def plot_projection(splits: list[Split], means: dict[str, np.ndarray], dataset: str, path: Path) -> str:
+    """Draw the splits' class means in one 2-D projection; returns how it was made."""
+    names = sorted({c for s in splits for c in (*s.train, *s.test)})
+    projection = project(np.stack([means[n] for n in names]))
+    points = dict(zip(names, projection.coords, strict=True))
     size = (3.3 * len(splits) + 0.4, 3.7)
     with figure(path, size, ncols=len(splits), sharex=True, sharey=True) as (fig, axes):
         for ax, split in zip(axes[0], splits, strict=True):
@@ -126,7 +162,8 @@ def plot_projection(splits: list[Split], means: dict[str, np.ndarray], dataset: 
                 )
             default = " (default)" if split.key == DEFAULT_SPLIT_KEY else ""
             ax.set_title(f"{dataset} · split {split.key}{default}\nFID {split.fid:.3g}")
-            ax.set_xlabel(f"PC1 ({share[0]:.0%})")
-        axes[0, 0].set_ylabel(f"PC2 ({share[1]:.0%})" if len(share) > 1 else "PC2")
+            ax.set_xlabel(projection.labels[0])
+        axes[0, 0].set_ylabel(projection.labels[1])
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    return projection.method
