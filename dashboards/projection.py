@@ -12,7 +12,6 @@ them the section says where it looked.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,11 +125,19 @@ def pca(matrix: np.ndarray) -> Projection:
     return Projection("their first two principal components (PCA)", coords, (f"PC1 ({share[0]:.0%})", second))
 
 
+def umap_available() -> bool:
+    try:
+        from umap import UMAP  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def umap_2d(matrix: np.ndarray) -> Projection:
-    import umap
+    from umap import UMAP
 
     neighbours = min(15, len(matrix) - 1)
-    coords = umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=0).fit_transform(matrix)
+    coords = UMAP(n_components=2, n_neighbors=neighbours, random_state=0).fit_transform(matrix)
     return Projection(f"UMAP ({neighbours} neighbours, seed 0)", np.asarray(coords), ("UMAP 1", "UMAP 2"))
 
 
@@ -139,7 +146,7 @@ UMAP_MIN_CLASSES = 10  # below this, a neighbourhood graph says little: PCA
 
 def project(matrix: np.ndarray) -> Projection:
     """UMAP where umap-learn is installed and there are enough classes, else PCA."""
-    if len(matrix) >= UMAP_MIN_CLASSES and importlib.util.find_spec("umap") is not None:
+    if len(matrix) >= UMAP_MIN_CLASSES and umap_available():
         return umap_2d(matrix)
     return pca(matrix)
 
