@@ -1,8 +1,9 @@
 """Connecting to Ray: a local instance on 127.0.0.1, or the cluster named by an address or RAY_ADDRESS.
 
 On Linux Ray binds a local instance to the machine's outward-facing address unless it is told it is
-not part of a cluster (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the switch Ray itself uses on laptops;
-read when ``ray`` is first imported). Everything a local instance starts then listens on 127.0.0.1.
+not part of a cluster (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the switch Ray itself uses on laptops).
+Everything a local instance starts then listens on 127.0.0.1. Ray reads the switch when ``ray`` is
+first imported, so a caller that imported ``ray`` before us gets it applied to the loaded constant.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def configure(address: str | None) -> str | None:
     return address
 
 
+def _apply_local_only(ray) -> None:
+    """Apply ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` even if ``ray`` was imported before it was set: Ray
+    keeps it in ``ray_constants.ENABLE_RAY_CLUSTER``, which it reads when it picks the node address."""
+    constants = ray._private.ray_constants
+    if os.environ.get(LOCAL_ONLY) == "0" and getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        constants.ENABLE_RAY_CLUSTER = False
+
+
 @contextmanager
 def ray_session(address: str | None, *, dashboard: bool, num_cpus: int | None):
     """Yield where Ray runs; starts (and stops) a local Ray unless this process is already connected."""
@@ -44,6 +53,7 @@ def ray_session(address: str | None, *, dashboard: bool, num_cpus: int | None):
         yield "the Ray instance this process is connected to"
         return
     if address is None:
+        _apply_local_only(ray)
         context = ray.init(
             address="local",
             num_cpus=num_cpus,

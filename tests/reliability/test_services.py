@@ -4,6 +4,7 @@ its descendants, are read from /proc."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+from study.cluster import LOCAL_ONLY
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads sockets from Linux /proc")
 OODML = str(Path(sys.executable).with_name("oodml"))
@@ -50,16 +53,20 @@ def _serving(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_local_ray_with_its_dashboard_listens_on_loopback_only(tmp_path, listening_addresses):
+@pytest.mark.parametrize("ray_first", [False, True], ids=["study-first", "ray-imported-first"])
+def test_local_ray_with_its_dashboard_listens_on_loopback_only(tmp_path, listening_addresses, ray_first):
     script = (
-        "import sys\n"
+        ("import ray\n" if ray_first else "")  # a notebook that imported ray before the study
+        + "import sys\n"
         "from study.cluster import ray_session\n"
         "with ray_session(None, dashboard=True, num_cpus=1) as where:\n"
         "    print('running on', where, flush=True)\n"
         "    sys.stdin.read()\n"
     )
+    env = {k: v for k, v in os.environ.items() if k != LOCAL_ONLY}  # as a user's shell has it: unset
     process = subprocess.Popen(
         [sys.executable, "-c", script],
+        env=env,
         stdin=subprocess.PIPE,
         stdout=(tmp_path / "ray.log").open("w"),
         stderr=subprocess.STDOUT,
