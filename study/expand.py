@@ -118,15 +118,19 @@ class DatasetPlan:
 
 
 def _check_batch(spec: StudySpec, splits: list[Split], where: str) -> None:
-    """Every training batch needs ``batch_size / samples_per_class`` distinct classes of ``split_train``."""
-    size, per_class = spec.training.batch_size, spec.training.samples_per_class
     smallest = min(splits, key=lambda s: len(s.split_train))
-    if len(smallest.split_train) < size // per_class:
+    check_batch_classes(spec, len(smallest.split_train), f"split {smallest.key} of {where}")
+
+
+def check_batch_classes(spec: StudySpec, classes: int, holder: str) -> None:
+    """Every training batch needs ``batch_size / samples_per_class`` distinct ``split_train`` classes;
+    ``holder`` (a split, in words) trains on ``classes``."""
+    size, per_class = spec.training.batch_size, spec.training.samples_per_class
+    if classes < size // per_class:
         raise SpecError(
             f"training.batch_size: a batch of {size} images with samples_per_class {per_class} needs "
-            f"{size // per_class} distinct classes, but split {smallest.key} of {where} trains on "
-            f"{len(smallest.split_train)} classes (its split_train); lower training.batch_size to at most "
-            f"{len(smallest.split_train) * per_class}"
+            f"{size // per_class} distinct classes, but {holder} trains on {classes} classes (its "
+            f"split_train); lower training.batch_size to at most {classes * per_class}"
         )
 
 

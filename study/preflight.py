@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from study.expand import DatasetPlan
+from study.expand import DatasetPlan, check_batch_classes
 from study.spec import DatasetEntry, SpecError, StudySpec
 from tasks.data import (
     DatasetError,
@@ -107,14 +107,7 @@ def check_unbuilt(spec: StudySpec, images: LabelledImages, field: str) -> None:
         split_train, _ = train_val_division(images.default_train, seed=0)
     except ValueError as err:
         raise SpecError(f"{field}.root: dataset {images.name} at {images.root}: {err}") from None
-    per_batch = spec.training.batch_size // spec.training.samples_per_class
-    if len(split_train) < per_batch:
-        raise SpecError(
-            f"training.batch_size: a batch of {spec.training.batch_size} images with samples_per_class "
-            f"{spec.training.samples_per_class} needs {per_batch} distinct classes, but the default split of "
-            f"{field} ({images.name}) trains on {len(split_train)} classes; lower training.batch_size to at "
-            f"most {len(split_train) * spec.training.samples_per_class}"
-        )
+    check_batch_classes(spec, len(split_train), f"the default split of {field} ({images.name})")
     if spec.fewshot.small_classes == "fail":
         check_class_sizes(
             spec,
