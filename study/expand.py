@@ -16,6 +16,7 @@ from pathlib import Path
 
 from study.spec import STUDY_ONLY_FEWSHOT, DatasetEntry, MethodEntry, SpecError, StudySpec
 from tasks.config import DataConfig, FewShotConfig, MethodConfig, TrialConfig
+from tasks.splits.episodes import has_support
 from tasks.splits.files import Split, SplitFileError, read_split_file
 from tasks.trial import RECORD_VERSION, split_hash
 
@@ -103,7 +104,7 @@ class DatasetPlan:
         evaluated = tuple(splits.split(k) for k in wanted)
         for split in evaluated:
             have = sorted(
-                s for s, episodes in split.episodes.items() if episodes and any(episodes[0].values())
+                s for s, episodes in split.episodes.items() if episodes and has_support(episodes[0])
             )
             missing = [s for s in spec.shots if s not in have]
             if missing:

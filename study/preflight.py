@@ -24,7 +24,7 @@ from tasks.data import (
 )
 from tasks.models import pretrained_weights
 from tasks.splits.check import class_sizes, missing_support_images, too_small, unknown_classes
-from tasks.splits.episodes import train_val_division
+from tasks.splits.episodes import is_whole_class, train_val_division
 from tasks.splits.files import Split
 
 
@@ -40,7 +40,7 @@ def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
             for split in {s.key: s for s in (plan.default, *plan.evaluated)}.values():
                 check_split(spec, split, images, field, where)
         else:
-            check_unbuilt(spec, images, field)
+            check_unbuilt(spec, entry, images, field)
 
 
 def check_weights(spec: StudySpec) -> None:
@@ -97,20 +97,21 @@ def check_split(spec: StudySpec, split: Split, images: LabelledImages, field: st
             f"left out as unreadable; {len(missing)} such images in all); restore the images or rebuild the "
             "split file"
         )
+    per_image = [s for s in spec.shots if not any(map(is_whole_class, split.episodes.get(s, [])))]
     if spec.fewshot.small_classes == "fail":
-        check_class_sizes(spec, split.test, sizes, f"split {split.key} of {where} has test classes")
+        check_class_sizes(per_image, split.test, sizes, f"split {split.key} of {where} has test classes")
 
 
-def check_unbuilt(spec: StudySpec, images: LabelledImages, field: str) -> None:
+def check_unbuilt(spec: StudySpec, entry: DatasetEntry, images: LabelledImages, field: str) -> None:
     """A dataset whose split file the study builds: the checks its classes allow before any split exists."""
     try:
         split_train, _ = train_val_division(images.default_train, seed=0)
     except ValueError as err:
         raise SpecError(f"{field}.root: dataset {images.name} at {images.root}: {err}") from None
     check_batch_classes(spec, len(split_train), f"the default split of {field} ({images.name})")
-    if spec.fewshot.small_classes == "fail":
+    if spec.fewshot.small_classes == "fail" and entry.support == "images":
         check_class_sizes(
-            spec,
+            spec.shots,
             images.classes,
             class_sizes(images),
             f"dataset {images.name} ({field}) has classes (any class can become a test class as splits move "
@@ -118,10 +119,12 @@ def check_unbuilt(spec: StudySpec, images: LabelledImages, field: str) -> None:
         )
 
 
-def check_class_sizes(spec: StudySpec, test: Iterable[str], sizes: dict[str, int], holder: str) -> None:
-    """Every budget needs ``shots`` support images and at least one query in each of ``test``."""
+def check_class_sizes(
+    budgets: Iterable[int], test: Iterable[str], sizes: dict[str, int], holder: str
+) -> None:
+    """Every per-image budget needs ``shots`` support images and at least one query in each of ``test``."""
     test = list(test)
-    for shots in spec.shots:
+    for shots in budgets:
         small = too_small(test, sizes, shots)
         if small:
             listed = ", ".join(f"{c} ({n} images)" for c, n in list(small.items())[:5])

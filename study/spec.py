@@ -72,6 +72,9 @@ class SplitBuild(_Strict):
     removal_steps: int | None = None
     shots: list[int] | None = Field(None, description="episode shot counts; None: the study's budgets > 0")
     episodes: int = 10
+    support: Literal["images", "classes"] | None = Field(
+        None, description="few-shot support: per-image, or whole test classes; None: the dataset's default"
+    )
     seed: int = 0
     extractor: str | None = Field(None, description="FID feature extractor; None: the dataset's default")
     weights: str | None = None
@@ -163,6 +166,13 @@ class DatasetEntry(_Strict):
     @property
     def build(self) -> SplitBuild:
         return self.splits or SplitBuild()
+
+    @property
+    def support(self) -> str:
+        """How the built split file's episodes draw their support (DESIGN.md 6)."""
+        from tasks.splits.settings import default_support
+
+        return self.build.support or default_support(self.name)
 
 
 class Range(_Strict):

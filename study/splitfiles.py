@@ -27,6 +27,7 @@ def build_arguments(entry: DatasetEntry, shots: list[int]) -> list[str]:
     argv += ["--seed", str(s.seed), "--device", s.device]
     optional = {
         "--root": entry.root,
+        "--support": s.support,
         "--extractor": s.extractor,
         "--weights": s.weights,
         "--steps": s.steps,

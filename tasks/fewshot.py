@@ -29,7 +29,7 @@ from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
 from tasks.evaluate import retrieval_metrics
 from tasks.methods import build_method
 from tasks.models import EmbeddingModel
-from tasks.splits.episodes import Episode
+from tasks.splits.episodes import Episode, is_whole_class
 from tasks.splits.files import Split
 from tasks.train import embed
 
@@ -43,13 +43,24 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
-def resolve_episode(images: LabelledImages, episode: Episode) -> tuple[np.ndarray, np.ndarray]:
+def resolve_episode(
+    images: LabelledImages, episode: Episode, test_classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Support and query image indices of an episode.
 
-    Support files are matched by image id, or by base name within their class (ooDML pickles store
-    base names). Queries are the other images of the episode's classes.
+    Per-image support: files are matched by image id, or by base name within their class (ooDML pickles
+    store base names), and the queries are the other images of the episode's classes. Whole-class
+    support: every image of the episode's classes; the queries are the images of the other test classes.
     """
     by_class = images.indices_by_class()
+    if is_whole_class(episode):
+        unknown = sorted(set(test_classes) - set(by_class))
+        if unknown:
+            raise ValueError(f"episode names classes {unknown[:3]}, which are not in dataset {images.name}")
+        chosen = set(episode)
+        support = [i for c in sorted(chosen) for i in by_class[c]]
+        query = [i for c in sorted(set(test_classes) - chosen) for i in by_class[c]]
+        return np.asarray(support, dtype=np.int64), np.asarray(query, dtype=np.int64)
     support, query = [], []
     for class_name, files in episode.items():
         members = by_class.get(class_name)
@@ -77,8 +88,9 @@ def _iterations(fs: FewShotConfig, shots: int) -> int:
     return fs.iterations[shots]
 
 
-def _sampler(labels: np.ndarray, fs: FewShotConfig, shots: int, iterations: int, seed: int):
-    per_class = min(shots, 2)
+def _sampler(labels: np.ndarray, fs: FewShotConfig, iterations: int, seed: int):
+    """Class-balanced batches of 2 images per class (1 when the smallest support class holds just 1)."""
+    per_class = min(2, int(np.bincount(labels).min()))
     n_classes = len(np.unique(labels))
     batch = min(fs.batch_size // per_class, n_classes) * per_class
     return ClassBalancedBatchSampler(labels.tolist(), batch, per_class, seed=seed, num_batches=iterations)
@@ -95,7 +107,7 @@ def _adapt_head(
     optimizer = torch.optim.Adam([{"params": head.parameters(), "lr": lr}, *method.param_groups()])
     targets = torch.as_tensor(labels)
     head.train()
-    for batch in _sampler(labels, fs, shots, iterations, seed):
+    for batch in _sampler(labels, fs, iterations, seed):
         loss = method(F.normalize(head(features[batch]), dim=-1), targets[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -123,7 +135,7 @@ def _adapt_full(
     optimizer = torch.optim.Adam(model.param_groups(lr, head_lr) + method.param_groups())
     label_of = dict(zip((images.labels[i] for i in support), labels, strict=True))
     dataset = image_dataset(images, support, model.preprocess, True, label_of)
-    loader = DataLoader(dataset, batch_sampler=_sampler(labels, fs, shots, iterations, seed))
+    loader = DataLoader(dataset, batch_sampler=_sampler(labels, fs, iterations, seed))
     model.train()
     for x, y in loader:
         loss = method(model(x.to(device)), y.to(device))
@@ -163,7 +175,7 @@ def evaluate_fewshot(
         per_episode: dict[str, list[dict[str, float]]] = {"fewshot": [], "zeroshot": []}
         for e, episode in enumerate(episodes):
             seed = config.seed * 7919 + shots * 101 + e
-            support, query = resolve_episode(images, episode)
+            support, query = resolve_episode(images, episode, split.test)
             classes = sorted(episode)
             class_index = {c: i for i, c in enumerate(classes)}
             support_labels = np.array([class_index[label_array[i]] for i in support])

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.splits.episodes import DEFAULT_EPISODES, DEFAULT_SHOTS, few_shot_episodes, train_val_division
+from tasks.splits.episodes import (
+    DEFAULT_EPISODES,
+    DEFAULT_SHOTS,
+    EPISODE_BUILDERS,
+    Support,
+    train_val_division,
+)
 from tasks.splits.files import Split, SplitFile, SplitFileError, Step, write_json, write_pickle
 from tasks.splits.progressions import ProgressionConfig, SplitStep, build_progressions
 from tasks.splits.selection import select
@@ -25,17 +31,19 @@ def build_split_file(
     images_by_class: Mapping[str, Sequence[str]] | None = None,
     shots: Sequence[int] = DEFAULT_SHOTS,
     episodes: int = DEFAULT_EPISODES,
+    support: Support = "images",
     seed: int = 0,
     provenance: Mapping | None = None,
 ) -> SplitFile:
     """Run the three progressions, select the benchmark splits and prepare each for training and few-shot.
 
     Without ``images_by_class`` (e.g. from precomputed features) the splits carry no few-shot episodes.
+    ``support`` chooses the episodes' support: ``images`` per test class, or whole test ``classes``.
     """
     progressions = build_progressions(class_means, class_names, initial_train, initial_test, config)
     selected = select(progressions, selection)
     splits = [
-        _prepare(split_id, step, images_by_class, shots, episodes, seed)
+        _prepare(split_id, step, images_by_class, shots, episodes, support, seed)
         for split_id, step in enumerate(selected, start=1)
     ]
     return SplitFile(
@@ -45,6 +53,7 @@ def build_split_file(
             "selection": selection if isinstance(selection, int) else list(selection),
             "shots": list(shots) if images_by_class is not None else [],
             "episodes": episodes,
+            "support": support,
             "seed": seed,
         },
         progressions={
@@ -55,14 +64,17 @@ def build_split_file(
     )
 
 
-def _prepare(split_id, step: SplitStep, images_by_class, shots, episodes, seed) -> Split:
+def _prepare(split_id, step: SplitStep, images_by_class, shots, episodes, support, seed) -> Split:
     split_train, split_val = train_val_division(step.train, seed=seed + split_id)
     episode_sets, too_small = {}, {}
     if images_by_class is not None:
         for s in shots:
-            episode_sets[s], small = few_shot_episodes(
-                images_by_class, step.test, s, episodes, seed=seed * 1_000_003 + split_id * 101 + s
-            )
+            try:
+                episode_sets[s], small = EPISODE_BUILDERS[support](
+                    images_by_class, step.test, s, episodes, seed=seed * 1_000_003 + split_id * 101 + s
+                )
+            except ValueError as err:
+                raise ValueError(f"split {split_id} (key {step.key}): {err}") from None
             if small:
                 too_small[s] = small
     return Split(

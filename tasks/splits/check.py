@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from tasks.data.base import LabelledImages
+from tasks.splits.episodes import is_whole_class
 from tasks.splits.files import Split
 
 
@@ -51,6 +52,7 @@ def missing_support_images(split: Split, images: LabelledImages) -> list[Missing
         MissingSupport(shots, e, class_name, image)
         for shots, episodes in sorted(split.episodes.items())
         for e, episode in enumerate(episodes)
+        if not is_whole_class(episode)
         for class_name, files in episode.items()
         for image in files
         if image not in known.get(class_name, ())

@@ -9,11 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from tasks.splits.build import build_split_file, load_features_npz, write_split_outputs
-from tasks.splits.episodes import DEFAULT_EPISODES, DEFAULT_SHOTS
+from tasks.splits.episodes import DEFAULT_EPISODES, DEFAULT_SHOTS, EPISODE_BUILDERS
 from tasks.splits.files import SplitFile, read_split_file
 from tasks.splits.progressions import ProgressionConfig
 from tasks.splits.selection import parse_selection
-from tasks.splits.settings import default_settings
+from tasks.splits.settings import default_settings, default_support
+
+# The paper's few-shot budgets; a whole-class support of 10 shots per class would need more images
+# than SOP's test classes hold (about 5 each).
+DEFAULT_CLASS_SHOTS = (2, 5)
 
 
 def _ints(text: str) -> list[int]:
@@ -56,9 +60,15 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--select", help="number of splits (default 8) or comma-separated keys, e.g. -20,0,6,R22"
     )
     parser.add_argument(
-        "--shots", type=_ints, default=list(DEFAULT_SHOTS), help="few-shot budgets (default 2,5,10)"
+        "--shots", type=_ints, help="few-shot budgets (default 2,5,10; 2,5 with whole-class support)"
     )
     parser.add_argument("--episodes", type=int, default=DEFAULT_EPISODES)
+    parser.add_argument(
+        "--support",
+        choices=sorted(EPISODE_BUILDERS),
+        help="few-shot support: 'images' per test class, or whole test 'classes' (default: classes for sop, "
+        "images otherwise; DESIGN.md 6)",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -126,6 +136,8 @@ def build(args: argparse.Namespace) -> int:
     if bool(args.dataset) == bool(args.features):
         raise ValueError("give exactly one source: --dataset NAME (with --root) or --features FILE.npz")
     source = _from_dataset(args) if args.dataset else _from_features(args)
+    support = args.support or default_support(args.dataset)
+    shots = args.shots or list(DEFAULT_SHOTS if support == "images" else DEFAULT_CLASS_SHOTS)
     split_file = build_split_file(
         source["class_names"],
         source["class_means"],
@@ -134,8 +146,9 @@ def build(args: argparse.Namespace) -> int:
         config=progression_config(args, args.dataset),
         selection=parse_selection(args.select),
         images_by_class=source["images_by_class"],
-        shots=args.shots,
+        shots=shots,
         episodes=args.episodes,
+        support=support,
         seed=args.seed,
         provenance=source["provenance"],
     )

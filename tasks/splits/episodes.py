@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
 DEFAULT_SHOTS = (2, 5, 10)
 DEFAULT_EPISODES = 10
 
-# An episode maps every test class it uses to the ids of its support images; the query set is the rest
-# of each such class's images (DESIGN.md section 6).
-Episode = dict[str, list[str]]
+# Two kinds of episode (DESIGN.md section 6), both as the ooDML split files store them:
+# - per-image support: every test class it uses -> the ids of its support images; the queries are the
+#   rest of each such class's images;
+# - whole-class support (SOP, whose classes hold only a few images): the list of test classes whose
+#   images all form the support; the queries are the images of the other test classes.
+ImageEpisode = dict[str, list[str]]
+ClassEpisode = list[str]
+Episode = ImageEpisode | ClassEpisode
+Support = Literal["images", "classes"]
+
+
+def is_whole_class(episode: Episode) -> bool:
+    """Whether the episode's support is whole test classes (the queries then are the other classes)."""
+    return isinstance(episode, list)
+
+
+def has_support(episode: Episode) -> bool:
+    """Whether the episode names any support at all (files built without shots have none)."""
+    return bool(episode) if is_whole_class(episode) else any(episode.values())
 
 
 def train_val_division(
@@ -53,3 +70,44 @@ def few_shot_episodes(
             }
         )
     return result, too_small
+
+
+def whole_class_episodes(
+    images_by_class: Mapping[str, Sequence[str]],
+    test_classes: Sequence[str],
+    shots: int,
+    episodes: int,
+    seed: int,
+) -> tuple[list[ClassEpisode], list[str]]:
+    """``episodes`` supports of whole test classes, each holding as many labelled images as ``shots`` per class.
+
+    DESIGN.md 6 fixes that an SOP support is a set of whole classes but not how many; we match the
+    labelling budget of the per-image protocol: the support is the shortest prefix of a seeded
+    permutation of the test classes holding at least ``shots x #test classes`` images, so the budgets
+    stay comparable across datasets. At least two test classes must remain as queries. No class is left
+    out, so the second value (classes too small for the budget) is always empty.
+    """
+    if shots < 1 or episodes < 1:
+        raise ValueError(f"few-shot episodes need shots >= 1 and episodes >= 1, got {shots} and {episodes}")
+    classes = sorted(test_classes)
+    sizes = np.array([len(images_by_class[c]) for c in classes])
+    budget = shots * len(classes)
+    # any shuffle leaves two query classes when the budget fits beside the two largest classes
+    feasible = (int(sizes.sum()) - int(np.sort(sizes)[-2:].sum())) // max(len(classes), 1)
+    rng = np.random.default_rng(seed)
+    result = []
+    for _ in range(episodes):
+        order = rng.permutation(len(classes))
+        taken = int(np.searchsorted(np.cumsum(sizes[order]), budget)) + 1
+        if taken > len(classes) - 2:
+            raise ValueError(
+                f"{shots}-shot whole-class episodes need {budget} support images ({shots} x {len(classes)} "
+                f"test classes) and at least 2 query classes, but the {len(classes)} test classes hold "
+                f"{int(sizes.sum())} images; lower the shot count to at most {feasible}"
+            )
+        result.append(sorted(classes[i] for i in order[:taken]))
+    return result, []
+
+
+EpisodeBuilder = Callable[[Mapping[str, Sequence[str]], Sequence[str], int, int, int], tuple[list, list[str]]]
+EPISODE_BUILDERS: dict[str, EpisodeBuilder] = {"images": few_shot_episodes, "classes": whole_class_episodes}

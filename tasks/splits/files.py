@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.data.cache import atomic_write
-from tasks.splits.episodes import Episode
+from tasks.splits.episodes import Episode, is_whole_class
 
 FORMAT = "oodml-splits"
 VERSION = 1
@@ -71,11 +71,18 @@ class Split(_Strict):
             raise ValueError(f"{where}: split_train and split_val must divide the train classes")
         test = set(self.test)
         for shots, episodes in self.episodes.items():
+            if len({is_whole_class(e) for e in episodes}) > 1:
+                raise ValueError(f"{where}: {shots}-shot episodes mix whole-class and per-image support")
             for e, episode in enumerate(episodes):
                 strangers = set(episode) - test
                 if strangers:
                     raise ValueError(
                         f"{where}: {shots}-shot episode {e} names non-test classes {sorted(strangers)[:3]}"
+                    )
+                if is_whole_class(episode) and len(test - set(episode)) < 2:
+                    raise ValueError(
+                        f"{where}: {shots}-shot episode {e} takes all but {len(test - set(episode))} test "
+                        "classes as support; whole-class episodes need at least 2 query classes"
                     )
         return self
 
@@ -191,8 +198,7 @@ def read_pickle(path: str | Path) -> SplitFile:
         train = [str(c) for c in entry["train"]]
         episodes = {
             int(shots): [
-                {str(c): [str(f) for f in files] for c, files in by_episode[e].items()}
-                for e in sorted(by_episode)
+                _episode(by_episode[e], f"{where}: {shots}-shot episode {e}") for e in sorted(by_episode)
             ]
             for shots, by_episode in entry.get("test_episodes", {}).items()
         }
@@ -215,6 +221,24 @@ def read_pickle(path: str | Path) -> SplitFile:
     return SplitFile(provenance={"source": str(path), "format": "oodml-pickle"}, splits=splits)
 
 
+def _episode(stored: Any, where: str) -> Episode:
+    """An episode as ooDML pickles hold it: ``{class: [support files]}``, or (SOP) a list of classes."""
+    if isinstance(stored, dict):
+        return {str(c): [str(f) for f in files] for c, files in stored.items()}
+    if isinstance(stored, list | tuple | np.ndarray):
+        return [str(c) for c in stored]
+    raise SplitFileError(
+        f"{where}: expected {{class: [support files]}} or a list of support classes, got {type(stored).__name__}"
+    )
+
+
+def _stored_episode(episode: Episode) -> Any:
+    """The ooDML layout of an episode (numpy strings; support files by base name)."""
+    if is_whole_class(episode):
+        return [np.str_(c) for c in episode]
+    return {np.str_(c): [Path(f).name for f in files] for c, files in episode.items()}
+
+
 def write_pickle(split_file: SplitFile, path: str | Path) -> Path:
     """The selected splits in the ooDML layout (numpy strings and floats; support files by base name)."""
     names = lambda classes: [np.str_(c) for c in classes]  # noqa: E731
@@ -226,10 +250,7 @@ def write_pickle(split_file: SplitFile, path: str | Path) -> Path:
             "split_train": names(s.split_train),
             "split_val": names(s.split_val),
             "test_episodes": {
-                shots: {
-                    e: {np.str_(c): [Path(f).name for f in files] for c, files in episode.items()}
-                    for e, episode in enumerate(episodes)
-                }
+                shots: {e: _stored_episode(episode) for e, episode in enumerate(episodes)}
                 for shots, episodes in s.episodes.items()
             },
         }

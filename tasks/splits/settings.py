@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.splits.episodes import Support
 from tasks.splits.progressions import ProgressionConfig, ProgressionSettings
 
 _CUB = ProgressionConfig(
@@ -22,6 +23,15 @@ PUBLISHED_SETTINGS: dict[str, ProgressionConfig] = {"cub200": _CUB, "cars196": _
 
 # The paper's benchmark split keys, where published (CUB200).
 PUBLISHED_KEYS: dict[str, list[str]] = {"cub200": ["-20", "-10", "0", "6", "10", "30", "R22", "R48", "R66"]}
+
+
+# Few-shot support per dataset (DESIGN.md 6): whole test classes where classes hold only a few images.
+DEFAULT_SUPPORT: dict[str, Support] = {"sop": "classes"}
+
+
+def default_support(dataset: str | None) -> Support:
+    """How a dataset's few-shot episodes draw their support: ``images`` per class, or whole ``classes``."""
+    return DEFAULT_SUPPORT.get(dataset or "", "images")
 
 
 def default_settings(dataset: str | None) -> ProgressionConfig:

@@ -240,6 +240,9 @@ def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
         "c09 (2 images); lower fewshot.budgets to at most 1, or set fewshot.small_classes: leave_out"
         in message
     )
+    # whole-class support (DESIGN.md 6, SOP's default) takes every image of a support class: no limit
+    whole = {"datasets.0.splits": {"select": 2, "support": "classes"}}
+    check_inputs(load_spec(changed(changed(spec, build), whole)), lambda line: None)
 
 
 # --- data ---------------------------------------------------------------------------------------

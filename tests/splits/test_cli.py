@@ -1,8 +1,13 @@
 import json
 
 import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
 
 from study.cli import main
+from tasks.splits.files import read_split_file
 
 
 def test_build_from_features_then_show_both_formats(tmp_path, capsys):
@@ -59,3 +64,38 @@ def test_bad_invocations_fail_with_a_message(tmp_path, capsys):
     assert main(["splits", "build", "--features", str(missing), "--out", str(tmp_path)]) == 2
     assert "nope.npz" in capsys.readouterr().err
     assert main(["no-such-command"]) == 2
+
+
+@pytest.mark.slow
+def test_sop_builds_whole_class_episodes_by_default(tmp_path, capsys):
+    """A tiny SOP tree through ResNet50 features (random weights from a file) to whole-class episodes."""
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "resnet50.pth")
+    rng = np.random.default_rng(0)
+    rows = {"train": [], "test": []}
+    for c in range(1, 25):
+        side = "train" if c <= 12 else "test"
+        for j in range(4 + c % 3):  # 4-6 images per product, about as many as in SOP
+            path = f"thing_final/{c}_{j}.JPG"
+            rows[side].append(f"{len(rows[side]) + 1} {c} 1 {path}")
+            (tmp_path / "sop" / "thing_final").mkdir(parents=True, exist_ok=True)
+            colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+            Image.new("RGB", (24, 24), colour).save(tmp_path / "sop" / path, "JPEG")
+    for side, lines in rows.items():
+        header = "image_id class_id super_class_id path\n"
+        (tmp_path / "sop" / f"Ebay_{side}.txt").write_text(header + "\n".join(lines) + "\n")
+    out = tmp_path / "splits"
+    small = ["--steps", "3", "--swaps-per-step", "2", "--history", "2", "--easier-steps", "2"]
+    small += ["--easier-history", "2", "--removal-steps", "2", "--select", "3"]
+    argv = ["splits", "build", "--dataset", "sop", "--root", str(tmp_path / "sop"), "--out", str(out)]
+    argv += ["--weights", str(tmp_path / "resnet50.pth"), "--cache-dir", str(tmp_path / "cache"), *small]
+    assert main(argv) == 2  # the default budgets 2,5: 5 x 12 classes would leave no query class
+    assert "5-shot whole-class episodes need 60 support images" in capsys.readouterr().err
+    assert main([*argv, "--shots", "2,3"]) == 0, capsys.readouterr().err
+    built = read_split_file(out / "splits.json")
+    assert built.provenance["support"] == "classes" and built.provenance["shots"] == [2, 3]
+    for split in built.splits:
+        assert sorted(split.episodes) == [2, 3]
+        for episode in split.episodes[2]:
+            assert isinstance(episode, list) and set(episode) < set(split.test)
+    assert read_split_file(out / "splits.pkl").splits[0].episodes == built.splits[0].episodes

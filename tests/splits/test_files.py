@@ -140,3 +140,37 @@ def test_even_selection_spans_the_range_and_keeps_the_default():
     assert [s.fid for s in chosen] == [10, 20, 40, 60, 100]
     assert {s.key for s in chosen} >= {"0", "-3", "8"}  # default, lowest and highest FID
     assert len(chosen) == 5
+
+
+def test_whole_class_episodes_round_trip_in_the_ooDML_SOP_layout(tmp_path):
+    names = [f"product {i:02d}" for i in range(30)]
+    means = np.random.default_rng(0).normal(size=(30, 8))
+    images = {c: [f"{c}/img{j}.jpg" for j in range(2 + i % 4)] for i, c in enumerate(names)}
+    built = build_split_file(
+        names, means, names[:15], names[15:], config=SMALL, selection=3, images_by_class=images,
+        shots=(2,), episodes=4, support="classes", seed=0,
+    )  # fmt: skip
+    json_path, pkl_path = write_split_outputs(built, tmp_path)
+    raw = pickle.loads(pkl_path.read_bytes())  # our own file, just written: trusted
+    stored = raw[1]["test_episodes"][2][0]
+    assert isinstance(stored, list) and all(isinstance(c, np.str_) for c in stored)  # a list of classes
+    assert read_split_file(json_path) == built
+    assert [s.episodes for s in read_split_file(pkl_path).splits] == [s.episodes for s in built.splits]
+    assert built.provenance["support"] == "classes"
+
+
+def test_whole_class_episode_leaving_fewer_than_two_query_classes_is_refused(tmp_path):
+    bad = tmp_path / "bad.pkl"
+    test = ["a", "b", "c"]
+    bad.write_bytes(
+        pickle.dumps(
+            {1: {"train": ["x", "y"], "test": test, "fid": 1.0, "test_episodes": {2: {0: ["a", "b"]}}}}
+        )
+    )
+    with pytest.raises(SplitFileError, match="at least 2 query classes"):
+        read_split_file(bad)
+    bad.write_bytes(
+        pickle.dumps({1: {"train": ["x"], "test": test, "fid": 1.0, "test_episodes": {2: {0: 7}}}})
+    )
+    with pytest.raises(SplitFileError, match="2-shot episode 0: expected"):
+        read_split_file(bad)

@@ -4,6 +4,9 @@ import pytest
 import torch
 
 from tasks.config import TrialConfig
+from tasks.fewshot import resolve_episode
+from tasks.splits.episodes import whole_class_episodes
+from tasks.splits.files import read_split_file, write_json
 from tasks.train import NonFiniteLossError
 from tasks.trial import run_trial
 
@@ -81,3 +84,31 @@ def test_split_naming_unknown_classes_is_refused(glyph_benchmark, tmp_path):
     config = _config(glyph_benchmark, **{"data.options": {**glyph_benchmark["options"], "seed": 1}})
     with pytest.raises(ValueError, match="not in dataset"):
         run_trial(config, tmp_path / "x")
+
+
+def test_whole_class_episodes_adapt_on_some_test_classes_and_query_the_others(glyph_benchmark, tmp_path):
+    split_file = read_split_file(glyph_benchmark["split_file"])
+    images = glyph_benchmark["images"]
+    by_class = {c: [images.image_ids[i] for i in idx] for c, idx in images.indices_by_class().items()}
+    split = split_file.split("0")
+    episodes, _ = whole_class_episodes(by_class, split.test, 2, episodes=3, seed=0)
+    whole = split.model_copy(update={"episodes": {2: episodes}})
+    path = tmp_path / "whole-class.json"
+    write_json(split_file.model_copy(update={"splits": [whole]}), path)
+
+    for episode in episodes:
+        support, query = resolve_episode(images, episode, split.test)
+        support_classes = {images.labels[i] for i in support}
+        query_classes = {images.labels[i] for i in query}
+        assert support_classes == set(episode) and query_classes == set(split.test) - set(episode)
+        assert len(support) == sum(len(by_class[c]) for c in episode)  # every image of a support class
+
+    config = _config(
+        {**glyph_benchmark, "split_file": str(path)},
+        **{"training.epochs": 1, "fewshot.episodes": 3, "fewshot.iterations": {2: 10}},
+    )
+    record = run_trial(config, tmp_path / "trial")
+    assert record["fewshot/2/episodes"] == 3 and record["fewshot/2/left_out_classes"] == 0
+    for kind in ("fewshot", "zeroshot"):
+        assert 0 < record[f"fewshot/2/{kind}/recall@1"] <= 1
+        assert not math.isnan(record[f"fewshot/2/{kind}/recall@1/ci95"])
