@@ -25,6 +25,7 @@ from tasks.data import (
 from tasks.models import pretrained_weights
 from tasks.splits.check import class_sizes, missing_support_images, too_small, unknown_classes
 from tasks.splits.episodes import is_whole_class, train_val_division
+from tasks.splits.features import default_extractor, extractor_weights
 from tasks.splits.files import Split
 
 
@@ -117,6 +118,14 @@ def check_unbuilt(spec: StudySpec, entry: DatasetEntry, images: LabelledImages, 
             f"dataset {images.name} ({field}) has classes (any class can become a test class as splits move "
             "classes between train and test)",
         )
+
+    extractor = entry.build.extractor or default_extractor(entry.name)
+    try:
+        extractor_weights(images, extractor, entry.build.weights)
+    except FileNotFoundError as err:
+        raise SpecError(
+            f"{field}.splits.weights: {extractor} features build this dataset's splits: {err}"
+        ) from None
 
 
 def check_class_sizes(

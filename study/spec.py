@@ -94,6 +94,13 @@ class SplitBuild(_Strict):
     def _abs(cls, path: str | None) -> str | None:
         return _absolute(path)
 
+    @field_validator("extractor")
+    @classmethod
+    def _extractor(cls, name: str | None) -> str | None:
+        from tasks.splits.features import EXTRACTORS
+
+        return None if name is None else _known(name, EXTRACTORS, "feature extractor")
+
 
 class DatasetEntry(_Strict):
     """A dataset with either a split file or the options to build one in the study folder."""

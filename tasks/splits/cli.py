@@ -90,10 +90,10 @@ def progression_config(args: argparse.Namespace, dataset: str | None) -> Progres
 
 def _from_dataset(args: argparse.Namespace) -> dict:
     from tasks.data import build_dataset
-    from tasks.splits.features import class_mean_features
+    from tasks.splits.features import class_mean_features, default_extractor
 
     images = build_dataset(args.dataset, args.root, **_options(args.option))
-    extractor = args.extractor or ("glyph-classifier" if args.dataset == "glyphs" else "resnet50")
+    extractor = args.extractor or default_extractor(args.dataset)
     features = class_mean_features(
         images,
         extractor,

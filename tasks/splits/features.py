@@ -113,8 +113,8 @@ class Extractor:
     weights_id: str  # identifies the weights in cache keys
 
 
-def resnet50_extractor(images: LabelledImages, weights: Path | None) -> Extractor:
-    """ResNet50 with ImageNet (IMAGENET1K_V1) weights from ``weights`` or the torch hub cache."""
+def resnet50_weights(images: LabelledImages, weights: Path | None) -> Path:
+    """ResNet50's ImageNet (IMAGENET1K_V1) weights: ``weights``, or the torch hub cache's file."""
     path = weights or RESNET50_IMAGENET.path
     if not path.is_file():
         raise FeatureWeightsError(
@@ -122,9 +122,14 @@ def resnet50_extractor(images: LabelledImages, weights: Path | None) -> Extracto
             f"fetch {RESNET50_IMAGENET.url} and save it as {RESNET50_IMAGENET.path} (set TORCH_HOME to move "
             f"the torch hub cache), or pass weights=<path to {RESNET50_IMAGENET.path.name}>"
         )
+    return path
+
+
+def resnet50_extractor(images: LabelledImages, weights: Path) -> Extractor:
+    """ResNet50 with the ImageNet weights at ``weights``."""
     network = resnet(50)
-    load_backbone_weights(network, path, drop_prefixes=("fc.",))
-    return Extractor(network, IMAGENET, _file_digest(path))
+    load_backbone_weights(network, weights, drop_prefixes=("fc.",))
+    return Extractor(network, IMAGENET, _file_digest(weights))
 
 
 def glyph_feature_cnn() -> nn.Sequential:
@@ -188,34 +193,61 @@ def train_glyph_classifier(heldout: LabelledImages, settings: GlyphClassifierSet
     return trunk
 
 
-def glyph_classifier_extractor(images: LabelledImages, weights: Path | None) -> Extractor:
-    """The glyph feature network from ``weights`` (a ``glyph_feature_cnn`` state dict), or trained once on
-    the held-out classes of ``images``' glyph bank and cached next to the bank."""
-    network = glyph_feature_cnn()
-    if weights is None:
-        try:
-            heldout = heldout_for(images)
-        except DatasetError as error:
-            raise FeatureWeightsError(
-                f"{error}; glyph-classifier features are trained on a glyph benchmark's held-out classes, "
-                "or pass weights=<path to a glyph_feature_cnn state dict>"
-            ) from error
-        key = _digest(heldout.root.name, heldout.classes, asdict(GLYPH_CLASSIFIER))[:16]
-        weights = heldout.root.parent / f"glyph-classifier-{key}.pt"
+def glyph_classifier_weights(images: LabelledImages, weights: Path | None) -> Path:
+    """``weights`` (a ``glyph_feature_cnn`` state dict), or where the network trained on the held-out
+    classes of ``images``' glyph bank is cached, next to the bank (trained on first use)."""
+    if weights is not None:
         if not weights.is_file():
-            trained = train_glyph_classifier(heldout, GLYPH_CLASSIFIER)
-            with atomic_write(weights) as handle:
-                torch.save(trained.state_dict(), handle)
-    if not Path(weights).is_file():
-        raise FeatureWeightsError(f"glyph-classifier weights {weights} not found")
+            raise FeatureWeightsError(f"glyph-classifier weights {weights} not found")
+        return weights
+    try:
+        heldout = heldout_for(images)
+    except DatasetError as error:
+        raise FeatureWeightsError(
+            f"{error}; glyph-classifier features are trained on a glyph benchmark's held-out classes, "
+            "or pass weights=<path to a glyph_feature_cnn state dict>"
+        ) from error
+    key = _digest(heldout.root.name, heldout.classes, asdict(GLYPH_CLASSIFIER))[:16]
+    return heldout.root.parent / f"glyph-classifier-{key}.pt"
+
+
+def glyph_classifier_extractor(images: LabelledImages, weights: Path) -> Extractor:
+    """The glyph feature network from ``weights``, trained first if they are the bank's cache and absent."""
+    if not weights.is_file():
+        trained = train_glyph_classifier(heldout_for(images), GLYPH_CLASSIFIER)
+        with atomic_write(weights) as handle:
+            torch.save(trained.state_dict(), handle)
+    network = glyph_feature_cnn()
     network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return Extractor(network, GLYPH, _file_digest(Path(weights)))
+    return Extractor(network, GLYPH, _file_digest(weights))
 
 
-EXTRACTORS: dict[str, Callable[[LabelledImages, Path | None], Extractor]] = {
-    "resnet50": resnet50_extractor,
-    "glyph-classifier": glyph_classifier_extractor,
+@dataclass(frozen=True)
+class ExtractorKind:
+    """A feature extractor: where its weights are (cheap; raises ``FeatureWeightsError`` when they cannot
+    be had, so a study can check before it starts) and how to build it from them."""
+
+    weights: Callable[[LabelledImages, Path | None], Path]
+    build: Callable[[LabelledImages, Path], Extractor]
+
+
+EXTRACTORS: dict[str, ExtractorKind] = {
+    "resnet50": ExtractorKind(resnet50_weights, resnet50_extractor),
+    "glyph-classifier": ExtractorKind(glyph_classifier_weights, glyph_classifier_extractor),
 }
+
+
+def default_extractor(dataset: str | None) -> str:
+    """The FID feature extractor of a dataset: the glyph classifier for the demo, else the paper's ResNet50."""
+    return "glyph-classifier" if dataset == "glyphs" else "resnet50"
+
+
+def extractor_weights(images: LabelledImages, extractor: str, weights: str | Path | None = None) -> Path:
+    """Where ``extractor``'s weights for ``images`` are; ``ValueError`` for an unknown extractor name and
+    ``FeatureWeightsError`` when the weights cannot be had."""
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {extractor!r}; known: {', '.join(EXTRACTORS)}")
+    return EXTRACTORS[extractor].weights(images, Path(weights).expanduser() if weights else None)
 
 
 def _feature_cache_path(cache_dir: Path, images: LabelledImages, name: str, extractor: Extractor) -> Path:
@@ -237,9 +269,8 @@ def image_features(
     progress: bool = True,
 ) -> np.ndarray:
     """Pooled features of every image (N x d float32), from ``cache_dir`` when computed before."""
-    if extractor not in EXTRACTORS:
-        raise ValueError(f"unknown feature extractor {extractor!r}; known: {', '.join(EXTRACTORS)}")
-    spec = EXTRACTORS[extractor](images, Path(weights).expanduser() if weights else None)
+    where = extractor_weights(images, extractor, weights)  # checks the name first
+    spec = EXTRACTORS[extractor].build(images, where)
     cache = _feature_cache_path(Path(cache_dir), images, extractor, spec) if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as data:

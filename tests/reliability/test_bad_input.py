@@ -241,8 +241,30 @@ def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
         in message
     )
     # whole-class support (DESIGN.md 6, SOP's default) takes every image of a support class: no limit
-    whole = {"datasets.0.splits": {"select": 2, "support": "classes"}}
+    weights = tmp_path / "resnet50.pth"
+    weights.touch()  # preflight only asks where the FID weights are
+    whole = {"datasets.0.splits": {"select": 2, "support": "classes", "weights": str(weights)}}
     check_inputs(load_spec(changed(changed(spec, build), whole)), lambda line: None)
+
+
+def test_missing_FID_weights_are_refused_before_splits_are_built(
+    spec, refused, tmp_path, image_tree, monkeypatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    root = image_tree(tmp_path / "tree", SIZES)
+    build = {"datasets.0.root": str(root), "datasets.0.split_file": None, "datasets.0.splits": {"select": 2}}
+    message = refused(changed(spec, build))
+    expected = tmp_path / "torch-home" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    assert message.startswith(
+        "datasets.0.splits.weights: resnet50 features build this dataset's splits: ResNet50 ImageNet "
+        f"weights (IMAGENET1K_V1) not found at {expected}. They are never downloaded: fetch "
+    )
+    assert "or pass weights=" in message
+    message = refused(changed(spec, {**build, "datasets.0.splits": {"extractor": "resnet5"}}))
+    assert message.endswith(
+        "\n  datasets.0.splits.extractor: feature extractor: unknown name 'resnet5'; did you mean 'resnet50'? "
+        "(allowed: glyph-classifier, resnet50)"
+    )
 
 
 # --- data ---------------------------------------------------------------------------------------
