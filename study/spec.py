@@ -107,7 +107,9 @@ class DatasetEntry(_Strict):
 
     name: str
     root: str | None = Field(None, description="dataset folder (glyphs: render cache; None: default)")
-    options: dict[str, int | float | str] = Field(default_factory=dict, description="dataset builder options")
+    options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
+        default_factory=dict, description="dataset builder options"
+    )
     unreadable_images: Literal["fail", "skip"] = Field(
         "fail",
         description="images that cannot be decoded (every image is opened before the study starts): "
@@ -164,7 +166,7 @@ class DatasetEntry(_Strict):
             _known(option, accepted, f"options: dataset {self.name!r} option")
         return self
 
-    def loader_options(self) -> dict[str, int | float | str]:
+    def loader_options(self) -> dict[str, Any]:
         """What ``tasks.data.build_dataset`` takes: the options, plus the unreadable-image policy if not
         the default (so trials of a study that never set it keep their identities)."""
         skip = {"unreadable_images": "skip"} if self.unreadable_images == "skip" else {}

@@ -1,16 +1,16 @@
 """A dataset's split file: the one the spec names, or one built once in the study folder.
 
-Building is ``oodml splits build`` itself (``tasks.splits.cli``), driven with the spec's options, so
-the study and the command line can never build differently. The options are saved next to the
-output; a later run with other options is refused rather than silently mixing results of two split
-sets in one study.
+Building goes through ``tasks.splits.build.build_from_dataset``, the function behind
+``oodml splits build``, with the spec's options. What the file depends on (dataset, root, options,
+build settings, shot budgets) is saved next to it; a later run asking for anything else is refused
+rather than silently mixing results of two split sets in one study.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from study.spec import DatasetEntry, SpecError
 
@@ -18,51 +18,58 @@ SPLITS_DIR = "splits"
 OPTIONS_FILE = "build-options.json"
 
 
-def build_arguments(entry: DatasetEntry, shots: list[int]) -> list[str]:
-    """The ``oodml splits build`` arguments for ``entry`` (without ``--out``)."""
-    s = entry.build
-    select = s.select if isinstance(s.select, int) else ",".join(s.select)
-    argv = ["--dataset", entry.name, "--select", str(select), "--episodes", str(s.episodes)]
-    argv += ["--shots", ",".join(map(str, s.shots if s.shots is not None else shots))]
-    argv += ["--seed", str(s.seed), "--device", s.device]
-    optional = {
-        "--root": entry.root,
-        "--support": s.support,
-        "--extractor": s.extractor,
-        "--weights": s.weights,
-        "--steps": s.steps,
-        "--swaps-per-step": s.swaps_per_step,
-        "--history": s.history,
-        "--easier-steps": s.easier_steps,
-        "--easier-history": s.easier_history,
-        "--removal-steps": s.removal_steps,
-    }
-    argv += [str(x) for flag, value in optional.items() if value is not None for x in (flag, value)]
-    for key, value in sorted(entry.loader_options().items()):
-        argv += ["--option", f"{key}={value}"]
-    return argv
+def build_request(entry: DatasetEntry, shots: list[int]) -> dict[str, Any]:
+    """Everything ``entry``'s built split file depends on, as JSON types (what ``OPTIONS_FILE`` holds)."""
+    settings = entry.build.model_dump(mode="json")
+    settings["shots"] = settings["shots"] if settings["shots"] is not None else list(shots)
+    return {"dataset": entry.name, "root": entry.root, "options": entry.loader_options(), **settings}
 
 
 def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
     """The split file of ``entry``, building it into ``<study>/splits/<dataset>/`` on first use."""
     if entry.split_file:
         return Path(entry.split_file)
-    from tasks.splits import cli
-
     out = study_dir / SPLITS_DIR / entry.name
-    argv = build_arguments(entry, shots)
+    request = build_request(entry, shots)
     built, options = out / "splits.json", out / OPTIONS_FILE
     if built.is_file():
         recorded = json.loads(options.read_text()) if options.is_file() else None
-        if recorded != argv:
+        if recorded != request:
             raise SpecError(
-                f"datasets[{entry.name}]: {built} was built with other options ({recorded}); this spec asks "
-                f"for {argv}. Use a new study folder (storage.root), or delete {out} and its results."
+                f"datasets[{entry.name}]: {built} was built with other settings ({recorded}); this spec asks "
+                f"for {request}. Use a new study folder (storage.root), or delete {out} and its results."
             )
         return built
-    parser = argparse.ArgumentParser(prog="oodml splits build")
-    cli.add_build_arguments(parser)
+    from tasks.data import build_dataset
+    from tasks.splits.build import build_from_dataset
+    from tasks.splits.cli import report
+    from tasks.splits.settings import progression_config
+
+    s = entry.build
     out.mkdir(parents=True, exist_ok=True)
-    options.write_text(json.dumps(argv))  # first: splits.json (written last, atomically) is the marker
-    cli.build(parser.parse_args([*argv, "--out", str(out)]))
+    options.write_text(json.dumps(request))  # first: splits.json (written last, atomically) is the marker
+    built_file = build_from_dataset(
+        entry.name,
+        build_dataset(entry.name, entry.root, **entry.loader_options()),
+        out,
+        extractor=s.extractor,
+        weights=s.weights,
+        device=s.device,
+        config=progression_config(
+            entry.name,
+            steps=s.steps,
+            swaps_per_step=s.swaps_per_step,
+            history=s.history,
+            easier_steps=s.easier_steps,
+            easier_history=s.easier_history,
+            removal_steps=s.removal_steps,
+        ),
+        selection=s.select,
+        shots=request["shots"],
+        episodes=s.episodes,
+        support=s.support,
+        seed=s.seed,
+        dataset_options=entry.loader_options(),
+    )
+    report(built_file, out)
     return built

@@ -8,16 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.data.base import LabelledImages
 from tasks.splits.episodes import (
     DEFAULT_EPISODES,
     DEFAULT_SHOTS,
     EPISODE_BUILDERS,
     Support,
+    default_shots,
     train_val_division,
 )
 from tasks.splits.files import Split, SplitFile, SplitFileError, Step, write_json, write_pickle
 from tasks.splits.progressions import ProgressionConfig, SplitStep, build_progressions
 from tasks.splits.selection import select
+from tasks.splits.settings import default_settings, default_support
 
 
 def build_split_file(
@@ -62,6 +65,63 @@ def build_split_file(
         },
         splits=splits,
     )
+
+
+def build_from_dataset(
+    dataset: str,
+    images: LabelledImages,
+    out_dir: str | Path,
+    *,
+    extractor: str | None = None,
+    weights: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    config: ProgressionConfig | None = None,
+    selection: int | Sequence[str] = 8,
+    shots: Sequence[int] | None = None,
+    episodes: int = DEFAULT_EPISODES,
+    support: Support | None = None,
+    seed: int = 0,
+    dataset_options: Mapping | None = None,
+) -> SplitFile:
+    """The split file of a dataset, written to ``out_dir`` (``splits.json``, ``splits.pkl``, and the
+    class means as ``class_means.npz`` for the dashboard's projection of splits).
+
+    FID features come from ``extractor`` (the dataset's default when None); unset settings take the
+    dataset's (``dataset`` is its registry name): published progressions, few-shot ``support`` and the
+    shot budgets that go with it.
+    """
+    from tasks.splits.features import class_mean_features, default_extractor
+
+    extractor = extractor or default_extractor(dataset)
+    support = support or default_support(dataset)
+    features = class_mean_features(images, extractor, cache_dir=cache_dir, weights=weights, device=device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    features.save_npz(out / "class_means.npz")
+    by_class = images.indices_by_class()
+    split_file = build_split_file(
+        features.class_names,
+        features.means,
+        images.default_train,
+        images.default_test,
+        config=config or default_settings(dataset),
+        selection=selection,
+        images_by_class={c: [images.image_ids[i] for i in idx] for c, idx in by_class.items()},
+        shots=shots or default_shots(support),
+        episodes=episodes,
+        support=support,
+        seed=seed,
+        provenance={
+            "dataset": images.name,
+            "root": str(images.root),
+            "dataset_options": dict(dataset_options or {}),
+            "extractor": extractor,
+            "feature_hash": features.feature_hash,
+        },
+    )
+    write_split_outputs(split_file, out)
+    return split_file
 
 
 def _prepare(split_id, step: SplitStep, images_by_class, shots, episodes, support, seed) -> Split:

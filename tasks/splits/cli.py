@@ -5,32 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from tasks.splits.build import build_split_file, load_features_npz, write_split_outputs
-from tasks.splits.episodes import DEFAULT_EPISODES, DEFAULT_SHOTS, EPISODE_BUILDERS
+import yaml
+
+from tasks.splits.build import build_from_dataset, build_split_file, load_features_npz, write_split_outputs
+from tasks.splits.episodes import DEFAULT_EPISODES, EPISODE_BUILDERS
 from tasks.splits.files import SplitFile, read_split_file
 from tasks.splits.progressions import ProgressionConfig
 from tasks.splits.selection import parse_selection
-from tasks.splits.settings import default_settings, default_support
-
-# The paper's few-shot budgets; a whole-class support of 10 shots per class would need more images
-# than SOP's test classes hold (about 5 each).
-DEFAULT_CLASS_SHOTS = (2, 5)
+from tasks.splits.settings import progression_config
 
 
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def _options(pairs: list[str]) -> dict[str, object]:
+def parse_options(pairs: list[str]) -> dict[str, object]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
-        options[key] = int(value) if value.lstrip("-").isdigit() else value
+        options[key] = yaml.safe_load(value)  # 40 -> int, 0.5 -> float, [A, B] -> list, true -> bool
     return options
 
 
@@ -40,7 +37,13 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--root", help="dataset folder (for glyphs: the render cache; default ~/.cache/oodml)"
     )
-    source.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
+    source.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option; VALUE is read as YAML (40, 0.5, true, [a, b])",
+    )
     source.add_argument("--features", help="npz with class_names, class_means, train, test")
     source.add_argument(
         "--extractor", help="FID feature extractor (default: resnet50; glyph-classifier for glyphs)"
@@ -72,87 +75,61 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def progression_config(args: argparse.Namespace, dataset: str | None) -> ProgressionConfig:
+def _progression_config(args: argparse.Namespace) -> ProgressionConfig:
     """The dataset's published settings with the command-line overrides applied."""
-    config = default_settings(dataset)
-    k = args.swaps_per_step
-
-    def override(settings, steps, history):
-        changes = {"steps": steps, "history": history, "swaps_per_step": k}
-        return replace(settings, **{name: v for name, v in changes.items() if v is not None})
-
-    return ProgressionConfig(
-        harder=override(config.harder, args.steps, args.history),
-        easier=override(config.easier, args.easier_steps, args.easier_history),
-        removal=override(config.removal, args.removal_steps, args.history),
+    return progression_config(
+        args.dataset,
+        steps=args.steps,
+        swaps_per_step=args.swaps_per_step,
+        history=args.history,
+        easier_steps=args.easier_steps,
+        easier_history=args.easier_history,
+        removal_steps=args.removal_steps,
     )
 
 
-def _from_dataset(args: argparse.Namespace) -> dict:
+def _from_dataset(args: argparse.Namespace) -> SplitFile:
     from tasks.data import build_dataset
-    from tasks.splits.features import class_mean_features, default_extractor
 
-    images = build_dataset(args.dataset, args.root, **_options(args.option))
-    extractor = args.extractor or default_extractor(args.dataset)
-    features = class_mean_features(
-        images,
-        extractor,
-        cache_dir=args.cache_dir,
+    options = parse_options(args.option)
+    return build_from_dataset(
+        args.dataset,
+        build_dataset(args.dataset, args.root, **options),
+        args.out,
+        extractor=args.extractor,
         weights=args.weights,
+        cache_dir=args.cache_dir,
         device=args.device,
-    )
-    by_class = images.indices_by_class()
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    features.save_npz(Path(args.out) / "class_means.npz")  # for the dashboard's projection of splits
-    return {
-        "class_names": features.class_names,
-        "class_means": features.means,
-        "initial_train": list(images.default_train),
-        "initial_test": list(images.default_test),
-        "images_by_class": {c: [images.image_ids[i] for i in idx] for c, idx in by_class.items()},
-        "provenance": {
-            "dataset": images.name,
-            "root": str(images.root),
-            "dataset_options": _options(args.option),
-            "extractor": extractor,
-            "feature_hash": features.feature_hash,
-        },
-    }
-
-
-def _from_features(args: argparse.Namespace) -> dict:
-    names, means, train, test = load_features_npz(args.features)
-    return {
-        "class_names": names,
-        "class_means": means,
-        "initial_train": train,
-        "initial_test": test,
-        "images_by_class": None,
-        "provenance": {"features": str(Path(args.features).resolve())},
-    }
-
-
-def build(args: argparse.Namespace) -> int:
-    if bool(args.dataset) == bool(args.features):
-        raise ValueError("give exactly one source: --dataset NAME (with --root) or --features FILE.npz")
-    source = _from_dataset(args) if args.dataset else _from_features(args)
-    support = args.support or default_support(args.dataset)
-    shots = args.shots or list(DEFAULT_SHOTS if support == "images" else DEFAULT_CLASS_SHOTS)
-    split_file = build_split_file(
-        source["class_names"],
-        source["class_means"],
-        source["initial_train"],
-        source["initial_test"],
-        config=progression_config(args, args.dataset),
+        config=_progression_config(args),
         selection=parse_selection(args.select),
-        images_by_class=source["images_by_class"],
-        shots=shots,
+        shots=args.shots,
         episodes=args.episodes,
-        support=support,
+        support=args.support,
         seed=args.seed,
-        provenance=source["provenance"],
+        dataset_options=options,
     )
-    json_path, pkl_path = write_split_outputs(split_file, args.out)
+
+
+def _from_features(args: argparse.Namespace) -> SplitFile:
+    """Splits from precomputed class means: no image lists, so no few-shot episodes."""
+    names, means, train, test = load_features_npz(args.features)
+    split_file = build_split_file(
+        names,
+        means,
+        train,
+        test,
+        config=_progression_config(args),
+        selection=parse_selection(args.select),
+        episodes=args.episodes,
+        seed=args.seed,
+        provenance={"features": str(Path(args.features).resolve())},
+    )
+    write_split_outputs(split_file, args.out)
+    return split_file
+
+
+def report(split_file: SplitFile, out_dir: str | Path) -> None:
+    """The built splits as a table, notes on classes left out of episodes, and where the files are."""
     print(format_table(split_file))
     for s in split_file.splits:
         for shots, classes in s.too_small.items():
@@ -161,7 +138,14 @@ def build(args: argparse.Namespace) -> int:
                 f"and are left out of its episodes",
                 file=sys.stderr,
             )
-    print(f"wrote {json_path} and {pkl_path}")
+    print(f"wrote {Path(out_dir) / 'splits.json'} and {Path(out_dir) / 'splits.pkl'}")
+
+
+def build(args: argparse.Namespace) -> int:
+    if bool(args.dataset) == bool(args.features):
+        raise ValueError("give exactly one source: --dataset NAME (with --root) or --features FILE.npz")
+    split_file = _from_dataset(args) if args.dataset else _from_features(args)
+    report(split_file, args.out)
     return 0
 
 

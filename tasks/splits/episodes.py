@@ -9,6 +9,9 @@ from typing import Literal
 import numpy as np
 
 DEFAULT_SHOTS = (2, 5, 10)
+# The paper's few-shot budgets; a whole-class support of 10 shots per class would need more images
+# than SOP's test classes hold (about 5 each).
+DEFAULT_CLASS_SHOTS = (2, 5)
 DEFAULT_EPISODES = 10
 
 # Two kinds of episode (DESIGN.md section 6), both as the ooDML split files store them:
@@ -20,6 +23,11 @@ ImageEpisode = dict[str, list[str]]
 ClassEpisode = list[str]
 Episode = ImageEpisode | ClassEpisode
 Support = Literal["images", "classes"]
+
+
+def default_shots(support: Support) -> tuple[int, ...]:
+    """The shot budgets a split file gets unless told otherwise."""
+    return DEFAULT_SHOTS if support == "images" else DEFAULT_CLASS_SHOTS
 
 
 def is_whole_class(episode: Episode) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tasks.splits.episodes import Support
 from tasks.splits.progressions import ProgressionConfig, ProgressionSettings
 
@@ -37,3 +39,32 @@ def default_support(dataset: str | None) -> Support:
 def default_settings(dataset: str | None) -> ProgressionConfig:
     """The published settings of a dataset; CUB200's for any other dataset (the demo included)."""
     return PUBLISHED_SETTINGS.get(dataset or "", _CUB)
+
+
+def progression_config(
+    dataset: str | None,
+    *,
+    steps: int | None = None,
+    swaps_per_step: int | None = None,
+    history: int | None = None,
+    easier_steps: int | None = None,
+    easier_history: int | None = None,
+    removal_steps: int | None = None,
+) -> ProgressionConfig:
+    """The dataset's published settings with the given ones in their place (``None`` keeps published).
+
+    ``swaps_per_step`` applies to all three progressions, ``history`` to the harder and removal ones.
+    """
+    published = default_settings(dataset)
+
+    def override(
+        settings: ProgressionSettings, steps: int | None, history: int | None
+    ) -> ProgressionSettings:
+        changes = {"steps": steps, "history": history, "swaps_per_step": swaps_per_step}
+        return replace(settings, **{name: v for name, v in changes.items() if v is not None})
+
+    return ProgressionConfig(
+        harder=override(published.harder, steps, history),
+        easier=override(published.easier, easier_steps, easier_history),
+        removal=override(published.removal, removal_steps, history),
+    )

@@ -99,3 +99,20 @@ def test_sop_builds_whole_class_episodes_by_default(tmp_path, capsys):
         for episode in split.episodes[2]:
             assert isinstance(episode, list) and set(episode) < set(split.test)
     assert read_split_file(out / "splits.pkl").splits[0].episodes == built.splits[0].episodes
+
+
+def test_dataset_option_values_are_read_as_yaml():
+    from tasks.splits.cli import parse_options
+
+    parsed = parse_options(
+        ["faces=[DejaVuSans, STIXGeneral]", "num_classes=40", "train_fraction=0.5", "a=true"]
+    )
+    assert parsed == {
+        "faces": ["DejaVuSans", "STIXGeneral"],
+        "num_classes": 40,
+        "train_fraction": 0.5,
+        "a": True,
+    }
+    assert parse_options(["name=my set"]) == {"name": "my set"}
+    with pytest.raises(ValueError, match="--option expects KEY=VALUE"):
+        parse_options(["faces"])
