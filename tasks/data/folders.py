@@ -31,11 +31,24 @@ class FileLoader:
         return self.folder / self.image_ids[i]
 
     def __call__(self, i: int) -> Image.Image:
+        return self._decode(i, check_only=False)
+
+    def check(self, i: int) -> object:
+        """Decode image ``i`` only to find out whether it can be: a JPEG at 1/8 scale (libjpeg's DCT
+        scaling still reads the whole compressed stream, so a truncated or corrupt file fails as in a
+        full decode, at about 0.6x the cost: benchmarks/bench_verify.py), other formats fully."""
+        return self._decode(i, check_only=True)
+
+    def _decode(self, i: int, check_only: bool) -> Image.Image:
         path = self.path(i)
         try:
             with Image.open(path) as image:
+                if check_only:
+                    image.draft(image.mode, (max(image.width // 8, 1), max(image.height // 8, 1)))
                 image.load()
-                return image if image.mode in ("RGB", "L") else image.convert("RGB")
+                if check_only or image.mode in ("RGB", "L"):
+                    return image
+                return image.convert("RGB")
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise DatasetError(
                 f"{self.name}: cannot read image {path}: {error}; replace the file, or leave unreadable "

@@ -48,6 +48,14 @@ class IndexedLoad:
     def path(self, i: int) -> Path:
         return self.load.path(self.indices[i])
 
+    def check(self, i: int) -> object:
+        return _checker(self.load)(self.indices[i])
+
+
+def _checker(load: Callable[[int], Image.Image]) -> Callable[[int], object]:
+    """The cheapest call that fails exactly when ``load`` would: its ``check`` where it has one."""
+    return getattr(load, "check", load)
+
 
 def select_images(images: LabelledImages, indices: Sequence[int]) -> LabelledImages:
     """The images at ``indices``, keeping the default partition (every class must keep an image)."""
@@ -69,7 +77,7 @@ def select_images(images: LabelledImages, indices: Sequence[int]) -> LabelledIma
 
 def _problem(images: LabelledImages, i: int) -> UnreadableImage | None:
     try:
-        images.load(i)
+        _checker(images.load)(i)
     except DatasetError as error:  # the decoder's own words where the loader kept them
         return UnreadableImage(i, images.image_ids[i], str(error.__cause__ or error))
     return None

@@ -130,8 +130,8 @@ def test_verified_files_are_decoded_once_until_they_change(
 ) -> None:
     monkeypatch.setenv("OODML_CACHE", str(tmp_path / "cache"))
     decoded: list[int] = []
-    decode = FileLoader.__call__
-    monkeypatch.setattr(FileLoader, "__call__", lambda self, i: decoded.append(i) or decode(self, i))
+    decode = FileLoader.check
+    monkeypatch.setattr(FileLoader, "check", lambda self, i: decoded.append(i) or decode(self, i))
     images = build_dataset("cub200", cub_root, num_train_classes=3)
     assert find_unreadable(images) == [] and len(decoded) == 18
     decoded.clear()
