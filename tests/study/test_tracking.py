@@ -7,7 +7,13 @@ module through ``StudyTracker`` and every test starts from a copy of it, as a dr
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -304,3 +310,52 @@ def test_ui_binds_loopback_by_default(tmp_path, capsys):
 def test_remote_uri_leaves_artifacts_to_the_server(tmp_path):
     assert artifact_location("http://127.0.0.1:5000", tmp_path) is None
     assert artifact_location("postgresql://db/mlflow", tmp_path) == (tmp_path / "mlartifacts").as_uri()
+
+
+@pytest.fixture
+def tracking_server(tmp_path, template_store):
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend copied from the template, proxied artifacts)."""
+    shutil.copy(template_store, tmp_path / "server.db")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1"]
+    command += ["--artifacts-destination", str(tmp_path / "server-artifacts")]
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "mlflow server did not answer in 90 s"
+            time.sleep(0.5)
+        yield url, tmp_path / "server-artifacts"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_remote_tracking_server_gets_runs_and_checkpoints(tracking_server, tmp_path):
+    url, server_artifacts = tracking_server
+    study_dir = tmp_path / "study"
+    tracker = StudyTracker(url, study_dir, "remote-demo")
+    parent = tracker.start_study("remote-1", SPEC)
+    run_id = tracker.log_trial(
+        make_record(), stage="eval", status="completed", checkpoint_dir=checkpoint_dir(study_dir / "t0")
+    )
+    [child] = children(tracker)
+    assert child.info.run_id == run_id and child.data.tags["mlflow.parentRunId"] == parent
+    assert child.info.artifact_uri.startswith("mlflow-artifacts:")  # the server stores them
+    local = tracker.client.download_artifacts(run_id, "checkpoint/best.pt", str(tmp_path / "download"))
+    assert Path(local).read_bytes() == b"weights"
+    assert list(server_artifacts.rglob("best.pt")) and not (study_dir / "mlartifacts").exists()
+    assert not (study_dir / "mlflow.db").exists()  # nothing tracked locally
