@@ -24,7 +24,7 @@ from tasks.data import (
 )
 from tasks.models import pretrained_weights
 from tasks.splits.check import class_sizes, missing_support_images, too_small, unknown_classes
-from tasks.splits.episodes import is_whole_class, train_val_division
+from tasks.splits.episodes import is_whole_class, train_val_division, whole_class_max_shots
 from tasks.splits.features import default_extractor, extractor_weights
 from tasks.splits.files import Split
 
@@ -118,6 +118,18 @@ def check_unbuilt(spec: StudySpec, entry: DatasetEntry, images: LabelledImages, 
             f"dataset {images.name} ({field}) has classes (any class can become a test class as splits move "
             "classes between train and test)",
         )
+    if entry.support == "classes":
+        sizes = class_sizes(images)
+        most = whole_class_max_shots([sizes[c] for c in images.default_test])
+        too_many = [s for s in spec.shots if s > most]
+        if too_many:
+            raise SpecError(
+                f"fewshot.budgets: {too_many} shots with whole-class support (DESIGN.md 6) need that many "
+                f"images per test class, spent on whole classes with at least 2 classes left as queries; "
+                f"the {len(images.default_test)} test classes of the default split of {field} "
+                f"({images.name}) hold {sum(sizes[c] for c in images.default_test)} images, enough for at "
+                f"most {most} shots: lower fewshot.budgets"
+            )
 
     extractor = entry.build.extractor or default_extractor(entry.name)
     try:

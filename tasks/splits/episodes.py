@@ -80,6 +80,13 @@ def few_shot_episodes(
     return result, too_small
 
 
+def whole_class_max_shots(class_sizes: Sequence[int]) -> int:
+    """The largest shot count whose whole-class support leaves two query classes under any shuffle: its
+    budget fits beside the two largest classes."""
+    sizes = sorted(class_sizes)
+    return (sum(sizes) - sum(sizes[-2:])) // max(len(sizes), 1)
+
+
 def whole_class_episodes(
     images_by_class: Mapping[str, Sequence[str]],
     test_classes: Sequence[str],
@@ -100,8 +107,6 @@ def whole_class_episodes(
     classes = sorted(test_classes)
     sizes = np.array([len(images_by_class[c]) for c in classes])
     budget = shots * len(classes)
-    # any shuffle leaves two query classes when the budget fits beside the two largest classes
-    feasible = (int(sizes.sum()) - int(np.sort(sizes)[-2:].sum())) // max(len(classes), 1)
     rng = np.random.default_rng(seed)
     result = []
     for _ in range(episodes):
@@ -111,7 +116,7 @@ def whole_class_episodes(
             raise ValueError(
                 f"{shots}-shot whole-class episodes need {budget} support images ({shots} x {len(classes)} "
                 f"test classes) and at least 2 query classes, but the {len(classes)} test classes hold "
-                f"{int(sizes.sum())} images; lower the shot count to at most {feasible}"
+                f"{int(sizes.sum())} images; lower the shot count to at most {whole_class_max_shots(sizes)}"
             )
         result.append(sorted(classes[i] for i in order[:taken]))
     return result, []

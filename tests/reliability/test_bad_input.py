@@ -245,6 +245,16 @@ def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
     weights.touch()  # preflight only asks where the FID weights are
     whole = {"datasets.0.splits": {"select": 2, "support": "classes", "weights": str(weights)}}
     check_inputs(load_spec(changed(changed(spec, build), whole)), lambda line: None)
+    # ... up to what the test classes hold: 6 classes of 32 images leave 2 query classes for 3 shots
+    message = refused(
+        changed(changed(spec, build), {**whole, "fewshot.budgets": [0, 5], "fewshot.iterations": {5: 3}})
+    )
+    assert message.startswith("fewshot.budgets: [5] shots with whole-class support (DESIGN.md 6) need")
+    assert (
+        "the 6 test classes of the default split of datasets.0 (imagefolder) hold 32 images, enough for "
+        in message
+    )
+    assert message.endswith("at most 3 shots: lower fewshot.budgets")
 
 
 def test_missing_FID_weights_are_refused_before_splits_are_built(
