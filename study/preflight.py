@@ -119,18 +119,31 @@ def check_unbuilt(spec: StudySpec, entry: DatasetEntry, images: LabelledImages, 
             "classes between train and test)",
         )
     if entry.support == "classes":
-        sizes = class_sizes(images)
-        most = whole_class_max_shots([sizes[c] for c in images.default_test])
-        too_many = [s for s in spec.shots if s > most]
-        if too_many:
-            raise SpecError(
-                f"fewshot.budgets: {too_many} shots with whole-class support (DESIGN.md 6) need that many "
-                f"images per test class, spent on whole classes with at least 2 classes left as queries; "
-                f"the {len(images.default_test)} test classes of the default split of {field} "
-                f"({images.name}) hold {sum(sizes[c] for c in images.default_test)} images, enough for at "
-                f"most {most} shots: lower fewshot.budgets"
-            )
+        if entry.build.shots:
+            check_whole_class_budgets(entry.build.shots, f"{field}.splits.shots", images, field)
+        check_whole_class_budgets(spec.shots, "fewshot.budgets", images, field)
+    check_feature_weights(entry, images, field)
 
+
+def check_whole_class_budgets(
+    budgets: Iterable[int], budget_field: str, images: LabelledImages, field: str
+) -> None:
+    """Whole-class budgets must leave two query classes among the default split's test classes."""
+    sizes = class_sizes(images)
+    test = images.default_test
+    most = whole_class_max_shots([sizes[c] for c in test])
+    too_many = sorted(s for s in budgets if s > most)
+    if too_many:
+        raise SpecError(
+            f"{budget_field}: {too_many} shots with whole-class support (DESIGN.md 6) need that many images "
+            f"per test class, spent on whole classes with at least 2 classes left as queries; the "
+            f"{len(test)} test classes of the default split of {field} ({images.name}) hold "
+            f"{sum(sizes[c] for c in test)} images, enough for at most {most} shots: lower {budget_field}"
+        )
+
+
+def check_feature_weights(entry: DatasetEntry, images: LabelledImages, field: str) -> None:
+    """The FID feature extractor that will build the splits has its weights (none are downloaded)."""
     extractor = entry.build.extractor or default_extractor(entry.name)
     try:
         extractor_weights(images, extractor, entry.build.weights)

@@ -255,6 +255,10 @@ def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
         in message
     )
     assert message.endswith("at most 3 shots: lower fewshot.budgets")
+    more_built = {"datasets.0.splits": {**whole["datasets.0.splits"], "shots": [2, 5]}}
+    message = refused(changed(changed(spec, build), more_built))
+    assert message.startswith("datasets.0.splits.shots: [5] shots with whole-class support")
+    assert message.endswith("at most 3 shots: lower datasets.0.splits.shots")
 
 
 def test_missing_FID_weights_are_refused_before_splits_are_built(
