@@ -29,6 +29,12 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("splits", "show"): Command(
         "tasks.splits.cli", "add_show_arguments", "show", "print the splits of a split file (JSON or pickle)"
     ),
+    ("splits", "convert-sop"): Command(
+        "tasks.splits.cli",
+        "add_convert_sop_arguments",
+        "convert_sop",
+        "translate the ooDML code's SOP split pickle (product ids, class ids) to a split file of class ids",
+    ),
     ("trial",): Command("tasks.cli", "add_trial_arguments", "trial", "run one trial from a YAML config"),
     ("results",): Command(
         "study.results",

@@ -182,3 +182,20 @@ def show(args: argparse.Namespace) -> int:
     split_file = read_split_file(args.file)
     print(json.dumps(split_rows(split_file), indent=1) if args.json else format_table(split_file))
     return 0
+
+
+def add_convert_sop_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pickle", help="the ooDML code's SOP split pickle (online_products_splits.pkl)")
+    parser.add_argument("--root", required=True, help="the Stanford Online Products folder")
+    parser.add_argument("--out", required=True, help="the split file to write (.json)")
+
+
+def convert_sop(args: argparse.Namespace) -> int:
+    from tasks.data import build_dataset
+    from tasks.splits.files import write_json
+    from tasks.splits.sop_pickle import read_sop_pickle
+
+    split_file = read_sop_pickle(args.pickle, build_dataset("sop", args.root))
+    print(format_table(split_file))
+    print(f"wrote {write_json(split_file, args.out)}")
+    return 0
