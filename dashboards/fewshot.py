@@ -29,6 +29,7 @@ def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
     if gain.empty:
         return [Note("No few-shot results (shots > 0) yet.")]
     blocks: list = []
+    supports = support_by_dataset(table)
     for dataset, rows in gain.groupby("dataset"):
         path = out / f"fewshot_{slug(dataset)}.png"
         plot_fewshot(rows, dataset, path)
@@ -36,14 +37,28 @@ def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
             Image(
                 path,
                 f"{dataset}: top, test {METRICS[METRIC]} on the episode queries before (dashed) and after "
-                "(solid) adapting on the support set, with the 95% CI over episodes; the shaded gap is the "
-                "gain. Bottom: the gain, mean over seeds with its 95% CI band over seeds.",
+                f"(solid) adapting on the support set ({SUPPORTS.get(supports.get(dataset), 'support')}), "
+                "with the 95% CI over episodes; the shaded gap is the gain. Bottom: the gain, mean over "
+                "seeds with its 95% CI band over seeds.",
             )
         )
     blocks.append(
         Table(gain_table(gain), f"Few-shot gain in test {METRICS[METRIC]} per split and shot budget")
     )
     return blocks
+
+
+SUPPORTS = {
+    "images": "s images of each test class; the rest of the class are the queries",
+    "classes": "whole test classes holding s images per test class; the other classes are the queries",
+}
+
+
+def support_by_dataset(table: pa.Table) -> dict[str, str]:
+    """The few-shot support of each dataset's episodes (``support`` column; absent in older files)."""
+    rows = table.select(["dataset", "shots", "support"]).to_pandas()
+    rows = rows[(rows["shots"] > 0) & rows["support"].notna()]
+    return {dataset: "/".join(sorted(set(group["support"]))) for dataset, group in rows.groupby("dataset")}
 
 
 def plot_fewshot(rows: pd.DataFrame, dataset: str, path: Path) -> None:

@@ -209,6 +209,7 @@ def evaluate_fewshot(
                 )
         results[shots] = {
             "episodes": len(episodes),
+            "support": "classes" if is_whole_class(episodes[0]) else "images",
             "left_out_classes": list(split.too_small.get(shots, [])),
             **{
                 kind: {m: mean_ci95([r[m] for r in runs]) for m in runs[0]}

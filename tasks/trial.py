@@ -114,6 +114,7 @@ def run_trial(
         for shots, result in evaluate_fewshot(trained.model, images, split, config, device).items():
             record[f"fewshot/{shots}/episodes"] = result["episodes"]
             record[f"fewshot/{shots}/left_out_classes"] = len(result["left_out_classes"])
+            record[f"fewshot/{shots}/support"] = result["support"]
             for kind in ("fewshot", "zeroshot"):
                 for metric, (mean, ci) in result[kind].items():
                     record[f"fewshot/{shots}/{kind}/{metric}"] = mean

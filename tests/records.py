@@ -53,6 +53,7 @@ def make_record(method="margin", split=SPLITS[0], seed=0, r1=None, shots=(2,), e
     for s in shots:
         rec[f"fewshot/{s}/episodes"] = 10
         rec[f"fewshot/{s}/left_out_classes"] = 0
+        rec[f"fewshot/{s}/support"] = "images"
         for kind, value in (("fewshot", r1 + 0.05 * s), ("zeroshot", r1 - 0.01)):
             for metric in METRICS:
                 rec[f"fewshot/{s}/{kind}/{metric}"] = value

@@ -50,6 +50,7 @@ MEASUREMENT_FIELDS = [
     pa.field("ci95", pa.float64()),
     pa.field("episodes", pa.int32()),
     pa.field("left_out_classes", pa.int32()),
+    pa.field("support", pa.string()),
 ]
 TRIAL_FIELDS = [
     pa.field("selected_epoch", pa.int32()),
@@ -114,6 +115,7 @@ def measurements(record: dict) -> list[dict]:
                 "ci95": record.get(f"{key}/ci95"),
                 "episodes": record.get(f"fewshot/{shots}/episodes"),
                 "left_out_classes": record.get(f"fewshot/{shots}/left_out_classes"),
+                "support": record.get(f"fewshot/{shots}/support"),
             }
         )
     for row in rows:

@@ -65,6 +65,7 @@ def trial_record(method: str, split: tuple, seed: int, shots: tuple[int, ...]) -
         gain = 0.02 * s**0.5 * (1 + (fid - SPLITS[0][3]) / 20) + rng.normal(0, 0.004)
         record[f"fewshot/{s}/episodes"] = 4
         record[f"fewshot/{s}/left_out_classes"] = 0
+        record[f"fewshot/{s}/support"] = "images"
         for kind, value in (("zeroshot", recall + 0.03), ("fewshot", recall + 0.03 + gain)):
             record[f"fewshot/{s}/{kind}/recall@1"] = value
             record[f"fewshot/{s}/{kind}/recall@1/ci95"] = 0.012 + 0.01 / s

@@ -34,6 +34,7 @@ def test_report_of_a_running_study(study_report):
     assert "FloatingPointError: loss is nan at epoch 1" in page  # the failed trial, with its error
     assert RUNNING_TRIAL in page and "16 completed" in page and "1 running" in page
     assert "Spearman ρ between the two rankings" in page
+    assert "adapting on the support set (s images of each test class; the rest of the class are the" in page
 
 
 def test_empty_study_says_no_results(tmp_path):

@@ -55,6 +55,16 @@ def test_schema_round_trip(tmp_path):
     assert (test["time_train_s"], test["selected_epoch"], test["schema_version"]) == (9.0, 2, SCHEMA_VERSION)
     few = next(r for r in rows if (r["shots"], r["kind"], r["metric"]) == (5, "fewshot", "map@r"))
     assert few["value"] == rec["fewshot/5/fewshot/map@r"] and few["ci95"] == 0.02 and few["episodes"] == 10
+    assert few["support"] == "images" and test["support"] is None
+
+
+def test_a_file_written_before_a_column_existed_reads_it_as_null(tmp_path):
+    path = write_trial_result(tmp_path, make_record(shots=(2,)), stage="eval", study="demo")
+    older = pq.read_table(path)
+    pq.write_table(older.drop_columns(["support"]).replace_schema_metadata(older.schema.metadata), path)
+    table = read_results(tmp_path)
+    assert table.schema.equals(SCHEMA) and table["support"].null_count == table.num_rows
+    assert table.num_rows == older.num_rows
     curves = read_curves(tmp_path)
     assert curves.num_rows == 3 * 2
     assert curves.filter(pa.compute.equal(curves["key"], "val/recall@1"))["value"].to_pylist() == [

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from study.results.schema import measurements
 from tasks.config import TrialConfig
 from tasks.fewshot import resolve_episode
 from tasks.splits.episodes import whole_class_episodes
@@ -49,7 +50,7 @@ def test_demo_trial_learns_selects_on_validation_and_adapts(glyph_benchmark, tmp
     assert record["selected_epoch"] == max(
         range(3), key=lambda e: record["curve/val/recall@1"][e] + record["curve/val/map@r"][e]
     )
-    assert record["fewshot/2/episodes"] == 2
+    assert record["fewshot/2/episodes"] == 2 and record["fewshot/2/support"] == "images"
     for kind in ("fewshot", "zeroshot"):
         assert 0 <= record[f"fewshot/2/{kind}/recall@1"] <= 1
         assert not math.isnan(record[f"fewshot/2/{kind}/recall@1/ci95"])
@@ -109,6 +110,9 @@ def test_whole_class_episodes_adapt_on_some_test_classes_and_query_the_others(gl
     )
     record = run_trial(config, tmp_path / "trial")
     assert record["fewshot/2/episodes"] == 3 and record["fewshot/2/left_out_classes"] == 0
+    assert record["fewshot/2/support"] == "classes"
+    rows = [r for r in measurements(record) if r["shots"] == 2]
+    assert rows and {r["support"] for r in rows} == {"classes"}  # the results table says which protocol
     for kind in ("fewshot", "zeroshot"):
         assert 0 < record[f"fewshot/2/{kind}/recall@1"] <= 1
         assert not math.isnan(record[f"fewshot/2/{kind}/recall@1/ci95"])
