@@ -43,7 +43,7 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
     from tasks.data import build_dataset
     from tasks.splits.build import build_from_dataset
     from tasks.splits.cli import report
-    from tasks.splits.settings import progression_config
+    from tasks.splits.settings import overrides_of, progression_config
 
     s = entry.build
     out.mkdir(parents=True, exist_ok=True)
@@ -55,15 +55,7 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
         extractor=s.extractor,
         weights=s.weights,
         device=s.device,
-        config=progression_config(
-            entry.name,
-            steps=s.steps,
-            swaps_per_step=s.swaps_per_step,
-            history=s.history,
-            easier_steps=s.easier_steps,
-            easier_history=s.easier_history,
-            removal_steps=s.removal_steps,
-        ),
+        config=progression_config(entry.name, **overrides_of(s)),
         selection=s.select,
         shots=request["shots"],
         episodes=s.episodes,

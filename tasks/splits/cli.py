@@ -14,7 +14,7 @@ from tasks.splits.episodes import DEFAULT_EPISODES, EPISODE_BUILDERS
 from tasks.splits.files import SplitFile, read_split_file
 from tasks.splits.progressions import ProgressionConfig
 from tasks.splits.selection import parse_selection
-from tasks.splits.settings import progression_config
+from tasks.splits.settings import overrides_of, progression_config
 
 
 def _ints(text: str) -> list[int]:
@@ -77,15 +77,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _progression_config(args: argparse.Namespace) -> ProgressionConfig:
     """The dataset's published settings with the command-line overrides applied."""
-    return progression_config(
-        args.dataset,
-        steps=args.steps,
-        swaps_per_step=args.swaps_per_step,
-        history=args.history,
-        easier_steps=args.easier_steps,
-        easier_history=args.easier_history,
-        removal_steps=args.removal_steps,
-    )
+    return progression_config(args.dataset, **overrides_of(args))
 
 
 def _from_dataset(args: argparse.Namespace) -> SplitFile:

@@ -41,6 +41,16 @@ def default_settings(dataset: str | None) -> ProgressionConfig:
     return PUBLISHED_SETTINGS.get(dataset or "", _CUB)
 
 
+# The overridable progression settings: the names ``oodml splits build`` options and a study's
+# ``splits:`` section share.
+OVERRIDES = ("steps", "swaps_per_step", "history", "easier_steps", "easier_history", "removal_steps")
+
+
+def overrides_of(settings: object) -> dict[str, int | None]:
+    """The ``OVERRIDES`` attributes of parsed options or a study's split settings."""
+    return {name: getattr(settings, name) for name in OVERRIDES}
+
+
 def progression_config(
     dataset: str | None,
     *,
