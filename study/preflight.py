@@ -110,26 +110,26 @@ def check_unbuilt(spec: StudySpec, entry: DatasetEntry, images: LabelledImages, 
     except ValueError as err:
         raise SpecError(f"{field}.root: dataset {images.name} at {images.root}: {err}") from None
     check_batch_classes(spec, len(split_train), f"the default split of {field} ({images.name})")
+    sizes = class_sizes(images)
     if spec.fewshot.small_classes == "fail" and entry.support == "images":
         check_class_sizes(
             spec.shots,
             images.classes,
-            class_sizes(images),
+            sizes,
             f"dataset {images.name} ({field}) has classes (any class can become a test class as splits move "
             "classes between train and test)",
         )
     if entry.support == "classes":
         if entry.build.shots:
-            check_whole_class_budgets(entry.build.shots, f"{field}.splits.shots", images, field)
-        check_whole_class_budgets(spec.shots, "fewshot.budgets", images, field)
+            check_whole_class_budgets(entry.build.shots, f"{field}.splits.shots", images, sizes, field)
+        check_whole_class_budgets(spec.shots, "fewshot.budgets", images, sizes, field)
     check_feature_weights(entry, images, field)
 
 
 def check_whole_class_budgets(
-    budgets: Iterable[int], budget_field: str, images: LabelledImages, field: str
+    budgets: Iterable[int], budget_field: str, images: LabelledImages, sizes: dict[str, int], field: str
 ) -> None:
     """Whole-class budgets must leave two query classes among the default split's test classes."""
-    sizes = class_sizes(images)
     test = images.default_test
     most = whole_class_max_shots([sizes[c] for c in test])
     too_many = sorted(s for s in budgets if s > most)

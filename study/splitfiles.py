@@ -45,12 +45,12 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
     from tasks.splits.cli import report
     from tasks.splits.settings import overrides_of, progression_config
 
-    s = entry.build
+    s, options_of_loader = entry.build, entry.loader_options()
     out.mkdir(parents=True, exist_ok=True)
     options.write_text(json.dumps(request))  # first: splits.json (written last, atomically) is the marker
     built_file = build_from_dataset(
         entry.name,
-        build_dataset(entry.name, entry.root, **entry.loader_options()),
+        build_dataset(entry.name, entry.root, **options_of_loader),
         out,
         extractor=s.extractor,
         weights=s.weights,
@@ -61,7 +61,7 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
         episodes=s.episodes,
         support=s.support,
         seed=s.seed,
-        dataset_options=entry.loader_options(),
+        dataset_options=options_of_loader,
     )
     report(built_file, out)
     return built

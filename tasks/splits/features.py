@@ -237,9 +237,13 @@ EXTRACTORS: dict[str, ExtractorKind] = {
 }
 
 
+# FID feature extractor per dataset where it is not the paper's ResNet50.
+DEFAULT_EXTRACTOR = {"glyphs": "glyph-classifier"}
+
+
 def default_extractor(dataset: str | None) -> str:
     """The FID feature extractor of a dataset: the glyph classifier for the demo, else the paper's ResNet50."""
-    return "glyph-classifier" if dataset == "glyphs" else "resnet50"
+    return DEFAULT_EXTRACTOR.get(dataset or "", "resnet50")
 
 
 def extractor_weights(images: LabelledImages, extractor: str, weights: str | Path | None = None) -> Path:

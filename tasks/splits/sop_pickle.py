@@ -40,10 +40,10 @@ def class_of_product(images: LabelledImages) -> dict[str, str]:
 class _Names:
     """Translates one split's class references: product ids via the images, class ids as they are."""
 
-    def __init__(self, products: dict[str, str], images: LabelledImages, where: str) -> None:
+    def __init__(self, products: dict[str, str], known: set[str], root: Path, where: str) -> None:
         self.products = products
-        self.known = set(images.classes)
-        self.root = images.root
+        self.known = known
+        self.root = root
         self.where = where
 
     def of_products(self, values: Iterable[Any], field: str) -> list[str]:
@@ -96,8 +96,9 @@ def read_sop_pickle(path: str | Path, images: LabelledImages) -> SplitFile:
     raw = load_pickle_safely(path)
     if not isinstance(raw, dict) or not raw:
         raise SplitFileError(f"{path}: expected a dict {{split_id: split}}, got {type(raw).__name__}")
-    products = class_of_product(images)
+    products, known = class_of_product(images), set(images.classes)
     splits = [
-        _split(i, entry, _Names(products, images, f"{path}: split {i!r}")) for i, entry in sorted(raw.items())
+        _split(i, entry, _Names(products, known, images.root, f"{path}: split {i!r}"))
+        for i, entry in sorted(raw.items())
     ]
     return SplitFile(provenance={"source": str(path), "format": "oodml-sop-pickle"}, splits=splits)
