@@ -27,12 +27,13 @@ def describe(trial: PlannedTrial) -> dict:
         "trial_id": trial.trial_id,
         "dataset": c.data.dataset,
         "split_key": str(c.data.split),
-        "method": c.method.name,
+        "method": c.method.label,
         "hyperparameters": json.dumps(dict(c.method.hyperparameters), sort_keys=True),
         "backbone": c.model.backbone,
         "embedding_dim": c.model.embedding_dim,
         "seed": c.seed,
         "epochs": c.training.epochs,
+        "protocol": c.training.protocol,
         "config": json.dumps(c.model_dump(mode="json"), sort_keys=True),
     }
 

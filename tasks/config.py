@@ -41,7 +41,18 @@ class ModelConfig(_Strict):
 
 class MethodConfig(_Strict):
     name: str
+    variant: str | None = Field(
+        None, description="the definition to follow; None: the method's default (the ooDML code's)"
+    )
     hyperparameters: dict[str, float | int] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The method's name in results: ``name``, or ``name[variant]`` for a non-default variant."""
+        from tasks.methods import method_spec
+
+        default = method_spec(self.name).default_variant
+        return self.name if self.variant in (None, default) else f"{self.name}[{self.variant}]"
 
 
 class TrainingConfig(_Strict):
@@ -56,7 +67,14 @@ class TrainingConfig(_Strict):
     weight_decay: float = 4e-4
     lr_milestones: list[int] = Field(default_factory=list, description="epochs at which the lr is multiplied")
     lr_gamma: float = 0.3
-    selection_metric: list[str] = Field(default_factory=lambda: ["recall@1", "map@r"])
+    protocol: Literal["validated", "paper"] = Field(
+        "validated",
+        description="validated: train on split_train, select the epoch on split_val; paper: train on all "
+        "train classes, select the epoch on test Recall@1 (the released ooDML code)",
+    )
+    selection_metric: list[str] = Field(
+        default_factory=lambda: ["recall@1", "map@r"], description="validation metrics summed to select on"
+    )
     record_test_curve: bool = Field(
         True, description="evaluate test classes every epoch (recorded, never selected on)"
     )

@@ -1,8 +1,10 @@
-"""Training one DML model with validation-based checkpoint selection and resumable checkpoints.
+"""Training one DML model with checkpoint selection and resumable checkpoints.
 
-The model trains on the ``split_train`` classes of a split; after every epoch it is evaluated on the
-``split_val`` classes and the best epoch by the selection metric (Recall@1 + mAP@R by default) is kept.
-Test classes are evaluated and recorded per epoch for reference but never used for selection.
+Protocol ``validated`` (the default): the model trains on the ``split_train`` classes of a split; after
+every epoch it is evaluated on the ``split_val`` classes and the best epoch by the selection metric
+(Recall@1 + mAP@R by default) is kept; test classes are recorded per epoch but never selected on.
+Protocol ``paper``: as the released ooDML code, it trains on all train classes of the split and keeps
+the epoch of best test Recall@1, so that numbers compare with the published ones (DESIGN.md 5b).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from tasks.config import TrialConfig
-from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
+from tasks.data import ClassBalancedBatchSampler, LabelledImages, TwoViews, image_dataset
 from tasks.data.cache import atomic_write
 from tasks.evaluate import retrieval_metrics
-from tasks.methods import Method, build_method
+from tasks.methods import Method, TrainBatch, build_method
 from tasks.models import EmbeddingModel, build_model
 from tasks.splits.files import Split
 
@@ -140,6 +142,26 @@ def _selection_score(metrics: dict[str, float], names: list[str]) -> float:
     return float(sum(metrics[n] for n in names))
 
 
+PAPER_SELECTION = ["recall@1"]  # the released ooDML code keeps the epoch of best test Recall@1
+
+
+def training_classes(config: TrialConfig, split: Split) -> list[str]:
+    """The classes a trial trains on: ``split_train`` (protocol ``validated``) or all train classes of the
+    split (protocol ``paper``, as the released ooDML code trains)."""
+    return list(split.train if config.training.protocol == "paper" else split.split_train)
+
+
+def selection_score(record: dict[str, float], config: TrialConfig) -> float:
+    """The score an epoch is selected on (higher is better), from one epoch's record of ``val/`` and
+    ``test/`` metrics: ``selection_metric`` summed over the validation classes (protocol ``validated``),
+    or test Recall@1 (protocol ``paper``: what the published numbers were selected on)."""
+    if config.training.protocol == "paper":
+        prefix, names = "test/", PAPER_SELECTION
+    else:
+        prefix, names = "val/", config.training.selection_metric
+    return _selection_score({k[len(prefix) :]: v for k, v in record.items() if k.startswith(prefix)}, names)
+
+
 def train_model(
     config: TrialConfig,
     images: LabelledImages,
@@ -148,19 +170,29 @@ def train_model(
     on_epoch: Callable[[dict, Path], None] | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train, select on validation classes, checkpoint every epoch; resumes from ``workdir/last.pt``."""
+    """Train, select the epoch as ``training.protocol`` says, checkpoint every epoch; resumes from
+    ``workdir/last.pt``."""
     tc = config.training
+    if tc.protocol == "paper" and not config.evaluate_test:
+        raise ValueError(
+            "training.protocol 'paper' selects the epoch on the test classes, but this trial does not "
+            "evaluate them (evaluate_test: false, e.g. a tuning trial); use protocol 'validated'"
+        )
     device = resolve_device(tc.device)
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = build_model(config.model.backbone, config.model.embedding_dim, pretrained=config.model.pretrained)
-    classes = list(split.split_train)
+    classes = training_classes(config, split)
     method: Method = build_method(
         config.method.name,
         num_classes=len(classes),
         embedding_dim=model.head.out_features,
+        variant=config.method.variant,
         **config.method.hyperparameters,
     )
+    head = method.embedding_head(model.head.in_features, model.head.out_features)
+    if head is not None:
+        model.head = head
     model.to(device)
     method.to(device)
     if _channels_last(device):
@@ -195,7 +227,39 @@ def train_model(
         labels, tc.batch_size, tc.samples_per_class, seed=config.seed, num_batches=iterations
     )
     dataset = image_dataset(images, train_indices, model.preprocess, True, label_index)
+    if method.wants_second_view:
+        dataset = TwoViews(dataset)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.data.num_workers)
+
+    def step_batch(items: list[torch.Tensor]) -> TrainBatch:
+        x, y = items[0].to(device, non_blocking=True), items[-1].to(device, non_blocking=True)
+        second = items[1].to(device, non_blocking=True) if len(items) == 3 else None
+        if _channels_last(device) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+            second = second.contiguous(memory_format=torch.channels_last) if second is not None else None
+        with _autocast(device, tc.amp):
+            if method.wants_max_features:
+                features, max_features = model.max_pooled_features(x)
+            else:
+                features, max_features = model.features(x), None
+            outputs = model.head(features)
+        outputs = outputs.float()
+        return TrainBatch(
+            features=features.float(),
+            outputs=outputs,
+            embeddings=torch.nn.functional.normalize(outputs, dim=-1),
+            labels=y,
+            max_features=max_features.float() if max_features is not None else None,
+            second_view=second,
+        )
+
+    def no_grad_batches():
+        with torch.no_grad():
+            for items in loader:
+                yield step_batch(items)
+
+    if start_epoch == 0:
+        method.start(model, no_grad_batches)
 
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
@@ -204,13 +268,8 @@ def train_model(
         model.train()
         losses = []
         batches = _progress(loader, progress, f"epoch {epoch + 1}/{tc.epochs}")
-        for step, (x, y) in enumerate(batches):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if _channels_last(device) and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, tc.amp):
-                embeddings = model(x)
-            loss = method(embeddings.float(), y)
+        for step, items in enumerate(batches):
+            loss = method.training_loss(step_batch(items))
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step} of method "
@@ -221,22 +280,19 @@ def train_model(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            method.after_step(model)
             losses.append(loss.item())
+        method.end_epoch()
         scheduler.step()
 
         record = {"epoch": epoch, "train/loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]}
-        record.update(
-            {
-                f"val/{k}": v
-                for k, v in evaluate_classes(model, images, split.split_val, config, device).items()
-            }
-        )
-        if config.evaluate_test and tc.record_test_curve:
+        if tc.protocol == "validated":
+            val = evaluate_classes(model, images, split.split_val, config, device)
+            record.update({f"val/{k}": v for k, v in val.items()})
+        if config.evaluate_test and (tc.record_test_curve or tc.protocol == "paper"):
             test = evaluate_classes(model, images, split.test, config, device)
             record.update({f"test/{k}": v for k, v in test.items()})
-        score = _selection_score(
-            {k[4:]: v for k, v in record.items() if k.startswith("val/")}, tc.selection_metric
-        )
+        score = selection_score(record, config)
         record["val/selection_score"] = score
         if score > result.best_score:
             result.best_score, result.selected_epoch = score, epoch

@@ -38,6 +38,7 @@ IDENTITY_FIELDS = [
     pa.field("embedding_dim", pa.int32()),
     pa.field("seed", pa.int64()),
     pa.field("epochs", pa.int32()),
+    pa.field("protocol", pa.string()),
     pa.field("hyperparameters", pa.string()),
     pa.field("tuned_hyperparameters", pa.string()),
 ]
@@ -86,7 +87,7 @@ CURVES_SCHEMA = pa.schema(
 # Record keys copied under the same name; the JSON ones may also come as dicts (partial records).
 _COPIED = (
     "dataset split_id split_key split_progression split_hash fid num_train_classes num_test_classes method "
-    "backbone embedding_dim seed epochs selected_epoch resumed_from_epoch device checkpoint"
+    "backbone embedding_dim seed epochs protocol selected_epoch resumed_from_epoch device checkpoint"
 ).split()
 _JSON = ("hyperparameters", "config", "versions")
 _TIMINGS = {"time/train_s", "time/test_eval_s", "time/fewshot_s", "time/total_s"}

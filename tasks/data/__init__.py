@@ -14,7 +14,7 @@ from tasks.data.folders import load_cars196, load_cub200, load_imagefolder
 from tasks.data.glyphs import glyph_heldout, load_glyphs
 from tasks.data.samplers import ClassBalancedBatchSampler
 from tasks.data.sop import load_sop
-from tasks.data.torch_dataset import ArrayImageSubset, ImageSubset, image_dataset
+from tasks.data.torch_dataset import ArrayImageSubset, ImageSubset, TwoViews, image_dataset
 from tasks.data.verify import (
     UNREADABLE_POLICIES,
     UnreadableImage,
@@ -75,6 +75,7 @@ __all__ = [
     "describe_unreadable",
     "find_unreadable",
     "glyph_heldout",
+    "TwoViews",
     "image_dataset",
     "select_images",
     "verify_images",

@@ -189,3 +189,24 @@ def image_dataset(
     if array_path_applies(images, pre):
         return ArrayImageSubset(images, indices, pre, train, label_to_index)
     return ImageSubset(images, indices, build_transform(pre, train), label_to_index)
+
+
+class TwoViews(Dataset):
+    """Each item of ``dataset`` drawn twice: (view, second view, class index), two independent draws of
+    its training augmentation (what a self-supervised task such as DiVA's contrasts)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        (first, target), (second, _) = self.dataset[k], self.dataset[k]
+        return first, second, target
+
+    def __getitems__(self, ks: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        many = getattr(self.dataset, "__getitems__", None)
+        firsts = many(ks) if many else [self.dataset[k] for k in ks]
+        seconds = many(ks) if many else [self.dataset[k] for k in ks]
+        return [(a, b, target) for (a, target), (b, _) in zip(firsts, seconds, strict=True)]

@@ -1,9 +1,9 @@
 """DML methods: losses with their miners and own parameters, registered by name (``METHODS``)."""
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.margin import MarginLoss
-from tasks.methods.registry import METHODS, build_method
+from tasks.methods.registry import METHODS, build_method, check_variant, method_spec
 from tasks.methods.rho_distance import RhoDistanceSampler
 
 __all__ = [
@@ -14,5 +14,8 @@ __all__ = [
     "Method",
     "MethodSpec",
     "RhoDistanceSampler",
+    "TrainBatch",
     "build_method",
+    "check_variant",
+    "method_spec",
 ]

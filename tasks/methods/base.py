@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
@@ -37,13 +37,41 @@ class Hyperparameter:
         return all(isinstance(v, int) for v in (self.default, self.low, self.high))
 
 
+@dataclass
+class TrainBatch:
+    """What one training step shows a method.
+
+    ``features``: pooled backbone features (B, F), the head's input; ``outputs``: the head's raw output
+    (B, D); ``embeddings``: the L2-normalised embedding the model is evaluated on (B, D); ``labels``:
+    int64 train-class indices. ``max_features`` (globally max-pooled last feature map) and
+    ``second_view`` (a second augmentation of the same images, (B, C, H, W)) are filled only for a
+    method that asks for them (:attr:`Method.wants_max_features`, :attr:`Method.wants_second_view`).
+    """
+
+    features: Tensor
+    outputs: Tensor
+    embeddings: Tensor
+    labels: Tensor
+    max_features: Tensor | None = None
+    second_view: Tensor | None = None
+
+
 class Method(nn.Module):
     """A DML method: ``forward(embeddings, labels)`` returns the scalar training loss.
 
     ``embeddings`` are L2-normalised (B, D) rows; ``labels`` are int64 train-class indices
-    0..num_classes-1. Methods with their own parameters (proxies, class margins) train them at
-    ``loss_lr``; :meth:`param_groups` gives the optimizer group for them.
+    0..num_classes-1. Methods with their own parameters (proxies, class margins, auxiliary heads) train
+    them at ``loss_lr``; :meth:`param_groups` gives the optimizer group for them.
+
+    A plain loss implements :meth:`forward` only. A method that trains more than a loss on the
+    embedding (auxiliary heads, a prior on the backbone features, a momentum encoder) overrides the
+    hooks below; the training loop calls every hook for every method, so all methods share one
+    interface. State a hook keeps (an auxiliary optimizer, a memory queue) belongs in the module's
+    ``state_dict`` (buffers, or ``get_extra_state``), so checkpoints resume it.
     """
+
+    wants_max_features: bool = False
+    wants_second_view: bool = False
 
     def __init__(self, loss_lr: float = 0.0) -> None:
         super().__init__()
@@ -51,6 +79,26 @@ class Method(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def embedding_head(self, feature_dim: int, embedding_dim: int) -> nn.Module | None:
+        """The head (pooled features -> the evaluated embedding, before L2 normalisation) this method
+        trains instead of the default linear layer; ``None`` keeps the linear layer. A head module
+        has ``in_features`` and ``out_features`` attributes, like ``nn.Linear``."""
+        return None
+
+    def start(self, model: nn.Module, batches: Callable[[], Iterator[TrainBatch]]) -> None:
+        """Called once before the first epoch of a fresh (not resumed) training, with the model on its
+        device and a function that yields training batches under ``no_grad`` (e.g. to fill a queue)."""
+
+    def training_loss(self, batch: TrainBatch) -> Tensor:
+        """The step's loss; by default :meth:`forward` on the embeddings."""
+        return self(batch.embeddings, batch.labels)
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after each optimizer step (e.g. a momentum encoder's update)."""
+
+    def end_epoch(self) -> None:
+        """Called after each epoch (e.g. an auxiliary optimizer's schedule)."""
 
     def param_groups(self) -> list[dict]:
         """The optimizer group for the method's own parameters (none if it has none), at ``loss_lr``
@@ -64,13 +112,21 @@ class MethodSpec:
     """A registered method: ``build(num_classes=..., embedding_dim=..., **hyperparameters)``.
 
     ``hyperparameters`` hold the defaults (the only place they live) and the tuning ranges;
-    ``description`` cites the paper the method follows.
+    ``description`` cites the paper the method follows. ``variants`` names the definitions a method
+    can follow, each with a one-line description; the first is the default (``original``: the ooDML
+    code's, DESIGN.md 5b) and ``build`` then receives ``variant=<name>``. A method without variants
+    has one definition and ``build`` gets no ``variant``.
     """
 
     name: str
     build: Callable[..., Method]
     hyperparameters: dict[str, Hyperparameter]
     description: str
+    variants: dict[str, str] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, float | int]:
         return {k: hp.default for k, hp in self.hyperparameters.items()}
+
+    @property
+    def default_variant(self) -> str | None:
+        return next(iter(self.variants), None)

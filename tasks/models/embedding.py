@@ -54,9 +54,33 @@ class EmbeddingModel(nn.Module):
         """Pooled backbone features (B, feature_dim), before the head."""
         return self.backbone(x)
 
+    def max_pooled_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(average-pooled, max-pooled) features of the backbone's last feature map, in one pass.
+
+        The map is read at the backbone's last global average pooling layer (torchvision ResNets, the
+        glyph CNN, timm models with ``nn.AdaptiveAvgPool2d``); a backbone without one is refused.
+        """
+        pools = [m for m in self.backbone.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+        if not pools:
+            raise ValueError(
+                f"{type(self.backbone).__name__} has no global average pooling layer, so its max-pooled "
+                "features cannot be read; choose a method setting that does not ask for them"
+            )
+        seen: list[Tensor] = []
+        handle = pools[-1].register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+        try:
+            pooled = self.backbone(x)
+        finally:
+            handle.remove()
+        return pooled, seen[-1].amax(dim=(-2, -1))
+
     def forward(self, x: Tensor) -> Tensor:
         """L2-normalised embeddings (B, embedding_dim)."""
         return F.normalize(self.head(self.features(x)), dim=-1)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.head.out_features
 
     def param_groups(self, backbone_lr: float, head_lr: float) -> list[dict]:
         """Optimizer groups: trainable backbone parameters at ``backbone_lr``, the head at ``head_lr``."""
