@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from study.spec import STUDY_ONLY_FEWSHOT, DatasetEntry, MethodEntry, SpecError, StudySpec
-from tasks.config import DataConfig, FewShotConfig, MethodConfig, TrialConfig
+from tasks.config import DataConfig, FewShotConfig, TrialConfig
 from tasks.splits.episodes import has_support
 from tasks.splits.files import Split, SplitFileError, read_split_file
 from tasks.trial import RECORD_VERSION, split_hash
@@ -53,7 +53,7 @@ class PlannedTrial:
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.data.dataset}/{c.method.name}/split {c.data.split}/seed {c.seed}"
+        return f"{c.data.dataset}/{c.method.label}/split {c.data.split}/seed {c.seed}"
 
     def to_dict(self) -> dict:
         """Plain data, as a Ray Tune trial config carries it."""
@@ -148,8 +148,9 @@ def trial_config(
     """A tuning trial validates only (no test classes, no few-shot); an evaluation trial does all."""
     adaptation = spec.fewshot.model_dump(exclude=STUDY_ONLY_FEWSHOT)
     training = spec.training
-    if tuning and spec.tuning.epochs:
-        training = training.model_copy(update={"epochs": spec.tuning.epochs})
+    if tuning:  # tuning selects on the validation classes, whatever protocol the evaluation follows
+        update = {"protocol": "validated"} | ({"epochs": spec.tuning.epochs} if spec.tuning.epochs else {})
+        training = training.model_copy(update=update)
     return TrialConfig(
         data=DataConfig(
             dataset=plan.entry.name,
@@ -160,7 +161,7 @@ def trial_config(
             split=split.key,
         ),
         model=spec.model,
-        method=MethodConfig(name=method.name, hyperparameters=hyperparameters),
+        method=method.config(hyperparameters),
         training=training,
         fewshot=FewShotConfig(**adaptation, shots=[] if tuning else spec.shots),
         seed=seed,
@@ -178,7 +179,7 @@ def tuning_base(spec: StudySpec, plan: DatasetPlan, method: MethodEntry) -> Plan
 
 def with_hyperparameters(base: PlannedTrial, values: dict[str, float | int]) -> PlannedTrial:
     method = base.config.method
-    merged = MethodConfig(name=method.name, hyperparameters={**method.hyperparameters, **values})
+    merged = method.model_copy(update={"hyperparameters": {**method.hyperparameters, **values}})
     return PlannedTrial(
         base.stage, base.config.model_copy(update={"method": merged}), base.split_digest, values
     )
@@ -191,7 +192,7 @@ def evaluation_trials(
     trials = []
     for plan in plans:
         for method in spec.methods:
-            found = tuned.get((plan.entry.name, method.name), {})
+            found = tuned.get((plan.entry.name, method.label), {})
             values = {**method.hyperparameters, **found}
             for split in plan.evaluated:
                 digest = split_hash(split)

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from study.overrides import apply_overrides
-from tasks.config import DataConfig, FewShotConfig, ModelConfig, TrainingConfig
+from tasks.config import DataConfig, FewShotConfig, MethodConfig, ModelConfig, TrainingConfig
 
 SPEC_FILE = "study.yaml"  # the resolved spec, saved in the study folder (what `oodml resume` reads)
 
@@ -217,6 +217,10 @@ class MethodEntry(_Strict):
     """
 
     name: str
+    variant: str | None = Field(
+        None,
+        description="the definition to follow (e.g. 'pml'); None: the method's default, the ooDML code's",
+    )
     hyperparameters: dict[str, float | int] = Field(default_factory=dict)
     search: bool | dict[str, Range] = False
 
@@ -227,10 +231,21 @@ class MethodEntry(_Strict):
 
         return _known(name, METHODS, "method")
 
+    @property
+    def label(self) -> str:
+        """The method as results name it: ``name``, or ``name[variant]`` for a non-default variant."""
+        return self.config().label
+
+    def config(self, hyperparameters: dict[str, float | int] | None = None) -> MethodConfig:
+        """The trial's method config (``hyperparameters``: the values to train with; default: the fixed ones)."""
+        values = dict(self.hyperparameters if hyperparameters is None else hyperparameters)
+        return MethodConfig(name=self.name, variant=self.variant, hyperparameters=values)
+
     @model_validator(mode="after")
     def _names(self) -> MethodEntry:
-        from tasks.methods import METHODS
+        from tasks.methods import METHODS, check_variant
 
+        check_variant(METHODS[self.name], self.variant)
         declared = METHODS[self.name].hyperparameters
         searched = self.search if isinstance(self.search, dict) else {}
         for group, names in (("hyperparameters", self.hyperparameters), ("search", searched)):
@@ -347,7 +362,7 @@ class StudySpec(_Strict):
     def _grid(self) -> StudySpec:
         for field, values in (
             ("datasets", [d.name for d in self.datasets]),
-            ("methods", [m.name for m in self.methods]),
+            ("methods", [m.label for m in self.methods]),
             ("seeds", self.seeds),
         ):
             if len(set(values)) != len(values):

@@ -111,13 +111,13 @@ def tune_all(spec: StudySpec, plans: list[DatasetPlan], execution: Execution) ->
     studies, searches, budgets, bases = {}, {}, {}, {}
     for plan in plans:
         for method in (m for m in spec.methods if m.search_space()):
-            name = f"{plan.entry.name}/{method.name}"
+            name = f"{plan.entry.name}/{method.label}"
             sampler = optuna.samplers.TPESampler(seed=spec.tuning.seed)
-            studies[(plan.entry.name, method.name)] = study = optuna.create_study(
+            studies[(plan.entry.name, method.label)] = study = optuna.create_study(
                 study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
             )
             recover(study, method)
-            left = spec.tuning.trials - recorded(execution.study_dir, plan.entry.name, method.name)
+            left = spec.tuning.trials - recorded(execution.study_dir, plan.entry.name, method.label)
             if left > 0:
                 searches[name] = OptunaSearch(
                     distributions(method), OBJECTIVE, "max", sampler=sampler, study_name=name, storage=storage

@@ -151,14 +151,18 @@ def training_classes(config: TrialConfig, split: Split) -> list[str]:
     return list(split.train if config.training.protocol == "paper" else split.split_train)
 
 
+def selection_subset(config: TrialConfig) -> str:
+    """The classes the epoch is selected on: ``val`` (protocol ``validated``) or ``test`` (``paper``)."""
+    return "test" if config.training.protocol == "paper" else "val"
+
+
 def selection_score(record: dict[str, float], config: TrialConfig) -> float:
     """The score an epoch is selected on (higher is better), from one epoch's record of ``val/`` and
     ``test/`` metrics: ``selection_metric`` summed over the validation classes (protocol ``validated``),
     or test Recall@1 (protocol ``paper``: what the published numbers were selected on)."""
-    if config.training.protocol == "paper":
-        prefix, names = "test/", PAPER_SELECTION
-    else:
-        prefix, names = "val/", config.training.selection_metric
+    subset = selection_subset(config)
+    names = PAPER_SELECTION if subset == "test" else config.training.selection_metric
+    prefix = f"{subset}/"
     return _selection_score({k[len(prefix) :]: v for k, v in record.items() if k.startswith(prefix)}, names)
 
 
@@ -293,7 +297,7 @@ def train_model(
             test = evaluate_classes(model, images, split.test, config, device)
             record.update({f"test/{k}": v for k, v in test.items()})
         score = selection_score(record, config)
-        record["val/selection_score"] = score
+        record[f"{selection_subset(config)}/selection_score"] = score
         if score > result.best_score:
             result.best_score, result.selected_epoch = score, epoch
             save_checkpoint({"model": model.state_dict(), "epoch": epoch}, workdir / BEST_WEIGHTS)
