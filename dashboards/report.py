@@ -96,10 +96,25 @@ def _header(study_dir: Path, table: pa.Table, status: StudyStatus) -> Header:
     lines = [
         f"Study folder: {study_dir.resolve()}",
         f"Datasets: {names('dataset')} · Methods: {names('method')} · Seeds: {names('seed')}",
+        f"Protocol: {_protocols(table)}",
     ]
     badges = [(f"{n} {what}", what) for what, n in status.counts().items() if n or what == "completed"]
     badges.append(("driver running" if status.driver else "no driver running", "neutral"))
     return Header(f"oodml study: {study}", lines, badges)
+
+
+PROTOCOLS = {
+    "validated": "validated (trained on the train/val division, epoch selected on validation classes)",
+    "paper": "paper (trained on all train classes, epoch selected on test Recall@1, as the released ooDML code)",
+}
+
+
+def _protocols(table: pa.Table) -> str:
+    """How the evaluated models were trained and selected; results written before protocols were
+    recorded were all ``validated``."""
+    evaluated = table.filter(pc.equal(table["stage"], "eval")) if table.num_rows else table
+    found = sorted({p or "validated" for p in evaluated["protocol"].to_pylist()})
+    return "; ".join(PROTOCOLS.get(p, p) for p in found) or "–"
 
 
 def _footer(rows: int) -> str:

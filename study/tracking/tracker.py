@@ -40,7 +40,7 @@ CHECKPOINT_FILE = "best.pt"  # tasks/train.py writes the selected model there
 RUN_STATUS = {"completed": "FINISHED", "failed": "FAILED"}
 IDENTITY_PARAMS = (
     "dataset split_id split_key split_progression split_hash fid num_train_classes num_test_classes method "
-    "backbone embedding_dim seed epochs"
+    "backbone embedding_dim seed epochs protocol"
 ).split()
 _NOT_METRICS = {"split_id", "seed", "epochs", "embedding_dim", "record_version"}
 _SERVER_SCHEMES = ("http", "https", "databricks")
@@ -224,7 +224,7 @@ class StudyTracker:
             "oodml.status": status,
             "oodml.shots": ",".join(map(str, _shots(record))),
         }
-        for key in ("dataset", "split_id", "split_key", "fid", "method", "seed", "backbone"):
+        for key in ("dataset", "split_id", "split_key", "fid", "method", "seed", "backbone", "protocol"):
             if record.get(key) is not None:
                 tags[f"oodml.{key}"] = str(record[key])
         if error:

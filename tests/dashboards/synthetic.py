@@ -50,6 +50,7 @@ def trial_record(method: str, split: tuple, seed: int, shots: tuple[int, ...]) -
         "embedding_dim": 64,
         "seed": seed,
         "epochs": 2,
+        "protocol": "paper",
         "selected_epoch": 1,
         "hyperparameters": json.dumps({"lr": 2e-3}),
         "test/recall@1": recall,

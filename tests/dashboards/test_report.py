@@ -33,6 +33,7 @@ def test_report_of_a_running_study(study_report):
     assert "<script" not in page and 'src="http' not in page and 'href="http' not in page  # works offline
     assert "FloatingPointError: loss is nan at epoch 1" in page  # the failed trial, with its error
     assert RUNNING_TRIAL in page and "16 completed" in page and "1 running" in page
+    assert "Protocol: paper (trained on all train classes, epoch selected on test Recall@1" in page
     assert "Spearman ρ between the two rankings" in page
     assert "adapting on the support set (s images of each test class; the rest of the class are the" in page
 
