@@ -22,8 +22,9 @@ from tasks.data import (
     find_unreadable,
     select_images,
 )
+from tasks.fewshot import MIN_QUERY_CLASSES, MIN_QUERY_IMAGES, images_needed, too_small_classes
 from tasks.models import pretrained_weights
-from tasks.splits.check import class_sizes, missing_support_images, too_small, unknown_classes
+from tasks.splits.check import class_sizes, missing_support_images, unknown_classes
 from tasks.splits.episodes import is_whole_class, train_val_division, whole_class_max_shots
 from tasks.splits.features import default_extractor, extractor_weights
 from tasks.splits.files import Split
@@ -39,9 +40,9 @@ def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
             plan = DatasetPlan.load(entry, Path(entry.split_file), spec)
             where = f"{field}.split_file ({plan.split_file})"
             for split in {s.key: s for s in (plan.default, *plan.evaluated)}.values():
-                check_split(spec, split, images, field, where)
+                check_split(spec, split, images, field, where, echo)
         else:
-            check_unbuilt(spec, entry, images, field)
+            check_unbuilt(spec, entry, images, field, echo)
 
 
 def check_weights(spec: StudySpec) -> None:
@@ -78,7 +79,14 @@ def readable_images(entry: DatasetEntry, field: str, echo: Callable[[str], None]
     return kept
 
 
-def check_split(spec: StudySpec, split: Split, images: LabelledImages, field: str, where: str) -> None:
+def check_split(
+    spec: StudySpec,
+    split: Split,
+    images: LabelledImages,
+    field: str,
+    where: str,
+    echo: Callable[[str], None] = lambda line: None,
+) -> None:
     """A given split file's split against the dataset: its classes, support images and test class sizes."""
     sizes = class_sizes(images)
     name = f"split {split.id} (key {split.key}) of {where}"
@@ -99,11 +107,18 @@ def check_split(spec: StudySpec, split: Split, images: LabelledImages, field: st
             "split file"
         )
     per_image = [s for s in spec.shots if not any(map(is_whole_class, split.episodes.get(s, [])))]
-    if spec.fewshot.small_classes == "fail":
-        check_class_sizes(per_image, split.test, sizes, f"split {split.key} of {where} has test classes")
+    check_class_sizes(
+        spec, per_image, split.test, sizes, f"split {split.key} of {where} has test classes", echo
+    )
 
 
-def check_unbuilt(spec: StudySpec, entry: DatasetEntry, images: LabelledImages, field: str) -> None:
+def check_unbuilt(
+    spec: StudySpec,
+    entry: DatasetEntry,
+    images: LabelledImages,
+    field: str,
+    echo: Callable[[str], None] = lambda line: None,
+) -> None:
     """A dataset whose split file the study builds: the checks its classes allow before any split exists."""
     try:
         split_train, _ = train_val_division(images.default_train, seed=0)
@@ -111,13 +126,15 @@ def check_unbuilt(spec: StudySpec, entry: DatasetEntry, images: LabelledImages, 
         raise SpecError(f"{field}.root: dataset {images.name} at {images.root}: {err}") from None
     check_batch_classes(spec, len(split_train), f"the default split of {field} ({images.name})")
     sizes = class_sizes(images)
-    if spec.fewshot.small_classes == "fail" and entry.support == "images":
+    if entry.support == "images":
         check_class_sizes(
+            spec,
             spec.shots,
             images.classes,
             sizes,
             f"dataset {images.name} ({field}) has classes (any class can become a test class as splits move "
             "classes between train and test)",
+            echo,
         )
     if entry.support == "classes":
         if entry.build.shots:
@@ -154,19 +171,53 @@ def check_feature_weights(entry: DatasetEntry, images: LabelledImages, field: st
 
 
 def check_class_sizes(
-    budgets: Iterable[int], test: Iterable[str], sizes: dict[str, int], holder: str
+    spec: StudySpec,
+    budgets: Iterable[int],
+    test: Iterable[str],
+    sizes: dict[str, int],
+    holder: str,
+    echo: Callable[[str], None],
 ) -> None:
-    """Every per-image budget needs ``shots`` support images and at least one query in each of ``test``."""
+    """Every per-image budget needs ``shots`` support images and 2 queries in each class of ``test``
+    (``tasks.fewshot.images_needed``, the threshold the trials leave classes out by).
+
+    ``small_classes: fail`` refuses a budget some class is too small for; ``leave_out`` reports those
+    classes, and still refuses a budget that would leave fewer than 2 classes to score.
+    """
     test = list(test)
+    leave_out = spec.fewshot.small_classes == "leave_out"
     for shots in budgets:
-        small = too_small(test, sizes, shots)
-        if small:
-            listed = ", ".join(f"{c} ({n} images)" for c, n in list(small.items())[:5])
-            more = f" and {len(small) - 5} more" if len(small) > 5 else ""
-            largest = min(small.values()) - 1
-            lower = f"lower fewshot.budgets to at most {largest}" if largest >= 1 else f"drop budget {shots}"
-            raise SpecError(
-                f"fewshot.budgets: {shots} shots need {shots + 1} images in every test class ({shots} "
-                f"support, at least 1 query), but {holder} with fewer: {listed}{more}; {lower}, or set "
-                "fewshot.small_classes: leave_out to leave such classes out of those episodes"
+        if shots == 0:
+            continue
+        small = too_small_classes(test, sizes, shots)
+        if not small:
+            continue
+        need = images_needed(shots)
+        listed = ", ".join(f"{c} ({n} images)" for c, n in list(small.items())[:5])
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        kept = len(test) - len(small)
+        if leave_out and kept >= MIN_QUERY_CLASSES:
+            echo(
+                f"fewshot.budgets: {shots} shots leave out {len(small)} of {len(test)} classes with fewer than "
+                f"{need} images (fewshot.small_classes: leave_out; counted in left_out_classes): {listed}{more}"
             )
+            continue
+        fits = sorted(sizes[c] for c in test if c in sizes)
+        # the largest budget that keeps 2 classes (leave_out) or every class (fail)
+        smallest = fits[-MIN_QUERY_CLASSES] if leave_out and len(fits) >= MIN_QUERY_CLASSES else fits[0]
+        largest = smallest - MIN_QUERY_IMAGES
+        lower = f"lower fewshot.budgets to at most {largest}" if largest >= 1 else f"drop budget {shots}"
+        need_text = (
+            f"fewshot.budgets: {shots} shots need {need} images in a test class ({shots} support, at least "
+            f"{MIN_QUERY_IMAGES} queries, the gallery of each other)"
+        )
+        if leave_out:
+            raise SpecError(
+                f"{need_text}, but {holder} with fewer: {listed}{more}; leaving them out "
+                f"(fewshot.small_classes: leave_out) keeps {kept} of {len(test)}, and an episode needs "
+                f"{MIN_QUERY_CLASSES} classes to score: {lower}"
+            )
+        raise SpecError(
+            f"{need_text}, but {holder} with fewer: {listed}{more}; {lower}, or set "
+            "fewshot.small_classes: leave_out to leave such classes out of those episodes"
+        )

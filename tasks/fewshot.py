@@ -6,6 +6,13 @@ Adam at 10x the training learning rate); the rest of each class's images are the
 queries are embedded by the unadapted model for the zero-shot reference. Results are the mean and the
 95% Student-t confidence interval over episodes.
 
+A query's gallery is the other queries, so a class must keep ``MIN_QUERY_IMAGES`` (2) images as
+queries: with one, that query has no positive (Recall@1 = 0, mAP@R undefined). A test class with fewer
+than ``images_needed(shots)`` images is left out of that budget's episodes, support and queries, and
+counted (``left_out_classes``); the study preflight refuses such a budget instead when the spec says
+``small_classes: fail``, by the same threshold (``too_small_classes``). A budget that no episode can
+score (fewer than 2 query classes left) has NaN metrics and says why (``nan_reason``).
+
 In ``head`` and ``linear_probe`` modes the backbone is frozen, so its pooled features of every test
 image are computed once (evaluation transform, no augmentation) and the episodes train only the head
 on them: exact for a frozen backbone and hundreds of times cheaper than re-running it per iteration.
@@ -14,7 +21,8 @@ on them: exact for a frozen backbone and hundreds of times cheaper than re-runni
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -33,9 +41,30 @@ from tasks.splits.episodes import Episode, is_whole_class
 from tasks.splits.files import Split
 from tasks.train import embed
 
+MIN_QUERY_IMAGES = 2
+# Retrieval within a single class is trivially perfect and its NMI meaningless: an episode needs two.
+MIN_QUERY_CLASSES = 2
+
+
+def images_needed(shots: int) -> int:
+    """Images a test class needs for a per-image budget of ``shots``: the support plus 2 queries."""
+    return shots + MIN_QUERY_IMAGES
+
+
+def too_small(size: int, shots: int) -> bool:
+    """Whether a class of ``size`` images keeps fewer than 2 queries after ``shots`` support images."""
+    return size < images_needed(shots)
+
+
+def too_small_classes(classes: Iterable[str], sizes: Mapping[str, int], shots: int) -> dict[str, int]:
+    """Classes of ``classes`` too small for ``shots`` -> their size, smallest first (unknown ones skipped)."""
+    small = {c: sizes[c] for c in set(classes) if c in sizes and too_small(sizes[c], shots)}
+    return dict(sorted(small.items(), key=lambda item: (item[1], item[0])))
+
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student-t confidence interval (NaN for fewer than 2 values)."""
+    """Mean over episodes and the half-width of its 95% Student-t interval, ``t(0.975, n-1) s / sqrt(n)``
+    with the sample standard deviation ``s`` (ddof 1); the half-width is NaN for fewer than 2 values."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
         return float(values.mean()) if len(values) else float("nan"), float("nan")
@@ -43,14 +72,24 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
-def resolve_episode(
-    images: LabelledImages, episode: Episode, test_classes: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Support and query image indices of an episode.
+@dataclass(frozen=True)
+class EpisodeImages:
+    """An episode resolved on a dataset: disjoint support and query image indices, and the test classes
+    in neither (too small for the budget, or not named by the episode), sorted."""
+
+    support: np.ndarray
+    query: np.ndarray
+    left_out: list[str]
+
+
+def episode_images(images: LabelledImages, episode: Episode, test_classes: Sequence[str]) -> EpisodeImages:
+    """Support and query image indices of an episode, leaving out the classes that cannot give 2 queries.
 
     Per-image support: files are matched by image id, or by base name within their class (ooDML pickles
-    store base names), and the queries are the other images of the episode's classes. Whole-class
-    support: every image of the episode's classes; the queries are the images of the other test classes.
+    store base names); the queries are the other images of the episode's classes. A class with fewer
+    than ``images_needed(shots)`` images is left out, as is a test class the episode does not name (a
+    split file built with a smaller threshold, or an ooDML file). Whole-class support: every image of the
+    episode's classes; the queries are the images of the other test classes that hold at least 2.
     """
     by_class = images.indices_by_class()
     if is_whole_class(episode):
@@ -59,9 +98,11 @@ def resolve_episode(
             raise ValueError(f"episode names classes {unknown[:3]}, which are not in dataset {images.name}")
         chosen = set(episode)
         support = [i for c in sorted(chosen) for i in by_class[c]]
-        query = [i for c in sorted(set(test_classes) - chosen) for i in by_class[c]]
-        return np.asarray(support, dtype=np.int64), np.asarray(query, dtype=np.int64)
-    support, query = [], []
+        others = sorted(set(test_classes) - chosen)
+        left_out = [c for c in others if too_small(len(by_class[c]), 0)]
+        query = [i for c in others if c not in left_out for i in by_class[c]]
+        return EpisodeImages(_indices(support), _indices(query), left_out)
+    support, query, left_out = [], [], []
     for class_name, files in episode.items():
         members = by_class.get(class_name)
         if members is None:
@@ -77,9 +118,25 @@ def resolve_episode(
             raise ValueError(
                 f"episode support image {err} of class {class_name!r} is not in {images.root}"
             ) from None
+        if too_small(len(members), len(chosen)):
+            left_out.append(class_name)
+            continue
         support += sorted(chosen)
         query += [i for i in members if i not in chosen]
-    return np.asarray(support, dtype=np.int64), np.asarray(query, dtype=np.int64)
+    left_out += [c for c in test_classes if c not in episode]
+    return EpisodeImages(_indices(support), _indices(query), sorted(set(left_out)))
+
+
+def _indices(values: Sequence[int]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def resolve_episode(
+    images: LabelledImages, episode: Episode, test_classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Support and query image indices of an episode (``episode_images`` without its left-out classes)."""
+    resolved = episode_images(images, episode, test_classes)
+    return resolved.support, resolved.query
 
 
 def _iterations(fs: FewShotConfig, shots: int) -> int:
@@ -151,10 +208,24 @@ def _metrics(
     return retrieval_metrics(embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi)
 
 
+def metric_names(config: TrialConfig) -> list[str]:
+    """The keys ``_metrics`` returns under ``config`` (a budget no episode can score reports them NaN)."""
+    return (
+        [f"recall@{k}" for k in config.training.ks]
+        + ["map@r", "map@1000"]
+        + (["nmi"] if config.training.with_nmi else [])
+    )
+
+
 def evaluate_fewshot(
     model: EmbeddingModel, images: LabelledImages, split: Split, config: TrialConfig, device: torch.device
 ) -> dict[int, dict]:
-    """For every configured shot budget: few-shot and zero-shot metrics (mean, CI) over episodes."""
+    """For every configured shot budget: few-shot and zero-shot metrics (mean, CI) over episodes.
+
+    A budget's result: ``episodes`` (how many were scored), ``support`` (``images`` or ``classes``),
+    ``left_out_classes`` (test classes left out of any of its episodes, sorted), ``nan_reason`` (why a
+    mean or CI is NaN; None when none is) and, per kind (``fewshot``, ``zeroshot``), metric -> (mean, CI).
+    """
     fs = config.fewshot
     results: dict[int, dict] = {}
     if not fs.shots:
@@ -173,13 +244,16 @@ def evaluate_fewshot(
             )
         episodes = episodes[: fs.episodes] if fs.episodes else episodes
         per_episode: dict[str, list[dict[str, float]]] = {"fewshot": [], "zeroshot": []}
+        left_out: set[str] = set()
         for e, episode in enumerate(episodes):
             seed = config.seed * 7919 + shots * 101 + e
-            support, query = resolve_episode(images, episode, split.test)
-            classes = sorted(episode)
-            class_index = {c: i for i, c in enumerate(classes)}
-            support_labels = np.array([class_index[label_array[i]] for i in support])
+            resolved = episode_images(images, episode, split.test)
+            left_out.update(resolved.left_out)
+            support, query = resolved.support, resolved.query
             query_labels = label_array[query]
+            if len(set(query_labels.tolist())) < MIN_QUERY_CLASSES:
+                continue
+            _, support_labels = np.unique(label_array[support], return_inverse=True)
             if frozen:
                 s_feat = features[[position[int(i)] for i in support]]
                 q_feat = features[[position[int(i)] for i in query]]
@@ -207,13 +281,32 @@ def evaluate_fewshot(
                 per_episode["fewshot"].append(
                     _metrics(embed(adapted, images, query, device), query_labels, config)
                 )
+        scored = len(per_episode["fewshot"])
         results[shots] = {
-            "episodes": len(episodes),
+            "episodes": scored,
             "support": "classes" if is_whole_class(episodes[0]) else "images",
-            "left_out_classes": list(split.too_small.get(shots, [])),
+            "left_out_classes": sorted(left_out),
+            "nan_reason": _nan_reason(shots, len(episodes), scored, len(left_out), len(split.test)),
             **{
                 kind: {m: mean_ci95([r[m] for r in runs]) for m in runs[0]}
+                if runs
+                else {m: (float("nan"), float("nan")) for m in metric_names(config)}
                 for kind, runs in per_episode.items()
             },
         }
     return results
+
+
+def _nan_reason(shots: int, episodes: int, scored: int, left_out: int, test_classes: int) -> str | None:
+    """Why a budget's means (no episode scored) or CIs (one episode) are NaN; None when they are not."""
+    if scored == 0:
+        return (
+            f"no {shots}-shot episode scored: none of the {episodes} leaves {MIN_QUERY_CLASSES} query classes "
+            f"of at least {MIN_QUERY_IMAGES} images ({left_out} of the {test_classes} test classes left out; "
+            f"with per-image support a class needs {images_needed(shots)} images: {shots} support, "
+            f"{MIN_QUERY_IMAGES} queries)"
+        )
+    if scored == 1:
+        skipped = f" ({episodes - 1} could not be scored)" if episodes > 1 else ""
+        return f"ci95: 1 {shots}-shot episode scored{skipped}; an interval over episodes needs 2"
+    return None

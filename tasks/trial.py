@@ -116,6 +116,7 @@ def run_trial(
             record[f"fewshot/{shots}/episodes"] = result["episodes"]
             record[f"fewshot/{shots}/left_out_classes"] = len(result["left_out_classes"])
             record[f"fewshot/{shots}/support"] = result["support"]
+            record[f"fewshot/{shots}/nan_reason"] = result["nan_reason"]
             for kind in ("fewshot", "zeroshot"):
                 for metric, (mean, ci) in result[kind].items():
                     record[f"fewshot/{shots}/{kind}/{metric}"] = mean

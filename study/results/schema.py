@@ -52,6 +52,7 @@ MEASUREMENT_FIELDS = [
     pa.field("episodes", pa.int32()),
     pa.field("left_out_classes", pa.int32()),
     pa.field("support", pa.string()),
+    pa.field("nan_reason", pa.string()),
 ]
 TRIAL_FIELDS = [
     pa.field("selected_epoch", pa.int32()),
@@ -117,6 +118,7 @@ def measurements(record: dict) -> list[dict]:
                 "episodes": record.get(f"fewshot/{shots}/episodes"),
                 "left_out_classes": record.get(f"fewshot/{shots}/left_out_classes"),
                 "support": record.get(f"fewshot/{shots}/support"),
+                "nan_reason": record.get(f"fewshot/{shots}/nan_reason"),
             }
         )
     for row in rows:

@@ -206,38 +206,64 @@ def test_impossible_batch_settings_are_refused(spec, refused, training, expected
 
 
 def test_shots_beyond_the_smallest_test_class_are_refused(spec, refused, tmp_path, image_tree) -> None:
-    root = image_tree(tmp_path / "small", {**SIZES, "c09": 4})  # 4 images: 5 shots leave no query
-    split_file = write_split(tmp_path / "five-shot.json", shots=5, episode_classes=set(TEST) - {"c09"})
+    root = image_tree(tmp_path / "small", {**SIZES, "c09": 4})  # 4 images: 3 shots leave 1 query, no pair
+    split_file = write_split(tmp_path / "three-shot.json", shots=3, episode_classes=set(TEST) - {"c09"})
     bad = changed(
         spec,
         {
             "datasets.0.root": str(root),
             "datasets.0.split_file": str(split_file),
-            "fewshot.budgets": [0, 5],
-            "fewshot.iterations": {5: 3},
+            "fewshot.budgets": [0, 3],
+            "fewshot.iterations": {3: 3},
         },
     )
     message = refused(bad)
-    assert message.startswith("fewshot.budgets: 5 shots need 6 images in every test class")
+    assert message.startswith(
+        "fewshot.budgets: 3 shots need 5 images in a test class (3 support, at least 2 queries"
+    )
     assert (
         f"split 0 of datasets.0.split_file ({split_file}) has test classes with fewer: c09 (4 images)"
         in message
     )
-    assert "lower fewshot.budgets to at most 3, or set fewshot.small_classes: leave_out" in message
-    # the way out the message names works
-    check_inputs(load_spec(changed(bad, {"fewshot.small_classes": "leave_out"})), lambda line: None)
+    assert "lower fewshot.budgets to at most 2, or set fewshot.small_classes: leave_out" in message
+    # the way out the message names works, and says what it leaves out
+    lines: list[str] = []
+    check_inputs(load_spec(changed(bad, {"fewshot.small_classes": "leave_out"})), lines.append)
+    assert lines[1:] == [
+        "fewshot.budgets: 3 shots leave out 1 of 6 classes with fewer than 5 images "
+        "(fewshot.small_classes: leave_out; counted in left_out_classes): c09 (4 images)"
+    ]
+
+
+def test_five_shots_on_classes_of_six_images_are_refused_either_way(spec, refused, tmp_path) -> None:
+    """Issue 11: 5 support images of a 6-image class leave one query, whose gallery holds no positive
+    (Recall@1 0, mAP@R NaN); with every test class that small, leaving them out leaves nothing to score."""
+    split_file = write_split(tmp_path / "five-shot.json", shots=5)
+    five = {"datasets.0.split_file": str(split_file), "fewshot.budgets": [0, 5], "fewshot.iterations": {5: 3}}
+    message = refused(changed(spec, five))
+    assert message.startswith("fewshot.budgets: 5 shots need 7 images in a test class")
+    assert "has test classes with fewer: c06 (6 images), c07 (6 images)" in message
+    assert (
+        "and 1 more; lower fewshot.budgets to at most 4, or set fewshot.small_classes: leave_out" in message
+    )
+    message = refused(changed(spec, {**five, "fewshot.small_classes": "leave_out"}))
+    assert message.startswith("fewshot.budgets: 5 shots need 7 images in a test class")
+    assert message.endswith(
+        "leaving them out (fewshot.small_classes: leave_out) keeps 0 of 6, and an episode needs 2 classes "
+        "to score: lower fewshot.budgets to at most 4"
+    )
 
 
 def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
     spec, refused, tmp_path, image_tree
 ) -> None:
-    root = image_tree(tmp_path / "small", {**SIZES, "c09": 2})
+    root = image_tree(tmp_path / "small", {**SIZES, "c09": 3})
     build = {"datasets.0.root": str(root), "datasets.0.split_file": None, "datasets.0.splits": {"select": 2}}
     message = refused(changed(spec, build))
-    assert message.startswith("fewshot.budgets: 2 shots need 3 images in every test class")
+    assert message.startswith("fewshot.budgets: 2 shots need 4 images in a test class")
     assert "dataset imagefolder (datasets.0) has classes (any class can become a test class" in message
     assert (
-        "c09 (2 images); lower fewshot.budgets to at most 1, or set fewshot.small_classes: leave_out"
+        "c09 (3 images); lower fewshot.budgets to at most 1, or set fewshot.small_classes: leave_out"
         in message
     )
     # whole-class support (DESIGN.md 6, SOP's default) takes every image of a support class: no limit
@@ -245,13 +271,13 @@ def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
     weights.touch()  # preflight only asks where the FID weights are
     whole = {"datasets.0.splits": {"select": 2, "support": "classes", "weights": str(weights)}}
     check_inputs(load_spec(changed(changed(spec, build), whole)), lambda line: None)
-    # ... up to what the test classes hold: 6 classes of 32 images leave 2 query classes for 3 shots
+    # ... up to what the test classes hold: 6 classes of 33 images leave 2 query classes for 3 shots
     message = refused(
         changed(changed(spec, build), {**whole, "fewshot.budgets": [0, 5], "fewshot.iterations": {5: 3}})
     )
     assert message.startswith("fewshot.budgets: [5] shots with whole-class support (DESIGN.md 6) need")
     assert (
-        "the 6 test classes of the default split of datasets.0 (imagefolder) hold 32 images, enough for "
+        "the 6 test classes of the default split of datasets.0 (imagefolder) hold 33 images, enough for "
         in message
     )
     assert message.endswith("at most 3 shots: lower fewshot.budgets")
