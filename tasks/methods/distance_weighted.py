@@ -1,18 +1,26 @@
-"""Distance-weighted sampling (Wu et al., "Sampling Matters in Deep Embedding Learning", ICCV 2017).
+"""Distance-weighted sampling (Wu et al., "Sampling Matters in Deep Embedding Learning", ICCV 2017), as
+the ooDML code draws it (``batchminer/distance.py`` of Milbich, Roth et al., NeurIPS 2021, which is the
+default miner of its margin and contrastive losses).
 
 Negatives are drawn with probability proportional to ``q(d)^-1``, where
 
     q(d) ∝ d^(n-2) (1 - d^2/4)^((n-3)/2)
 
-is the density of pairwise distances between points uniform on the unit sphere in R^n. Clipping the
-distance below at ``lower_cutoff`` (0.5) bounds the weights, which is the paper's ``min(λ, q(d)^-1)``.
+is the density of pairwise distances between points uniform on the unit sphere in R^n, and d the
+Euclidean distance clamped below at ``lower_cutoff`` (0.5; ``d = sqrt(max(|a|² + |b|² - 2ab, 0))``),
+which bounds the weights: the paper's ``min(λ, q(d)^-1)``. Same-class samples have weight 0.
 
-We follow the ooDML reference sampler (Milbich, Roth et al., NeurIPS 2021), which differs from
-pytorch-metric-learning's ``DistanceWeightedMiner``: every anchor yields exactly one triplet, with one
-random positive (the anchor itself when its class has no other sample in the batch) and one
-distance-weighted negative; and its upper cut-off (1.4 in Wu et al.'s code) is switched off, as the
-reference's authors found it slightly worse. ``upper_cutoff`` restores Wu et al.'s rule; an anchor whose
-negatives all lie beyond it then draws its negative uniformly, as in their code.
+Which tuples, as in the ooDML miner: every anchor yields exactly one triplet (anchor, positive,
+negative), the positive drawn uniformly among the anchor's other same-class samples (the anchor itself
+when its class has no other sample in the batch), the negative drawn ∝ q(d)^-1. The ooDML miner fails
+on an anchor with no negative at all (a batch of one class); we skip such anchors. Its upper cut-off
+(1.4 in Wu et al.'s code) is switched off, as ooDML's authors found it slightly worse; ``upper_cutoff``
+restores Wu et al.'s rule (an anchor whose negatives all lie beyond it draws uniformly, as in their
+code). The ooDML code takes ``log(1 - d²/4)`` unclamped, which is infinite at d = 2 (antipodal points;
+its draw then fails); we clamp d at 2 - 1e-3, which changes nothing below d = 1.999.
+
+pytorch-metric-learning's ``DistanceWeightedMiner`` differs (it returns all anchor-positive pairs, each
+with a negative); we follow ooDML.
 """
 
 from __future__ import annotations
@@ -25,22 +33,31 @@ _MAX_DISTANCE = 2.0 - 1e-3
 
 
 def pairwise_distances(x: Tensor) -> Tensor:
-    """Euclidean distances between the rows of ``x`` (B, D) -> (B, B)."""
+    """Euclidean distances between the rows of ``x`` (B, D) -> (B, B), from ``|a|² + |b|² - 2ab``."""
     sq = x.pow(2).sum(1)
     return (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0).sqrt()
 
 
-def _random_positives(same: Tensor) -> Tensor:
-    """One uniformly drawn same-class index per row, the row itself if it has no other positive."""
-    others = same.clone()
+def random_positives(labels: Tensor) -> Tensor:
+    """One uniformly drawn same-class index per sample, the sample itself if it has no other positive."""
+    others = labels[:, None] == labels[None, :]
     others.fill_diagonal_(False)
     alone = (~others.any(1)).nonzero().squeeze(1)
     others[alone, alone] = True
     return torch.multinomial(others.float(), 1).squeeze(1)
 
 
+def _mining_dtype(x: Tensor) -> torch.dtype:
+    # at least float32: under autocast the embeddings may arrive in half precision
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 class DistanceWeightedSampler:
-    """One (anchor, positive, negative) triplet per anchor; the negative drawn ∝ q(d)^-1."""
+    """One (anchor, positive, negative) triplet per anchor; the negative drawn ∝ q(d)^-1.
+
+    A miner: ``mine(embeddings, labels)`` (also ``sampler(embeddings, labels)``) returns index tensors
+    (anchors, positives, negatives), computed without gradient.
+    """
 
     def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: float | None = None) -> None:
         self.lower_cutoff = lower_cutoff
@@ -61,13 +78,16 @@ class DistanceWeightedSampler:
         return log_w.masked_fill(~negative, float("-inf"))
 
     @torch.no_grad()
-    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Index tensors (anchors, positives, negatives); anchors without any negative are skipped."""
-        # in float32: under autocast the embeddings may arrive in half precision
-        log_w = self.negative_log_weights(embeddings.detach().float(), labels)
+        x = embeddings.detach()
+        log_w = self.negative_log_weights(x.to(_mining_dtype(x)), labels)
         has_negative = torch.isfinite(log_w).any(1)
         anchors = has_negative.nonzero().squeeze(1)
         probs = torch.softmax(log_w[anchors], dim=1)
         negatives = torch.multinomial(probs, 1).squeeze(1) if len(anchors) else anchors
-        positives = _random_positives(labels[:, None] == labels[None, :])[anchors]
+        positives = random_positives(labels)[anchors]
         return anchors, positives, negatives
+
+    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.mine(embeddings, labels)

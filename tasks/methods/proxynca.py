@@ -1,12 +1,13 @@
-"""ProxyNCA (Movshovitz-Attias et al., "No Fuss Distance Metric Learning using Proxies", ICCV 2017):
-one learnable proxy per class and, with d the squared Euclidean distance,
+"""ProxyNCA (Movshovitz-Attias et al., "No Fuss Distance Metric Learning using Proxies", ICCV 2017), as
+ooDML's ``criteria/proxynca.py`` computes it with its default options (squared Euclidean distances,
+temperature 1, own proxy excluded from the denominator): one learnable proxy per class, embeddings and
+proxies normalised and scaled to a sphere of radius ``scale`` (3), and with d the squared distance,
 
-    l(x) = -log( exp(-d(x, p_y)) / sum_{z != y} exp(-d(x, p_z)) ).
+    L = 1/B sum_i d(x_i, p_{y_i})  +  1/B sum_i logsumexp_{z != y_i} -d(x_i, p_z)
 
-Written here because pytorch-metric-learning's ``ProxyNCALoss`` keeps the positive proxy in the
-denominator (plain NCA). As in the ooDML code, embeddings and proxies are normalised and scaled to a
-sphere of radius ``scale`` (3) before the distances, proxies start as N(0, 1/64) and train at 50 x the
-network's 1e-5, i.e. 5e-4.
+Proxies start as N(0, 1)/8 and train at lr x lrmulti = 1e-5 x 50 = 5e-4 (ooDML's ``parameters.py``).
+pytorch-metric-learning's ``ProxyNCALoss`` keeps the own proxy in the denominator (plain NCA); not a
+variant here, as ooDML's definition is the paper's.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ class ProxyNCA(Method):
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         x = self.scale * F.normalize(embeddings, dim=1)
         proxies = self.scale * F.normalize(self.proxies, dim=1)
-        d = (x.pow(2).sum(1, keepdim=True) + proxies.pow(2).sum(1) - 2 * x @ proxies.T).clamp_min(0)
+        d = (x[:, None, :] - proxies[None, :, :]).pow(2).sum(-1)  # (B, C)
         own = F.one_hot(labels, len(proxies)).bool()
-        return (d[own] + torch.logsumexp(-d.masked_fill(own, float("inf")), dim=1)).mean()
+        return d[own].mean() + torch.logsumexp(-d.masked_fill(own, float("inf")), dim=1).mean()
 
 
 def build(num_classes: int, embedding_dim: int, *, scale: float, loss_lr: float) -> ProxyNCA:

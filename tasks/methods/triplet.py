@@ -1,23 +1,57 @@
 """Triplet loss with semi-hard negatives (Schroff et al., "FaceNet: A Unified Embedding for Face
-Recognition and Clustering", CVPR 2015), margin 0.2 on Euclidean distances of unit embeddings.
+Recognition and Clustering", CVPR 2015), margin 0.2.
 
-Uses pytorch-metric-learning: every triplet of the batch with d(a, p) < d(a, n) <= d(a, p) + margin
-(FaceNet's semi-hard condition over all anchor-positive pairs), loss averaged over them. The
-Revisiting-DML/ooDML miner instead draws one random positive and one random semi-hard negative per
-anchor (any negative when none is semi-hard).
+Variant ``original`` (default; ooDML's ``criteria/triplet.py`` with ``batchminer/semihard.py``): one
+triplet per anchor from :class:`tasks.methods.semihard.SemihardMiner` (semi-hard on plain distances),
+and the loss on squared Euclidean distances, averaged over the triplets T:
+
+    L = 1/|T| sum_{(a,p,n) in T} [ |a - p|² - |a - n|² + margin ]_+      (0 when T is empty)
+
+Variant ``pml`` (pytorch-metric-learning's ``TripletMarginLoss`` + ``TripletMarginMiner(semihard)``):
+every triplet of the batch with d(a, p) < d(a, n) <= d(a, p) + margin, the loss
+``[d(a, p) - d(a, n) + margin]_+`` on plain distances, averaged over its non-zero terms.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 from torch import Tensor
 
 from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.semihard import SemihardMiner
+
+Triplets = tuple[Tensor, Tensor, Tensor]
 
 
 class Triplet(Method):
+    """ooDML's triplet loss over the triplets ``miner(embeddings, labels)`` returns."""
+
+    def __init__(self, *, margin: float, miner: Callable[[Tensor, Tensor], Triplets] | None = None) -> None:
+        super().__init__()
+        self.margin = margin
+        self.miner = miner if miner is not None else SemihardMiner(margin)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return self.compute_loss(embeddings, labels, self.miner(embeddings, labels))
+
+    def compute_loss(self, embeddings: Tensor, labels: Tensor, triplets: Triplets) -> Tensor:
+        a, p, n = triplets
+        if len(a) == 0:
+            return embeddings.sum() * 0.0
+        d_ap = (embeddings[a] - embeddings[p]).pow(2).sum(1)
+        d_an = (embeddings[a] - embeddings[n]).pow(2).sum(1)
+        return F.relu(d_ap - d_an + self.margin).mean()
+
+
+class PMLTriplet(Method):
+    """pytorch-metric-learning's semi-hard triplet loss (variant ``pml``)."""
+
     def __init__(self, *, margin: float) -> None:
         super().__init__()
+        self.margin = margin
         self.loss = losses.TripletMarginLoss(margin=margin)
         self.miner = miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
 
@@ -25,8 +59,8 @@ class Triplet(Method):
         return self.loss(embeddings, labels, self.miner(embeddings, labels))
 
 
-def build(num_classes: int, embedding_dim: int, *, margin: float) -> Triplet:
-    return Triplet(margin=margin)
+def build(num_classes: int, embedding_dim: int, *, margin: float, variant: str = "original") -> Method:
+    return PMLTriplet(margin=margin) if variant == "pml" else Triplet(margin=margin)
 
 
 SPEC = MethodSpec(
@@ -34,4 +68,8 @@ SPEC = MethodSpec(
     build=build,
     hyperparameters={"margin": Hyperparameter(0.2, 0.05, 0.5)},
     description="Triplet loss + semi-hard mining: Schroff et al., FaceNet, CVPR 2015.",
+    variants={
+        "original": "ooDML criteria/triplet.py: one semi-hard triplet per anchor, squared distances, mean",
+        "pml": "pytorch-metric-learning: all semi-hard triplets, plain distances, mean over non-zero",
+    },
 )

@@ -17,7 +17,8 @@ def test_builds_from_defaults(name):
     method = build_method(name, num_classes=10, embedding_dim=32)
     assert isinstance(method, Method) and spec.name == name and spec.description
     params = inspect.signature(spec.build).parameters
-    assert set(params) - {"num_classes", "embedding_dim"} == set(spec.hyperparameters)
+    options = {"num_classes", "embedding_dim"} | ({"variant"} if spec.variants else set())
+    assert set(params) - options == set(spec.hyperparameters) and options <= set(params)
     groups = method.param_groups()
     if groups:
         assert (
@@ -27,6 +28,38 @@ def test_builds_from_defaults(name):
         assert "loss_lr" not in spec.hyperparameters and not list(method.parameters())
     x = torch.nn.functional.normalize(torch.randn(20, 32), dim=1)
     assert method(x, torch.arange(10).repeat(2)).shape == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "variant"),
+    [(name, v) for name, spec in sorted(METHODS.items()) for v in list(spec.variants)[1:]],
+)
+def test_builds_every_variant(name, variant):
+    method = build_method(name, num_classes=10, embedding_dim=32, variant=variant)
+    default = build_method(name, num_classes=10, embedding_dim=32)
+    assert isinstance(method, Method) and METHODS[name].variants[variant]
+    groups = method.param_groups()
+    assert [g["lr"] for g in groups] == [g["lr"] for g in default.param_groups()]
+    x = torch.nn.functional.normalize(torch.randn(20, 32), dim=1)
+    assert method(x, torch.arange(10).repeat(2)).shape == ()
+
+
+ORIGINAL_VARIANTS = {
+    "margin": ["original", "wu"],
+    "multisimilarity": ["original", "pml"],
+    "arcface": ["original", "pml"],
+    "proxyanchor": ["original", "pml"],
+    "triplet": ["original", "pml"],
+    "contrastive": ["original", "pml"],
+    "rmargin": [],
+    "proxynca": [],
+}
+
+
+@pytest.mark.parametrize(("name", "variants"), sorted(ORIGINAL_VARIANTS.items()))
+def test_oodml_methods_default_to_the_original(name, variants):
+    """DESIGN.md 5b: the ooDML code's definition is the default; a library's convention is a variant."""
+    assert list(METHODS[name].variants) == variants
 
 
 def test_paper_methods_and_settings():
@@ -40,6 +73,15 @@ def test_paper_methods_and_settings():
         32.0,
         0.1,
     )
+    # ooDML parameters.py: network lr 1e-5; proxy lr multipliers 2000 (oproxy) and 50 (proxynca)
+    assert METHODS["proxyanchor"].defaults()["loss_lr"] == pytest.approx(1e-5 * 2000)
+    assert METHODS["proxynca"].defaults() == pytest.approx({"scale": 3.0, "loss_lr": 1e-5 * 50})
+    assert (
+        METHODS["arcface"].defaults()["loss_lr"] == 5e-4 and METHODS["rmargin"].defaults()["loss_lr"] == 5e-4
+    )
+    assert METHODS["multisimilarity"].defaults()["base"] == 0.5
+    assert METHODS["triplet"].defaults() == {"margin": 0.2}
+    assert METHODS["contrastive"].defaults() == {"pos_margin": 0.0, "neg_margin": 1.0}
 
 
 def test_overrides_reach_the_method():
