@@ -121,22 +121,12 @@ class _SwapPicker:
         self.test_chosen.append(found_test)
         return found_train, found_test
 
-    def forget(self, removed_train: Sequence[int], removed_test: Sequence[int]) -> None:
-        """Follow a removal: drop removed positions from the history and renumber the others."""
-        self.train_chosen = _renumber(self.train_chosen, removed_train)
-        self.test_chosen = _renumber(self.test_chosen, removed_test)
-
     def pick_step(self, means: np.ndarray, train: np.ndarray, test: np.ndarray, k_swaps: int, harder: bool):
         train_scores, test_scores = shift_scores(means, train, test)
         sign = 1.0 if harder else -1.0
         train_order = np.argsort(sign * train_scores, kind="stable")
         test_order = np.argsort(sign * test_scores, kind="stable")
         return [self.pick(train_order, test_order, k) for k in range(k_swaps)]
-
-
-def _renumber(positions: list[int], removed: Sequence[int]) -> list[int]:
-    removed_sorted = np.sort(np.asarray(removed, dtype=np.int64))
-    return [p - int(np.searchsorted(removed_sorted, p)) for p in positions if p not in set(removed)]
 
 
 def _swap(train: np.ndarray, test: np.ndarray, pairs: Sequence[tuple[int, int]]) -> None:
@@ -186,9 +176,10 @@ def removal_progression(
     """Class removal, from the state the harder progression ends in, with a fresh swap history.
 
     Each step records its partition, picks K pairs as the harder direction does and swaps them. As
-    DESIGN.md section 3 specifies (following the ooDML reference), when the FID after the swaps is
-    greater than or equal to the FID before them, the swaps are undone and the picked classes are
-    removed from their sides instead.
+    DESIGN.md section 3 specifies (following the ooDML reference, ``split_maker_with_class_removal``),
+    when the FID after the swaps is greater than or equal to the FID before them, the swaps are undone
+    and the picked classes are removed from their sides instead. The swap history keeps the list
+    positions it picked across removals, unrenumbered, as the reference's does.
     """
     fid_of = fid_of or PartitionFID(means)
     train, test = np.array(train, copy=True), np.array(test, copy=True)
@@ -203,7 +194,11 @@ def removal_progression(
             _swap(train, test, pairs[::-1])
             removed_train, removed_test = sorted({i for i, _ in pairs}), sorted({j for _, j in pairs})
             train, test = np.delete(train, removed_train), np.delete(test, removed_test)
-            picker.forget(removed_train, removed_test)
+            # The history is deliberately left as it is: like the reference, it holds list positions and
+            # is neither renumbered nor pruned after a deletion, so for the next H picks it excludes
+            # whichever classes have moved into those positions (and positions past the end exclude
+            # nothing). Renumbering would follow the removed classes' neighbours instead and pick other
+            # classes from the first removal on (DESIGN.md section 3).
         if min(len(train), len(test)) < settings.swaps_per_step + max(settings.history, 2):
             # Another step could leave a side with fewer than 2 classes (FID undefined) or run out of
             # candidates outside the swap history.

@@ -57,8 +57,7 @@ def _reference_removal(means, train, test, n, k, h):
             new_t[i], new_s[j] = new_s[j], new_t[i]
         if fid_reference(means[new_t], means[new_s]) >= before:
             drop_t, drop_s = {i for i, _ in pairs}, {j for _, j in pairs}
-            hist_t = [p - sum(q < p for q in drop_t) for p in hist_t if p not in drop_t]
-            hist_s = [p - sum(q < p for q in drop_s) for p in hist_s if p not in drop_s]
+            # hist_t / hist_s keep the positions as picked (DESIGN.md 3: not renumbered, not dropped)
             train = [c for i, c in enumerate(train) if i not in drop_t]
             test = [c for j, c in enumerate(test) if j not in drop_s]
         else:
