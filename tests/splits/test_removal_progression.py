@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from scipy import linalg
 
+from tasks.splits.fid import fid
 from tasks.splits.progressions import (
+    PartitionFID,
     ProgressionConfig,
     ProgressionSettings,
     build_progressions,
@@ -91,11 +93,11 @@ def _synthetic(seed: int, classes: int = 200, dim: int = 16):
     return means, names, order[: classes // 2], order[classes // 2 :]
 
 
-def _assert_same_steps(got, expected, names):
+def _assert_same_steps(got, expected):
     assert [s.key for s in got] == [f"R{key}" for key, *_ in expected]
-    for step, (_, fid, train, test) in zip(got, expected, strict=True):
+    for step, (_, value, train, test) in zip(got, expected, strict=True):
         assert list(step.train) == train and list(step.test) == test, step.key
-        assert step.fid == pytest.approx(fid, rel=1e-6), step.key
+        assert step.fid == pytest.approx(value, rel=1e-6), step.key
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -108,7 +110,7 @@ def test_removal_equals_the_original_loop(seed):
         [names[c] for c in test], settings.steps, settings.swaps_per_step, settings.history,
     )  # fmt: skip
     assert len(got[-1].train) < len(got[0].train)  # removals happened, so the history quirk is exercised
-    _assert_same_steps(got, expected, names)
+    _assert_same_steps(got, expected)
 
 
 def test_removal_from_the_harder_end_equals_the_original_loop():
@@ -123,4 +125,55 @@ def test_removal_from_the_harder_end_equals_the_original_loop():
         [names[c] for c in end_test], config.removal.steps, config.removal.swaps_per_step,
         config.removal.history,
     )  # fmt: skip
-    _assert_same_steps(result["removal"], expected, names)
+    _assert_same_steps(result["removal"], expected)
+
+
+def test_a_swap_that_leaves_the_fid_unchanged_removes_the_classes():
+    """The stop rule at its boundary: FID after == FID before counts as not lower (``>=``), so the swap is
+    undone and the two classes are removed. Here a train and a test class share one mean vector halfway
+    between the side means; both score 0, the lowest of their sides, so the walk swaps them, and the
+    swapped partition is the same set of vectors: its FID is exactly the FID before."""
+    train_side = np.array([[-1.0, 1.0], [-1.0, -1.0], [-2.0, 0.0], [-3.0, 1.0], [-1.5, -2.0], [0.0, 0.5]])
+    test_side = train_side * [-1.0, 1.0]  # mirrored, so both side means are equidistant from x = 0
+    means = np.concatenate([train_side, test_side])
+    names = [f"t{i}" for i in range(6)] + [f"s{i}" for i in range(6)]
+    train, test = np.arange(6), np.arange(6, 12)
+    swapped_train, swapped_test = train.copy(), test.copy()
+    swapped_train[5], swapped_test[5] = test[5], train[5]
+    assert PartitionFID(means)(swapped_train, swapped_test) == PartitionFID(means)(train, test)
+
+    steps = removal_progression(means, names, train, test, ProgressionSettings(2, 1, 1))
+    assert [s.key for s in steps] == ["R0", "R1"]
+    assert steps[1].train == ("t0", "t1", "t2", "t3", "t4") and steps[1].test == (
+        "s0",
+        "s1",
+        "s2",
+        "s3",
+        "s4",
+    )
+    assert steps[1].fid == pytest.approx(fid(means[:5], means[6:11]), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_swaps_are_kept_only_when_they_lower_the_fid(seed):
+    """The rule's direction on a generic run: between two recorded steps, either the sides kept their sizes
+    and the FID fell, or K classes left each side and swapping them instead would not have lowered it."""
+    means, names, train, test = _synthetic(seed, classes=60, dim=8)
+    k = 2
+    steps = removal_progression(means, names, train, test, ProgressionSettings(30, k, 3))
+    index = {n: i for i, n in enumerate(names)}
+    kept = removed = 0
+    for before, after in zip(steps, steps[1:], strict=False):
+        if len(after.train) == len(before.train):
+            kept += 1
+            assert len(after.test) == len(before.test) and after.fid < before.fid
+            continue
+        removed += 1
+        gone_train = set(before.train) - set(after.train)
+        gone_test = set(before.test) - set(after.test)
+        assert len(gone_train) == len(gone_test) == k
+        # FID depends on the sets only, so the swapped partition's FID needs no pairing of the picks
+        swapped_train = [index[c] for c in (set(before.train) - gone_train) | gone_test]
+        swapped_test = [index[c] for c in (set(before.test) - gone_test) | gone_train]
+        assert fid(means[swapped_train], means[swapped_test]) >= before.fid
+    assert kept and removed  # both branches of the rule were taken
