@@ -54,3 +54,16 @@ def test_support_matches_the_budget_in_expectation_not_only_at_the_boundary():
     episodes, _ = whole_class_episodes(IMAGES, test, 2, episodes=50, seed=0)
     mean_images = np.mean([sum(len(IMAGES[c]) for c in e) for e in episodes])
     assert 2 * len(test) <= mean_images < 2 * len(test) + max(len(v) for v in IMAGES.values())
+
+
+@pytest.mark.parametrize(
+    ("images_per_class", "expected_classes"),
+    [(4, 5), (3, 7), (5, 4)],  # budget 2 x 10 = 20 images: 5 x 4 = 20 exactly; 7 x 3 = 21; 4 x 5 = 20 exactly
+)
+def test_whole_class_support_stops_at_the_class_that_meets_the_budget(images_per_class, expected_classes):
+    """Equal class sizes make every shuffle's prefix sums the same, so the count is known by hand; when a
+    prefix holds exactly the budget, that prefix is the support, not one class more."""
+    classes = [f"k{i}" for i in range(10)]
+    images = {c: [f"{c}/{j}.jpg" for j in range(images_per_class)] for c in classes}
+    episodes, _ = whole_class_episodes(images, classes, 2, episodes=8, seed=1)
+    assert [len(e) for e in episodes] == [expected_classes] * 8
