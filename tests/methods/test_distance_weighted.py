@@ -105,3 +105,31 @@ def test_rho_skips_anchors_without_other_positive():
     labels = torch.tensor([0, 0, 1, 2, 2, 3])
     a, _, _ = RhoDistanceSampler(rho=0.5)(F.normalize(torch.randn(6, 8), dim=1), labels)
     assert sorted(a.tolist()) == [0, 1, 3, 4]
+
+
+def test_one_triplet_per_anchor_on_an_uneven_batch():
+    """ooDML's batchminer/distance.py: every anchor, singletons included (positive = itself)."""
+    from tests.methods.reference import LABELS, embeddings
+
+    torch.manual_seed(0)
+    x = embeddings()
+    a, p, n = DistanceWeightedSampler().mine(x, LABELS)
+    assert a.tolist() == list(range(len(LABELS)))
+    alone = torch.tensor([(LABELS == y).sum() == 1 for y in LABELS])
+    assert (p[alone] == a[alone]).all() and (p[~alone] != a[~alone]).all()
+    assert (LABELS[p] == LABELS[a]).all() and (LABELS[n] != LABELS[a]).all()
+
+
+def test_rho_triplets_on_an_uneven_batch():
+    """ooDML's batchminer/rho_distance.py: anchors with another same-class sample only; a swapped
+    triplet is (a, a, p) with p another sample of a's class."""
+    from tests.methods.reference import LABELS, embeddings
+
+    torch.manual_seed(0)
+    x, sampler = embeddings(), RhoDistanceSampler(rho=0.5)
+    for _ in range(20):
+        a, p, n = sampler.mine(x, LABELS)
+        assert a.tolist() == [i for i in range(len(LABELS)) if (LABELS == LABELS[i]).sum() > 1]
+        swap = p == a
+        assert (LABELS[n[swap]] == LABELS[a[swap]]).all() and (n[swap] != a[swap]).all()
+        assert (LABELS[p[~swap]] == LABELS[a[~swap]]).all() and (LABELS[n[~swap]] != LABELS[a[~swap]]).all()
