@@ -3,8 +3,10 @@
 from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.margin import MarginLoss
+from tasks.methods.multisimilarity import MultiSimilarityMiner
 from tasks.methods.registry import METHODS, build_method, check_variant, method_spec
 from tasks.methods.rho_distance import RhoDistanceSampler
+from tasks.methods.semihard import SemihardMiner
 
 __all__ = [
     "METHODS",
@@ -13,7 +15,9 @@ __all__ = [
     "MarginLoss",
     "Method",
     "MethodSpec",
+    "MultiSimilarityMiner",
     "RhoDistanceSampler",
+    "SemihardMiner",
     "TrainBatch",
     "build_method",
     "check_variant",
