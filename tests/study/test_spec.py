@@ -216,6 +216,25 @@ def test_tuning_trials_see_no_test_classes(split_file):
     assert sampled.tuned == {"alpha": 2.5} and sampled.trial_id != base.trial_id
 
 
+def test_tuning_trials_validate_even_when_the_study_follows_the_paper_protocol(split_file):
+    spec = load_spec(BASE, {"training.protocol": "paper"})
+    plan = _plan(spec, split_file)
+    assert tuning_base(spec, plan, spec.methods[0]).config.training.protocol == "validated"
+    assert {t.config.training.protocol for t in evaluation_trials(spec, [plan], {})} == {"paper"}
+
+
+def test_method_variants_are_their_own_entries(split_file):
+    both = {"methods": [{"name": "multisimilarity"}, {"name": "multisimilarity", "variant": "pml"}]}
+    spec = load_spec(BASE, both)
+    assert [m.label for m in spec.methods] == ["multisimilarity", "multisimilarity[pml]"]
+    trials = evaluation_trials(spec, [_plan(spec, split_file)], {})
+    assert {t.config.method.variant for t in trials} == {None, "pml"}
+    assert len({t.trial_id for t in trials}) == len(trials)
+    assert "variant 'nope'" in spec_error({"methods": [{"name": "multisimilarity", "variant": "nope"}]})
+    twice = {"methods": [{"name": "multisimilarity"}, {"name": "multisimilarity", "variant": "original"}]}
+    assert "duplicate entries" in spec_error(twice)
+
+
 def test_second_lock_is_refused(tmp_path):
     with study_lock(tmp_path):
         with pytest.raises(StudyLockedError, match=f"study folder {tmp_path} is in use by oodml run pid"):
