@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 import tasks.splits.features as features
 from tasks.data import build_dataset
@@ -85,16 +86,61 @@ def test_resnet50_without_weights_says_which_file_goes_where(
         class_mean_features(images, "resnet5", cache_dir=None)
 
 
-@pytest.mark.slow
-def test_resnet50_from_a_weights_file(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    import torchvision
+def _structured_image(width: int, height: int, tone: int, rng: np.random.Generator) -> Image.Image:
+    """Stripes and gradients that vary across the frame, so crops and flips change what the network sees."""
+    y, x = np.mgrid[0:height, 0:width]
+    planes = [(x * (tone + 1)) % 256, (2 * y + 60 * tone) % 256, ((x + y) // (3 + tone)) % 256]
+    pixels = np.stack(planes, axis=-1) + rng.integers(0, 40, size=(height, width, 3))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
-    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "resnet50.pth")
-    for name, colour in (("red", (200, 0, 0)), ("blue", (0, 0, 200))):
+
+@pytest.mark.slow
+def test_resnet50_features_are_class_means_of_pooled_eval_features(tmp_path: Path) -> None:
+    """DESIGN.md 2: every image through the evaluation transform (Resize 256, CenterCrop 224, ImageNet
+    normalisation; no augmentation) and the network in eval mode, its 2048-d globally average-pooled
+    penultimate features, averaged per class. The reference is torchvision's own ResNet50 (random weights,
+    fc = Identity) on torchvision's classic PIL transforms; PIL's and the tensor path's antialiased resizes
+    differ by about 1e-4 of the largest feature, while (measured) a training augmentation (crop and flip)
+    moves the means by 5% of it, a per-class max by 8%, max pooling by 60%, batch statistics (train mode)
+    by 99%."""
+    import torchvision
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    shapes = {"a": [(300, 260), (260, 380)], "b": [(420, 290), (256, 256), (280, 330)]}  # (width, height)
+    for tone, (name, sizes) in enumerate(shapes.items()):
         (tmp_path / "images" / name).mkdir(parents=True)
-        Image.new("RGB", (16, 16), colour).save(tmp_path / "images" / name / "0.jpg")
+        for k, (width, height) in enumerate(sizes):
+            _structured_image(width, height, tone, rng).save(tmp_path / "images" / name / f"{k}.png")
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50()
+    torch.save(reference.state_dict(), tmp_path / "resnet50.pth")
+    reference.fc = nn.Identity()
+    reference.eval()
+
     images = build_dataset("imagefolder", tmp_path / "images")
-    result = class_mean_features(images, "resnet50", cache_dir=None, weights=tmp_path / "resnet50.pth")
-    assert result.means.shape == (2, 2048) and result.class_names == ["blue", "red"]
-    assert not np.allclose(result.means[0], result.means[1])
+    result = class_mean_features(
+        images, "resnet50", cache_dir=None, weights=tmp_path / "resnet50.pth", progress=False
+    )
+    assert result.class_names == ["a", "b"] and result.means.shape == (2, 2048)
+
+    evaluation = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    expected, per_class_max = [], []
+    with torch.no_grad():
+        for name in result.class_names:
+            files = sorted((tmp_path / "images" / name).iterdir())
+            batch = torch.stack([evaluation(Image.open(f).convert("RGB")) for f in files])
+            pooled = reference(batch).double().numpy()
+            expected.append(pooled.mean(axis=0))
+            per_class_max.append(pooled.max(axis=0))
+    expected, per_class_max = np.array(expected), np.array(per_class_max)
+    scale = np.abs(expected).max()
+    assert np.abs(result.means - expected).max() < 1e-3 * scale
+    assert np.abs(per_class_max - expected).max() > 2e-2 * scale  # the comparison tells max from mean
