@@ -388,6 +388,13 @@ class StudySpec(_Strict):
                 )
         if self.training.epochs < 1:
             raise ValueError("training.epochs: at least 1")
+        if self.training.protocol == "paper" and self.shots:
+            raise ValueError(
+                f"fewshot.budgets {self.shots}: protocol 'paper' selects the epoch on the test classes, so "
+                "adapting to them would measure a model chosen on its own queries; few-shot studies select "
+                "their base model on validation classes (DESIGN.md 6): set training.protocol: validated, or "
+                "fewshot.budgets: [0]"
+            )
         allowed = self.validation_metrics()
         if self.tuning.metric not in allowed:
             raise ValueError(

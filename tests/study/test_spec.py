@@ -217,10 +217,11 @@ def test_tuning_trials_see_no_test_classes(split_file):
 
 
 def test_tuning_trials_validate_even_when_the_study_follows_the_paper_protocol(split_file):
-    spec = load_spec(BASE, {"training.protocol": "paper"})
+    spec = load_spec(BASE, {"training.protocol": "paper", "fewshot.budgets": [0]})
     plan = _plan(spec, split_file)
     assert tuning_base(spec, plan, spec.methods[0]).config.training.protocol == "validated"
     assert {t.config.training.protocol for t in evaluation_trials(spec, [plan], {})} == {"paper"}
+    assert "select their base model on validation classes" in spec_error({"training.protocol": "paper"})
 
 
 def test_method_variants_are_their_own_entries(split_file):
