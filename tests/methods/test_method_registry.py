@@ -2,6 +2,7 @@
 exactly what its builder takes, so configs and code cannot drift apart."""
 
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
@@ -110,3 +111,17 @@ def test_hyperparameter_validation(args, error):
 
 def test_hyperparameter_kinds():
     assert Hyperparameter(10, 2, 20).integer and not Hyperparameter(0.1, 0.01, 0.5, log=True).integer
+
+
+def test_readme_lists_every_method_with_its_variants():
+    """The README's method table and the registry cannot drift apart."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[4].strip()
+        for line in readme.splitlines()
+        if line.startswith("| `") and len(line.split("|")) == 6  # | method | source | in ooDML | variants |
+    }
+    assert set(rows) == set(METHODS)
+    for name, spec in METHODS.items():
+        listed = [v.strip().strip("`") for v in rows[name].split(",")] if rows[name] != "-" else []
+        assert listed == list(spec.variants), name
