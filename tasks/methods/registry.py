@@ -8,6 +8,7 @@ from tasks.methods import (
     arcface,
     circle,
     contrastive,
+    diva,
     margin,
     multisimilarity,
     proxyanchor,
@@ -31,6 +32,7 @@ METHODS: dict[str, MethodSpec] = {
         contrastive,
         softtriple,
         circle,
+        diva,
     )
 }
 
