@@ -14,8 +14,10 @@ from tasks.methods import (
     proxyanchor,
     proxynca,
     rmargin,
+    s2sd,
     softtriple,
     triplet,
+    uniformity,
 )
 from tasks.methods.base import Method, MethodSpec
 
@@ -33,6 +35,8 @@ METHODS: dict[str, MethodSpec] = {
         softtriple,
         circle,
         diva,
+        uniformity,
+        s2sd,
     )
 }
 
