@@ -391,6 +391,12 @@ class Diva(Method):
             self._saved_key_encoder = saved or None
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        # a loaded encoder not yet rebuilt (no step since resuming) is still part of the state
+        for name, value in (self._saved_key_encoder or {}).items():
+            destination[f"{prefix}key_encoder.{name}"] = value
+
 
 def build(
     num_classes: int,
