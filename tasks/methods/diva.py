@@ -77,9 +77,8 @@ def sphere_log_weights(distances: Tensor, dim: int) -> Tensor:
     formula is infinite and the original's weights become NaN, gets a large finite value instead.
     """
     tiny = torch.finfo(distances.dtype).tiny
-    return (2.0 - dim) * distances.log() - (dim - 3) / 2 * (1.0 - 0.25 * distances.pow(2)).clamp_min(
-        tiny
-    ).log()
+    room = (1.0 - 0.25 * distances.pow(2)).clamp_min(tiny)
+    return (2.0 - dim) * distances.log() - (dim - 3) / 2 * room.log()
 
 
 def _pairwise_distances(x: Tensor) -> Tensor:
@@ -100,9 +99,13 @@ class RandomLabelDistanceSampler:
         self.lower_cutoff = lower_cutoff
 
     @torch.no_grad()
-    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Index tensors (anchors, positives, negatives) under a fresh random permutation of ``labels``."""
         permutation = torch.randperm(len(labels), device=labels.device)
         return self.sample(embeddings, labels[permutation])
+
+    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.mine(embeddings, labels)
 
     @torch.no_grad()
     def sample(self, embeddings: Tensor, pseudo_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
