@@ -22,10 +22,17 @@ from tasks.data import (
     find_unreadable,
     select_images,
 )
-from tasks.fewshot import MIN_QUERY_CLASSES, MIN_QUERY_IMAGES, images_needed, too_small_classes
+from tasks.fewshot import MIN_QUERY_CLASSES
 from tasks.models import pretrained_weights
 from tasks.splits.check import class_sizes, missing_support_images, unknown_classes
-from tasks.splits.episodes import is_whole_class, train_val_division, whole_class_max_shots
+from tasks.splits.episodes import (
+    MIN_QUERY_IMAGES,
+    images_needed,
+    is_whole_class,
+    too_small_classes,
+    train_val_division,
+    whole_class_max_shots,
+)
 from tasks.splits.features import default_extractor, extractor_weights
 from tasks.splits.files import Split
 

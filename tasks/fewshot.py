@@ -21,7 +21,7 @@ on them: exact for a frozen backbone and hundreds of times cheaper than re-runni
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -37,29 +37,18 @@ from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
 from tasks.evaluate import retrieval_metrics
 from tasks.methods import build_method
 from tasks.models import EmbeddingModel
-from tasks.splits.episodes import Episode, is_whole_class
+from tasks.splits.episodes import (
+    MIN_QUERY_IMAGES,
+    Episode,
+    images_needed,
+    is_whole_class,
+    too_small,
+)
 from tasks.splits.files import Split
 from tasks.train import embed
 
-MIN_QUERY_IMAGES = 2
 # Retrieval within a single class is trivially perfect and its NMI meaningless: an episode needs two.
 MIN_QUERY_CLASSES = 2
-
-
-def images_needed(shots: int) -> int:
-    """Images a test class needs for a per-image budget of ``shots``: the support plus 2 queries."""
-    return shots + MIN_QUERY_IMAGES
-
-
-def too_small(size: int, shots: int) -> bool:
-    """Whether a class of ``size`` images keeps fewer than 2 queries after ``shots`` support images."""
-    return size < images_needed(shots)
-
-
-def too_small_classes(classes: Iterable[str], sizes: Mapping[str, int], shots: int) -> dict[str, int]:
-    """Classes of ``classes`` too small for ``shots`` -> their size, smallest first (unknown ones skipped)."""
-    small = {c: sizes[c] for c in set(classes) if c in sizes and too_small(sizes[c], shots)}
-    return dict(sorted(small.items(), key=lambda item: (item[1], item[0])))
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:

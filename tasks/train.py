@@ -216,6 +216,7 @@ def train_model(
         state = load_checkpoint(last, device)
         model.load_state_dict(state["model"])
         method.load_state_dict(state["method"])
+        method.resume(model)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])

@@ -90,6 +90,10 @@ class Method(nn.Module):
         """Called once before the first epoch of a fresh (not resumed) training, with the model on its
         device and a function that yields training batches under ``no_grad`` (e.g. to fill a queue)."""
 
+    def resume(self, model: nn.Module) -> None:
+        """Called once when a training resumes from a checkpoint, after the model's and this method's
+        states are loaded (e.g. to rebuild a momentum encoder around the model)."""
+
     def training_loss(self, batch: TrainBatch) -> Tensor:
         """The step's loss; by default :meth:`forward` on the embeddings."""
         return self(batch.embeddings, batch.labels)

@@ -357,6 +357,12 @@ class Diva(Method):
                 raise ValueError("diva: no training batches to fill the memory queue with")
         self.queue = torch.cat(keys).to(self.queue.device)
 
+    def resume(self, model: nn.Module) -> None:
+        """Rebuild the momentum encoder around the resumed model, with its saved weights, so the first
+        resumed step has its self-similarity term."""
+        if self.key_encoder is None:
+            self._make_key_encoder(model)
+
     def after_step(self, model: nn.Module) -> None:
         """Momentum update of the key encoder's parameters, ``m * key + (1 - m) * model`` (its buffers,
         BatchNorm statistics frozen under the ResNet protocol, are copied), then the queue drops its

@@ -7,7 +7,6 @@ in one pass over the class lists. Each returns what is wrong (empty: nothing), t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -57,9 +56,3 @@ def missing_support_images(split: Split, images: LabelledImages) -> list[Missing
         for image in files
         if image not in known.get(class_name, ())
     ]
-
-
-def too_small(classes: Iterable[str], sizes: dict[str, int], shots: int) -> dict[str, int]:
-    """Classes with no image left as a query after ``shots`` support images -> their size, smallest first."""
-    small = {c: sizes[c] for c in set(classes) if c in sizes and sizes[c] <= shots}
-    return dict(sorted(small.items(), key=lambda item: (item[1], item[0])))

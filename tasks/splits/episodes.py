@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -52,6 +52,25 @@ def train_val_division(
     return sorted(c for c in train_classes if c not in val), sorted(val)
 
 
+MIN_QUERY_IMAGES = 2
+
+
+def images_needed(shots: int) -> int:
+    """Images a test class needs for a per-image budget of ``shots``: the support plus 2 queries."""
+    return shots + MIN_QUERY_IMAGES
+
+
+def too_small(size: int, shots: int) -> bool:
+    """Whether a class of ``size`` images keeps fewer than 2 queries after ``shots`` support images."""
+    return size < images_needed(shots)
+
+
+def too_small_classes(classes: Iterable[str], sizes: Mapping[str, int], shots: int) -> dict[str, int]:
+    """Classes of ``classes`` too small for ``shots`` -> their size, smallest first (unknown ones skipped)."""
+    small = {c: sizes[c] for c in set(classes) if c in sizes and too_small(sizes[c], shots)}
+    return dict(sorted(small.items(), key=lambda item: (item[1], item[0])))
+
+
 def few_shot_episodes(
     images_by_class: Mapping[str, Sequence[str]],
     test_classes: Sequence[str],
@@ -61,13 +80,14 @@ def few_shot_episodes(
 ) -> tuple[list[Episode], list[str]]:
     """``episodes`` support sets of ``shots`` images per test class, seeded.
 
-    A class needs ``shots + 1`` images (at least one query); smaller classes are left out of every
-    episode of this shot count and returned, sorted, as the second value so callers can report them.
+    A class needs ``images_needed(shots)`` images (the support plus 2 queries); smaller classes are left
+    out of every episode of this shot count and returned, sorted, as the second value so callers can
+    report them.
     """
     if shots < 1 or episodes < 1:
         raise ValueError(f"few-shot episodes need shots >= 1 and episodes >= 1, got {shots} and {episodes}")
-    usable = [c for c in test_classes if len(images_by_class[c]) > shots]
-    too_small = sorted(c for c in test_classes if len(images_by_class[c]) <= shots)
+    usable = [c for c in test_classes if not too_small(len(images_by_class[c]), shots)]
+    left_out = sorted(c for c in test_classes if too_small(len(images_by_class[c]), shots))
     rng = np.random.default_rng(seed)
     result = []
     for _ in range(episodes):
@@ -77,7 +97,7 @@ def few_shot_episodes(
                 for c in usable
             }
         )
-    return result, too_small
+    return result, left_out
 
 
 def whole_class_max_shots(class_sizes: Sequence[int]) -> int:

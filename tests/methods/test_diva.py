@@ -341,13 +341,16 @@ def test_checkpoint_round_trip_restores_the_momentum_encoder_and_queue():
     for k, v in started.state_dict().items():
         assert torch.equal(v, state[k]), k
 
-    # into a fresh method (a resumed training: no start): the queue at once, the encoder at the first step
+    # into a fresh method (a resumed training: no start): queue and momentum encoder back on resume
     resumed = build_method("diva", num_classes=4, embedding_dim=EMBEDDING_DIM, n_key_batches=3, momentum=0.5)
     resumed.load_state_dict(state)
     assert torch.equal(resumed.queue, state["queue"]) and resumed.key_encoder is None
     assert set(resumed.state_dict()) == set(state)  # a checkpoint before the first step keeps the encoder
+    resumed.resume(model)
+    for name, key in resumed.key_encoder.named_parameters():
+        assert torch.equal(key, state[f"key_encoder.{name}"]), name
     parts = resumed.loss_parts(_batch(model, data[0][0], labels, data[0][1]))
-    assert "selfsimilarity" not in parts
+    assert "selfsimilarity" in parts  # the first resumed step is a full DiVA step
     resumed.after_step(model)
     saved = [state[f"key_encoder.{name}"] for name, _ in model.named_parameters()]
     for key, old, p in zip(resumed.key_encoder.parameters(), saved, model.parameters(), strict=True):

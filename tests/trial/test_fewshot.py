@@ -26,15 +26,9 @@ from tasks.config import TrialConfig
 from tasks.data import LabelledImages
 from tasks.data.arrays import ArrayLoader
 from tasks.evaluate import retrieval_metrics
-from tasks.fewshot import (
-    episode_images,
-    evaluate_fewshot,
-    images_needed,
-    mean_ci95,
-    metric_names,
-    too_small_classes,
-)
+from tasks.fewshot import episode_images, evaluate_fewshot, mean_ci95, metric_names
 from tasks.models import EmbeddingModel, build_model
+from tasks.splits.episodes import images_needed, too_small_classes
 from tasks.splits.files import Split
 
 CPU = torch.device("cpu")
