@@ -45,7 +45,44 @@ def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
     blocks.append(
         Table(gain_table(gain), f"Few-shot gain in test {METRICS[METRIC]} per split and shot budget")
     )
+    left_out = left_out_table(table)
+    if not left_out.empty:
+        blocks.append(
+            Table(
+                left_out,
+                "Test classes too small for a budget (a class needs the support plus 2 query images): "
+                "left out of that budget's episodes, and budgets no episode could score, with why",
+            )
+        )
     return blocks
+
+
+def left_out_table(table: pa.Table) -> pd.DataFrame:
+    """Per dataset, split and budget: the test classes left out of the episodes (most over the trials)
+    and why a metric is missing (``nan_reason``), where either applies; empty when none does."""
+    wanted = ["dataset", "split_key", "fid", "shots", "left_out_classes", "nan_reason"]
+    rows = table.select([c for c in wanted if c in table.column_names]).to_pandas()
+    if "nan_reason" not in rows:
+        rows["nan_reason"] = None
+    rows = rows[(rows["shots"] > 0) & ((rows["left_out_classes"].fillna(0) > 0) | rows["nan_reason"].notna())]
+    if rows.empty:
+        return pd.DataFrame()
+    grouped = rows.groupby(["dataset", "split_key", "fid", "shots"], dropna=False)
+    summary = grouped.agg(
+        left_out=("left_out_classes", "max"),
+        reason=("nan_reason", lambda r: "; ".join(sorted(set(r.dropna()))) or "–"),
+    ).reset_index()
+    summary = summary.sort_values(["dataset", "shots", "fid"])
+    return pd.DataFrame(
+        {
+            "dataset": summary["dataset"],
+            "split": summary["split_key"],
+            "FID": summary["fid"],
+            "shots": summary["shots"],
+            "classes left out": summary["left_out"].astype("Int64"),
+            "missing metrics": summary["reason"],
+        }
+    )
 
 
 SUPPORTS = {
