@@ -1,8 +1,4 @@
-"""How many splits an AUC summary stands on when seeds cover different splits (study/results/aggregate.py).
-
-It lives here with the split tests because it was filed with them (issue 11, item 6); it tests
-``study.results.auc_summary`` and may move to tests/study/test_results.py.
-"""
+"""How many splits an AUC summary stands on when seeds cover different splits (study/results/aggregate.py)."""
 
 import pytest
 
