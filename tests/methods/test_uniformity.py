@@ -229,9 +229,21 @@ def _glyph_training(tiny: dict, workdir: Path, name: str, hyperparameters: dict,
 
 
 def test_trains_on_the_glyph_demo(tiny_glyphs, tmp_path):
-    torch.set_num_threads(2)
     result, chance = _glyph_training(tiny_glyphs, tmp_path, "uniformity", {"network_lr": 2e-3}, epochs=3)
     losses = [r["train/loss"] for r in result.history]
     assert losses[-1] < 0.95 * losses[0], losses
     assert result.history[-1]["test/recall@1"] > 4 * chance
     assert all(math.isfinite(x) for x in losses)
+
+
+def test_resuming_from_a_checkpoint_continues_the_discriminator(tiny_glyphs, tmp_path):
+    """Epochs of 12 steps: the discriminator steps at 0, 10, 20, 30; stopping after 2 epochs and resuming
+    must give the uninterrupted run (its step counter, optimizer and schedule come back)."""
+    settings = {"network_lr": 2e-3, "disc_milestone": 1}
+    full, _ = _glyph_training(tiny_glyphs, tmp_path / "full", "uniformity", settings, epochs=3)
+    _glyph_training(tiny_glyphs, tmp_path / "resumed", "uniformity", settings, epochs=2)
+    resumed, _ = _glyph_training(tiny_glyphs, tmp_path / "resumed", "uniformity", settings, epochs=3)
+    assert resumed.resumed_from_epoch == 2
+    assert [r["train/loss"] for r in resumed.history] == pytest.approx(
+        [r["train/loss"] for r in full.history], rel=1e-5
+    )
