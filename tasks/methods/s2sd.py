@@ -20,7 +20,7 @@ where S_f is the similarity of the normalised, detached aggregated features (fea
 step counter is part of the module's ``state_dict``). The targets only teach: evaluation uses the base
 embedding. The target heads are built lazily (``nn.LazyLinear``): their input width is the backbone's
 feature dimension, which the build call does not see; they exist, uninitialised, in :meth:`param_groups`
-from construction, and a checkpoint's state dict initialises them.
+from construction, and the first training step (or a loaded state dict) initialises them.
 
 Learning rates: the original puts the target heads and every margin criterion's class boundaries (source
 and targets) in the optimizer at the network lr (1e-5), without weight decay: the margin criterion has no
