@@ -61,6 +61,11 @@ class TrainingConfig(_Strict):
     epochs: int = 200
     batch_size: int = Field(112, ge=1)
     samples_per_class: int = Field(2, ge=1, description="images of each class in a batch")
+    class_sampling: Literal["distinct", "with_replacement"] = Field(
+        "distinct",
+        description="distinct: a batch's classes and each class's images drawn without replacement; "
+        "with_replacement: every class slot and image drawn independently, as the ooDML code's sampler",
+    )
     iterations_per_epoch: int | None = Field(None, description="None: one pass over the training images")
     lr: float = 1e-5
     head_lr: float | None = Field(None, description="None: same as lr")

@@ -229,7 +229,12 @@ def train_model(
     labels = [label_index[images.labels[i]] for i in train_indices]
     iterations = tc.iterations_per_epoch or max(1, len(train_indices) // tc.batch_size)
     sampler = ClassBalancedBatchSampler(
-        labels, tc.batch_size, tc.samples_per_class, seed=config.seed, num_batches=iterations
+        labels,
+        tc.batch_size,
+        tc.samples_per_class,
+        seed=config.seed,
+        num_batches=iterations,
+        replacement=tc.class_sampling == "with_replacement",
     )
     dataset = image_dataset(images, train_indices, model.preprocess, True, label_index)
     if method.wants_second_view:
@@ -283,9 +288,11 @@ def train_model(
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            scale = scaler.get_scale()
             scaler.step(optimizer)
             scaler.update()
-            method.after_step(model)
+            if not scaler.is_enabled() or scaler.get_scale() >= scale:  # a lowered scale: step skipped
+                method.after_step(model)
             losses.append(loss.item())
         method.end_epoch()
         scheduler.step()

@@ -9,11 +9,15 @@ from torch.utils.data import Sampler
 
 
 class ClassBalancedBatchSampler(Sampler[list[int]]):
-    """Batches of ``batch_size // samples_per_class`` distinct classes x ``samples_per_class`` images.
+    """Batches of ``batch_size // samples_per_class`` classes x ``samples_per_class`` images.
 
-    Classes are drawn uniformly without replacement within a batch; a class's images are drawn without
-    replacement, or with replacement only when it has fewer than ``samples_per_class``. Batches are a
-    pure function of ``(seed, epoch)``: iterating twice gives the same batches, ``set_epoch`` varies them.
+    ``replacement=False`` (distinct): classes are drawn uniformly without replacement within a batch; a
+    class's images without replacement, or with replacement only when it has fewer than
+    ``samples_per_class``. ``replacement=True`` is the ooDML code's ``class_random_sampler``: every class
+    slot of a batch is an independent uniform draw of a class, and every image of a slot an independent
+    uniform draw from that class, so a batch may hold a class twice and an image twice (with 100
+    classes and 56 slots, about 13 slots repeat a class). Batches are a pure function of
+    ``(seed, epoch)``: iterating twice gives the same batches, ``set_epoch`` varies them.
     ``num_batches`` defaults to ``len(labels) // batch_size`` (about one pass over the data).
     Yields lists of positions into ``labels``.
     """
@@ -25,6 +29,7 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         samples_per_class: int,
         seed: int,
         num_batches: int | None = None,
+        replacement: bool = False,
     ) -> None:
         if samples_per_class < 1 or batch_size < samples_per_class or batch_size % samples_per_class:
             raise ValueError(
@@ -35,7 +40,8 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         bounds = np.flatnonzero(np.diff(codes[order])) + 1
         self.members = np.split(order, bounds) if len(order) else []
         self.classes_per_batch = batch_size // samples_per_class
-        if len(self.members) < self.classes_per_batch:
+        self.replacement = replacement
+        if not replacement and len(self.members) < self.classes_per_batch:
             raise ValueError(
                 f"a batch needs {self.classes_per_batch} distinct classes (batch_size {batch_size} / "
                 f"samples_per_class {samples_per_class}) but the labels hold only {len(self.members)}"
@@ -55,8 +61,8 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         for _ in range(self.num_batches):
             batch = []
-            for c in rng.choice(len(self.members), self.classes_per_batch, replace=False):
+            for c in rng.choice(len(self.members), self.classes_per_batch, replace=self.replacement):
                 members = self.members[c]
-                replace = len(members) < self.samples_per_class
+                replace = self.replacement or len(members) < self.samples_per_class
                 batch.extend(rng.choice(members, self.samples_per_class, replace=replace).tolist())
             yield batch

@@ -62,3 +62,24 @@ def test_string_labels_work() -> None:
 def test_clear_errors(batch_size: int, samples_per_class: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClassBalancedBatchSampler(LABELS, batch_size, samples_per_class, seed=0)
+
+
+def test_with_replacement_draws_every_slot_and_image_independently() -> None:
+    """The ooDML sampler: 56 class slots over 100 classes repeat a class 100 (1 - 0.99^56) short of 56
+    times on average; 2 draws from a class of 4 images are the same image with probability 1/4."""
+    labels = np.repeat(np.arange(100), 4)
+    sampler = ClassBalancedBatchSampler(
+        labels, batch_size=112, samples_per_class=2, seed=0, num_batches=400, replacement=True
+    )
+    distinct, same_image, slots = [], 0, 0
+    for batch in sampler:
+        assert len(batch) == 112
+        distinct.append(len({labels[i] for i in batch}))
+        pairs = list(zip(batch[::2], batch[1::2], strict=True))
+        assert all(labels[a] == labels[b] for a, b in pairs)  # each slot: 2 images of one class
+        same_image += sum(a == b for a, b in pairs)
+        slots += len(pairs)
+    assert np.mean(distinct) == pytest.approx(100 * (1 - 0.99**56), abs=0.3)
+    assert same_image / slots == pytest.approx(0.25, abs=0.02)
+    without = ClassBalancedBatchSampler(labels, batch_size=112, samples_per_class=2, seed=0, num_batches=50)
+    assert all(len({labels[i] for i in b}) == 56 and len(set(b)) == 112 for b in without)

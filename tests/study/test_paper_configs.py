@@ -46,6 +46,7 @@ def test_protocol_of_design_5b(name):
     assert training.lr == 1e-5 and training.weight_decay == 4e-4 and training.head_lr is None
     assert (training.batch_size, training.samples_per_class) == (112, 2)
     assert training.epochs == EPOCHS[name] and training.protocol == "paper"
+    assert training.class_sampling == "with_replacement" and not training.amp  # the original's sampler, fp32
     assert spec.seeds == [0, 1] and spec.tuning.trials == 0
     assert {m.label for m in spec.methods} == PAPER_METHODS
     assert all(m.variant is None and not m.search_space() for m in spec.methods)
