@@ -72,6 +72,7 @@ class Method(nn.Module):
 
     wants_max_features: bool = False
     wants_second_view: bool = False
+    trains: bool = True  # False: the model is evaluated as built, never trained (``frozen``)
 
     def __init__(self, loss_lr: float = 0.0) -> None:
         super().__init__()

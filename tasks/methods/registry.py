@@ -9,6 +9,7 @@ from tasks.methods import (
     circle,
     contrastive,
     diva,
+    frozen,
     margin,
     multisimilarity,
     proxyanchor,
@@ -37,6 +38,7 @@ METHODS: dict[str, MethodSpec] = {
         diva,
         uniformity,
         s2sd,
+        frozen,
     )
 }
 
