@@ -1,55 +1,106 @@
-"""The registry of DML methods by name, and building one from its defaults plus overrides."""
+"""The registry of DML methods by name (``METHODS``), and building one from its defaults plus overrides.
+
+A method is a :class:`~tasks.methods.base.MethodSpec`: its builder and the declaration of every
+hyperparameter it takes (default and search range), registered with :func:`register_method`, the
+same function for the built-in methods and a plugin's.
+"""
 
 from __future__ import annotations
 
-import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
 
-from tasks.methods import (
-    arcface,
-    circle,
-    contrastive,
-    diva,
-    frozen,
-    margin,
-    multisimilarity,
-    proxyanchor,
-    proxynca,
-    rmargin,
-    s2sd,
-    softtriple,
-    triplet,
-    uniformity,
+from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.registry import Registry, RegistryError
+
+BUILD_ARGUMENTS = {"num_classes", "embedding_dim"}  # what every builder gets besides hyperparameters
+
+
+def check_declaration(name: str, spec: MethodSpec) -> None:
+    """A method declares exactly the hyperparameters its builder takes, each a :class:`Hyperparameter`,
+    takes ``variant`` exactly when it declares variants, and cites what it follows."""
+    if spec.name != name:
+        raise RegistryError(
+            f"method {name!r}: registered under another name than its MethodSpec's {spec.name!r}"
+        )
+    if not callable(spec.build):
+        raise RegistryError(f"method {name!r}: MethodSpec.build must be a callable, got {spec.build!r}")
+    if not spec.description:
+        raise RegistryError(
+            f"method {name!r}: MethodSpec.description is empty: say what paper or idea it follows"
+        )
+    wrong = [k for k, hp in spec.hyperparameters.items() if not isinstance(hp, Hyperparameter)]
+    if wrong:
+        raise RegistryError(
+            f"method {name!r}: hyperparameters {wrong} are not declared as Hyperparameter(default, low, high)"
+        )
+    parameters = inspect.signature(spec.build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        raise RegistryError(
+            f"method {name!r}: its builder takes **kwargs; name each hyperparameter as a keyword argument"
+        )
+    missing = sorted(BUILD_ARGUMENTS - set(parameters))
+    if missing:
+        raise RegistryError(
+            f"method {name!r}: its builder must take {missing} (build(num_classes, embedding_dim, ...))"
+        )
+    takes = set(parameters) - BUILD_ARGUMENTS - {"variant"}
+    undeclared = sorted(takes - set(spec.hyperparameters))
+    if undeclared:
+        raise RegistryError(
+            f"method {name!r}: its builder takes {undeclared}, which the MethodSpec does not declare: "
+            "add a Hyperparameter(default, low, high) for each to MethodSpec.hyperparameters"
+        )
+    unused = sorted(set(spec.hyperparameters) - takes)
+    if unused:
+        raise RegistryError(
+            f"method {name!r}: declares hyperparameters {unused} that its builder does not take"
+        )
+    if bool(spec.variants) != ("variant" in parameters):
+        raise RegistryError(
+            f"method {name!r}: its builder takes a variant argument exactly when MethodSpec.variants names some"
+        )
+
+
+def describe_method(spec: MethodSpec) -> dict[str, Any]:
+    """What ``oodml list methods`` shows: description, hyperparameters (default, search range), variants."""
+    return {
+        "description": spec.description,
+        "hyperparameters": {
+            k: {"default": hp.default, "low": hp.low, "high": hp.high, "log": hp.log, "integer": hp.integer}
+            for k, hp in spec.hyperparameters.items()
+        },
+        "variants": dict(spec.variants),
+        "default_variant": spec.default_variant,
+    }
+
+
+METHODS: Registry[MethodSpec] = Registry(
+    "method", MethodSpec, check=check_declaration, describe=describe_method
 )
-from tasks.methods.base import Method, MethodSpec
 
-METHODS: dict[str, MethodSpec] = {
-    m.SPEC.name: m.SPEC
-    for m in (
-        margin,
-        rmargin,
-        multisimilarity,
-        arcface,
-        proxyanchor,
-        proxynca,
-        triplet,
-        contrastive,
-        softtriple,
-        circle,
-        diva,
-        uniformity,
-        s2sd,
-        frozen,
-    )
-}
+
+def register_method(spec: MethodSpec | None = None, /, **declaration: Any) -> Any:
+    """Register a method: ``register_method(MethodSpec(...))`` returns the spec; as a decorator,
+    ``@register_method(name=..., hyperparameters=..., description=...)`` over its builder (or
+    :class:`Method` subclass) builds the spec from the builder and returns the builder."""
+    if spec is not None:
+        if declaration:
+            raise TypeError("register_method: give a MethodSpec or its fields, not both")
+        return METHODS.register(spec)
+
+    def decorator(build: Callable[..., Method]) -> Callable[..., Method]:
+        fields = {"name": getattr(build, "__name__", None), "description": inspect.getdoc(build) or ""}
+        METHODS.register(MethodSpec(build=build, **(fields | declaration)))
+        return build
+
+    return decorator
 
 
 def method_spec(name: str) -> MethodSpec:
     """The registered method ``name``; an unknown name is refused with the closest known one."""
-    if name not in METHODS:
-        close = difflib.get_close_matches(name, METHODS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown method {name!r}{hint} (known: {', '.join(sorted(METHODS))})")
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def check_variant(spec: MethodSpec, variant: str | None) -> str | None:
@@ -79,3 +130,43 @@ def build_method(
     return spec.build(
         num_classes=num_classes, embedding_dim=embedding_dim, **options, **(spec.defaults() | hyperparameters)
     )
+
+
+def _register_builtins() -> None:
+    from tasks.methods import (
+        arcface,
+        circle,
+        contrastive,
+        diva,
+        frozen,
+        margin,
+        multisimilarity,
+        proxyanchor,
+        proxynca,
+        rmargin,
+        s2sd,
+        softtriple,
+        triplet,
+        uniformity,
+    )
+
+    for module in (
+        margin,
+        rmargin,
+        multisimilarity,
+        arcface,
+        proxyanchor,
+        proxynca,
+        triplet,
+        contrastive,
+        softtriple,
+        circle,
+        diva,
+        uniformity,
+        s2sd,
+        frozen,
+    ):
+        register_method(module.SPEC)
+
+
+_register_builtins()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tasks.models.weights import (
     load_backbone_weights,
     locate,
 )
+from tasks.registry import Registry, suggestion
 
 TIMM_PREFIX = "timm:"
 
@@ -47,8 +47,28 @@ class BackboneSpec:
     freeze_bn: bool = True
 
 
-BACKBONES: dict[str, BackboneSpec] = {
-    "resnet50": BackboneSpec(
+def _describe_weights(weights: WeightsSource | None) -> dict | str | None:
+    if weights is None:
+        return None
+    fields = asdict(weights) if is_dataclass(weights) else {"source": str(weights)}
+    return {"kind": type(weights).__name__, **fields}
+
+
+def describe_backbone(spec: BackboneSpec) -> dict:
+    """What ``oodml list backbones`` shows: feature and embedding sizes, preprocessing, pretrained source."""
+    return {
+        "feature_dim": spec.feature_dim,
+        "embedding_dim": spec.embedding_dim,
+        "preprocess": asdict(spec.preprocess),
+        "pretrained": _describe_weights(spec.weights),
+        "freeze_bn": spec.freeze_bn,
+    }
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", BackboneSpec, describe=describe_backbone)
+register_backbone = BACKBONES.register  # register_backbone(BackboneSpec(...)): a plugin's backbone
+BACKBONES.register(
+    BackboneSpec(
         "resnet50",
         IMAGENET,
         2048,
@@ -56,8 +76,10 @@ BACKBONES: dict[str, BackboneSpec] = {
         partial(resnet, 50),
         HubCheckpoint(ResNet50_Weights.IMAGENET1K_V1.url),
         ("fc.",),
-    ),
-    "resnet18": BackboneSpec(
+    )
+)
+BACKBONES.register(
+    BackboneSpec(
         "resnet18",
         IMAGENET,
         512,
@@ -65,9 +87,9 @@ BACKBONES: dict[str, BackboneSpec] = {
         partial(resnet, 18),
         HubCheckpoint(ResNet18_Weights.IMAGENET1K_V1.url),
         ("fc.",),
-    ),
-    "glyph_cnn": BackboneSpec("glyph_cnn", GLYPH, 128, 64, glyph_cnn, None, freeze_bn=False),
-}
+    )
+)
+BACKBONES.register(BackboneSpec("glyph_cnn", GLYPH, 128, 64, glyph_cnn, None, freeze_bn=False))
 
 
 @lru_cache
@@ -102,8 +124,7 @@ def backbone_spec(name: str) -> BackboneSpec:
     timm_name = name.removeprefix(TIMM_PREFIX)
     if timm.is_model(timm_name):
         return _timm_spec(timm_name)
-    close = difflib.get_close_matches(timm_name, list(dict.fromkeys([*BACKBONES, *timm.list_models()])), n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    hint = suggestion(timm_name, dict.fromkeys([*BACKBONES, *timm.list_models()]), n=3)
     raise ValueError(f"unknown backbone {name!r}{hint} (built in: {', '.join(BACKBONES)}; or any timm model)")
 
 
