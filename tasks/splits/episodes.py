@@ -8,6 +8,8 @@ from typing import Literal
 
 import numpy as np
 
+from tasks.registry import Registry
+
 DEFAULT_SHOTS = (2, 5, 10)
 # The paper's few-shot budgets; a whole-class support of 10 shots per class would need more images
 # than SOP's test classes hold (about 5 each).
@@ -143,4 +145,6 @@ def whole_class_episodes(
 
 
 EpisodeBuilder = Callable[[Mapping[str, Sequence[str]], Sequence[str], int, int, int], tuple[list, list[str]]]
-EPISODE_BUILDERS: dict[str, EpisodeBuilder] = {"images": few_shot_episodes, "classes": whole_class_episodes}
+EPISODE_BUILDERS: Registry[EpisodeBuilder] = Registry("episode builder", plural="episode builders")
+EPISODE_BUILDERS.register(few_shot_episodes, name="images")
+EPISODE_BUILDERS.register(whole_class_episodes, name="classes")

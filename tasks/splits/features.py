@@ -37,6 +37,7 @@ from tasks.data.torch_dataset import ArrayImageSubset, image_dataset
 from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
 from tasks.models.resnet import resnet
 from tasks.models.weights import HubCheckpoint, load_backbone_weights
+from tasks.registry import Registry, doc_line
 
 RESNET50_IMAGENET = HubCheckpoint(ResNet50_Weights.IMAGENET1K_V1.url)  # the paper's weights
 
@@ -229,12 +230,32 @@ class ExtractorKind:
 
     weights: Callable[[LabelledImages, Path | None], Path]
     build: Callable[[LabelledImages, Path], Extractor]
+    needs: str = ""  # what it needs to run, in words (``oodml list extractors``)
 
 
-EXTRACTORS: dict[str, ExtractorKind] = {
-    "resnet50": ExtractorKind(resnet50_weights, resnet50_extractor),
-    "glyph-classifier": ExtractorKind(glyph_classifier_weights, glyph_classifier_extractor),
-}
+def _describe_extractor(kind: ExtractorKind) -> dict[str, str]:
+    return {"needs": kind.needs, "weights": doc_line(kind.weights), "build": doc_line(kind.build)}
+
+
+EXTRACTORS: Registry[ExtractorKind] = Registry(
+    "feature extractor", ExtractorKind, plural="extractors", describe=_describe_extractor
+)
+EXTRACTORS.register(
+    ExtractorKind(
+        resnet50_weights,
+        resnet50_extractor,
+        "torchvision's ResNet50 ImageNet weights (IMAGENET1K_V1) in the torch hub cache, or weights=<file>; 2048-d",
+    ),
+    name="resnet50",
+)
+EXTRACTORS.register(
+    ExtractorKind(
+        glyph_classifier_weights,
+        glyph_classifier_extractor,
+        "a glyph benchmark (its held-out classes train the network on first use), or weights=<file>; 128-d",
+    ),
+    name="glyph-classifier",
+)
 
 
 # FID feature extractor per dataset where it is not the paper's ResNet50.
@@ -249,9 +270,7 @@ def default_extractor(dataset: str | None) -> str:
 def extractor_weights(images: LabelledImages, extractor: str, weights: str | Path | None = None) -> Path:
     """Where ``extractor``'s weights for ``images`` are; ``ValueError`` for an unknown extractor name and
     ``FeatureWeightsError`` when the weights cannot be had."""
-    if extractor not in EXTRACTORS:
-        raise ValueError(f"unknown feature extractor {extractor!r}; known: {', '.join(EXTRACTORS)}")
-    return EXTRACTORS[extractor].weights(images, Path(weights).expanduser() if weights else None)
+    return EXTRACTORS.get(extractor).weights(images, Path(weights).expanduser() if weights else None)
 
 
 def _feature_cache_path(cache_dir: Path, images: LabelledImages, name: str, extractor: Extractor) -> Path:
