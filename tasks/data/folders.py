@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from tasks.data.base import DatasetError, LabelledImages
+from tasks.data.partition import ClassList, initial_partition, train_count
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -84,17 +85,14 @@ def scan_class_folders(name: str, folder: Path, layout: str) -> dict[str, list[s
 
 
 def images_from_class_folders(
-    name: str, folder: Path, classes: dict[str, list[str]], num_train_classes: int, full_size: int | None
+    name: str,
+    folder: Path,
+    classes: dict[str, list[str]],
+    train: tuple[str, ...],
+    test: tuple[str, ...],
 ) -> LabelledImages:
-    """The first ``num_train_classes`` sorted classes are the default train split, the rest test."""
+    """The images of ``classes`` (sorted class names -> their file names) with the given default split."""
     names = sorted(classes)
-    if not 0 < num_train_classes < len(names):
-        complete = f" ({name} has {full_size} classes)" if full_size else ""
-        raise DatasetError(
-            f"{name}: found {len(names)} classes in {folder} but the default split puts the first "
-            f"{num_train_classes} in train and needs at least one test class{complete}; the copy looks "
-            "incomplete, or pass num_train_classes= for a subset"
-        )
     ids = tuple(f"{c}/{f}" for c in names for f in classes[c])
     labels = tuple(c for c in names for _ in classes[c])
     return LabelledImages(
@@ -102,8 +100,8 @@ def images_from_class_folders(
         root=folder,
         image_ids=ids,
         labels=labels,
-        default_train=tuple(names[:num_train_classes]),
-        default_test=tuple(names[num_train_classes:]),
+        default_train=train,
+        default_test=test,
         load=FileLoader(name, folder, ids),
     )
 
@@ -135,15 +133,39 @@ def _paper_folder_dataset(name: str, full_size: int, example: str) -> Callable[.
     """The loader of a paper dataset stored as ``<root>/images/<class folder>/<image>``."""
     layout = f"<root>/images/<class folder>/<image>, e.g. images/{example}"
 
-    def build(root: Path | None, num_train_classes: int = full_size // 2) -> LabelledImages:
+    def build(
+        root: Path | None,
+        num_train_classes: int = full_size // 2,
+        partition: str | None = None,
+        partition_seed: int = 0,
+        train_classes: ClassList | None = None,
+        test_classes: ClassList | None = None,
+    ) -> LabelledImages:
         folder = _images_folder(name, root, layout)
         classes = scan_class_folders(name, folder, layout)
-        return images_from_class_folders(name, folder, classes, num_train_classes, full_size)
+        given = train_classes is not None or test_classes is not None
+        if not given and not 0 < num_train_classes < len(classes):
+            raise DatasetError(
+                f"{name}: found {len(classes)} classes in {folder} but the default split puts the first "
+                f"{num_train_classes} in train and needs at least one test class ({name} has {full_size} "
+                "classes); the copy looks incomplete, or pass num_train_classes= for a subset"
+            )
+        train, test = initial_partition(
+            name,
+            list(classes),
+            partition=partition,
+            partition_seed=partition_seed,
+            train_classes=train_classes,
+            test_classes=test_classes,
+            num_train=num_train_classes,
+        )
+        return images_from_class_folders(name, folder, classes, train, test)
 
     build.__name__ = build.__qualname__ = f"load_{name}"
     build.__doc__ = (
         f"{name} from ``{layout}``: sorted classes, the first {full_size // 2} of {full_size} train "
-        "(ooDML's default split)."
+        "(ooDML's default split); ``partition``, ``train_classes``, ``test_classes``: another initial "
+        "partition (``tasks.data.partition``)."
     )
     return build
 
@@ -155,16 +177,30 @@ load_cars196 = _paper_folder_dataset("cars196", 196, "AM General Hummer SUV 2000
 
 
 def load_imagefolder(
-    root: Path | None, train_fraction: float = 0.5, name: str = "imagefolder"
+    root: Path | None,
+    train_fraction: float = 0.5,
+    name: str = "imagefolder",
+    partition: str | None = None,
+    partition_seed: int = 0,
+    train_classes: ClassList | None = None,
+    test_classes: ClassList | None = None,
 ) -> LabelledImages:
-    """Any ``<root>/<class>/<image>`` tree; the first ``train_fraction`` of sorted classes is the train split.
+    """Any ``<root>/<class>/<image>`` tree; by default the first ``train_fraction`` of sorted classes is
+    the train split (``partition``, ``train_classes``, ``test_classes``: ``tasks.data.partition``).
 
-    ``name`` names the dataset (in cache keys and messages).
+    ``name`` names the dataset (in results, cache keys and messages).
     """
     layout = "<root>/<class folder>/<image>"
     folder = require_root(name, root, layout)
-    if not 0 < train_fraction < 1:
-        raise DatasetError(f"{name}: train_fraction must lie strictly between 0 and 1, got {train_fraction}")
+    train_count(name, 2, train_fraction)  # a bad fraction is refused before the folder is scanned
     classes = scan_class_folders(name, folder, layout)
-    num_train = min(max(round(train_fraction * len(classes)), 1), len(classes) - 1)
-    return images_from_class_folders(name, folder, classes, num_train, None)
+    train, test = initial_partition(
+        name,
+        list(classes),
+        train_fraction=train_fraction,
+        partition=partition,
+        partition_seed=partition_seed,
+        train_classes=train_classes,
+        test_classes=test_classes,
+    )
+    return images_from_class_folders(name, folder, classes, train, test)
