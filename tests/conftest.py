@@ -37,6 +37,9 @@ RAY_TEST_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
 os.environ.update(RAY_TEST_ENV)
+# Tests never reach the internet: pretrained weights come from caches only, unless a test unsets this to
+# download from the HTTP server it starts on 127.0.0.1 (tests/models/test_weights_download.py).
+os.environ["OODML_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

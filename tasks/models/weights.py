@@ -1,28 +1,49 @@
-"""Pretrained backbone weights: found in local caches or at a given path, never downloaded.
+"""Pretrained backbone weights, fetched through the libraries' own caches (DESIGN.md 10).
 
 ImageNet checkpoints of torchvision models live where ``torch.hub`` caches them
-(``torch.hub.get_dir()/checkpoints/<file name of the URL>``); timm weights in the Hugging Face hub cache.
-Files load with ``torch.load(..., weights_only=True)`` (or safetensors), so a checkpoint cannot run code.
+(``torch.hub.get_dir()/checkpoints/<file name of the URL>``) and are downloaded there by torch hub's own
+``download_url_to_file`` (checked against the hash prefix in the file name); timm weights live in the
+Hugging Face hub cache and are downloaded there by ``huggingface_hub``. Offline (``OODML_OFFLINE=1`` or
+``HF_HUB_OFFLINE=1``) or when the connection fails, the cached file is used, and an absent one is named
+with where to put it. Files load with ``torch.load(..., weights_only=True)`` (or safetensors), so a
+checkpoint cannot run code.
 """
 
 from __future__ import annotations
 
+import http.client
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+OFFLINE_SETTINGS = ("OODML_OFFLINE", "HF_HUB_OFFLINE")
+_TRUE = {"1", "true", "yes", "on"}
+# a refused or dropped connection, an unknown host, a timeout, an HTTP error status
+NETWORK_ERRORS = (OSError, http.client.HTTPException, HfHubHTTPError, LocalEntryNotFoundError)
+
 
 class PretrainedWeightsError(FileNotFoundError):
-    """Pretrained weights were asked for but are not on this machine."""
+    """Pretrained weights were asked for but are not on this machine and could not be downloaded."""
+
+
+def offline() -> bool:
+    """True when a setting forbids downloads (``OODML_OFFLINE`` or ``HF_HUB_OFFLINE`` set to 1/true)."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in OFFLINE_SETTINGS)
+
+
+def _offline_setting() -> str:
+    return next(n for n in OFFLINE_SETTINGS if os.environ.get(n, "").strip().lower() in _TRUE)
 
 
 @dataclass(frozen=True)
 class HubCheckpoint:
-    """A checkpoint that ``torch.hub`` would download from ``url`` into its cache."""
+    """A checkpoint that ``torch.hub`` downloads from ``url`` into its cache."""
 
     url: str
 
@@ -33,10 +54,21 @@ class HubCheckpoint:
     def locate(self) -> Path | None:
         return self.path if self.path.is_file() else None
 
+    def download(self) -> Path:
+        """Fetch into the torch hub cache, as ``torch.hub.load_state_dict_from_url`` does; raises one of
+        ``NETWORK_ERRORS`` when the server cannot be reached."""
+        match = torch.hub.HASH_REGEX.search(self.path.name)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(self.url, str(self.path), match.group(1) if match else None)
+        except RuntimeError as err:  # torch hub's hash check
+            raise PretrainedWeightsError(f"{self.url} was downloaded but is damaged: {err}") from None
+        return self.path
+
     def how_to_get(self) -> str:
         return (
             f"expected {self.path.name} at {self.path}. Download {self.url} and put it there "
-            f"(e.g. curl -L --create-dirs -o {self.path} {self.url})"
+            f"(e.g. curl -L --create-dirs -o {self.path} {self.url}; set TORCH_HOME to move the torch hub cache)"
         )
 
 
@@ -54,6 +86,22 @@ class HuggingFaceWeights:
                 return Path(found)
         return None
 
+    def download(self) -> Path:
+        """The first of ``filenames`` the repository has, fetched into the Hugging Face cache."""
+        for filename in self.filenames:
+            try:
+                return Path(
+                    hf_hub_download(
+                        self.repo_id, filename, library_name="timm", endpoint=os.environ.get("HF_ENDPOINT")
+                    )
+                )
+            except EntryNotFoundError as err:  # the repository has no such file: try the next name
+                if isinstance(err, LocalEntryNotFoundError):  # no connection (a subclass in hub 1.x)
+                    raise
+        raise PretrainedWeightsError(
+            f"https://huggingface.co/{self.repo_id} has none of {', '.join(self.filenames)}"
+        )
+
     def how_to_get(self) -> str:
         return (
             f"expected {self.filenames[0]} of https://huggingface.co/{self.repo_id} in the Hugging Face "
@@ -65,13 +113,31 @@ class HuggingFaceWeights:
 WeightsSource = HubCheckpoint | HuggingFaceWeights
 
 
-def locate(backbone: str, source: WeightsSource) -> Path:
-    """The local file holding ``backbone``'s pretrained weights, or an error saying how to get it."""
+def fetch(source: WeightsSource) -> tuple[Path | None, str]:
+    """The local file of ``source`` (cached, else downloaded unless offline) and, when there is none,
+    why it was not downloaded."""
     path = source.locate()
+    if path is not None:
+        return path, ""
+    if offline():
+        return None, f"not downloaded because {_offline_setting()} is set (unset it to download)"
+    try:
+        return source.download(), ""
+    except NETWORK_ERRORS as err:
+        return None, (
+            f"the download failed ({type(err).__name__}: {err}); "
+            f"set OODML_OFFLINE=1 to use local files without trying"
+        )
+
+
+def locate(backbone: str, source: WeightsSource) -> Path:
+    """The local file holding ``backbone``'s pretrained weights (downloaded into the library's cache when
+    the network allows), or an error saying how to get it."""
+    path, why = fetch(source)
     if path is None:
         raise PretrainedWeightsError(
             f"pretrained weights for backbone {backbone!r} not found: {source.how_to_get()}; "
-            "or pass pretrained=<path to the file>, or pretrained=False"
+            f"or pass pretrained=<path to the file>, or pretrained=False ({why})"
         )
     return path
 

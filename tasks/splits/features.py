@@ -4,7 +4,8 @@ Every image goes through the extractor's evaluation transform and network; its g
 penultimate features are averaged per class. Extractors (``EXTRACTORS``):
 
 - ``resnet50``: torchvision's ResNet50 with the ImageNet weights the paper used (IMAGENET1K_V1), 2048-d.
-  Weights come from the torch hub cache or ``weights=``; they are never downloaded.
+  Weights come from ``weights=`` or the torch hub cache, downloaded there unless offline
+  (``tasks.models.weights``: ``OODML_OFFLINE=1``, or a failed connection, uses the cache only).
 - ``glyph-classifier``: for the glyph demo, a small CNN (``glyph_feature_cnn``, 128-d) trained as a
   classifier on the held-out glyph classes, which play ImageNet's role. Why not pixel PCA or a random
   CNN: they also give a FID trend, but under them an untrained network's Recall@1 falls with FID too,
@@ -115,12 +116,17 @@ class Extractor:
 
 
 def resnet50_weights(images: LabelledImages, weights: Path | None) -> Path:
-    """ResNet50's ImageNet (IMAGENET1K_V1) weights: ``weights``, or the torch hub cache's file."""
-    path = weights or RESNET50_IMAGENET.path
-    if not path.is_file():
+    """ResNet50's ImageNet (IMAGENET1K_V1) weights: ``weights``, or the torch hub cache's file (fetched
+    into the cache when the network allows)."""
+    if weights is not None:
+        if not weights.is_file():
+            raise FeatureWeightsError(f"ResNet50 ImageNet weights (IMAGENET1K_V1) not found at {weights}")
+        return weights
+    path, why = fetch(RESNET50_IMAGENET)
+    if path is None:
         raise FeatureWeightsError(
-            f"ResNet50 ImageNet weights (IMAGENET1K_V1) not found at {path}. They are never downloaded: "
-            f"fetch {RESNET50_IMAGENET.url} and save it as {RESNET50_IMAGENET.path} (set TORCH_HOME to move "
+            f"ResNet50 ImageNet weights (IMAGENET1K_V1) not found at {RESNET50_IMAGENET.path}, and {why}. "
+            f"Fetch {RESNET50_IMAGENET.url} and save it as {RESNET50_IMAGENET.path} (set TORCH_HOME to move "
             f"the torch hub cache), or pass weights=<path to {RESNET50_IMAGENET.path.name}>"
         )
     return path

@@ -77,7 +77,7 @@ def test_resnet50_without_weights_says_which_file_goes_where(
     images = build_dataset("glyphs", **tiny_glyphs, num_classes=4)
     expected = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
     message = (
-        rf"not found at {expected}\. .*never downloaded: fetch "
+        rf"not found at {expected}, and not downloaded because OODML_OFFLINE is set .*Fetch "
         r"https://download\.pytorch\.org/models/resnet50-0676ba61\.pth .*TORCH_HOME.*weights="
     )
     with pytest.raises(FeatureWeightsError, match=message):
