@@ -37,7 +37,7 @@ from tasks.data.glyphs import heldout_for
 from tasks.data.torch_dataset import ArrayImageSubset, image_dataset
 from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
 from tasks.models.resnet import resnet
-from tasks.models.weights import HubCheckpoint, load_backbone_weights
+from tasks.models.weights import HubCheckpoint, fetch, load_backbone_weights
 from tasks.registry import Registry, doc_line
 
 RESNET50_IMAGENET = HubCheckpoint(ResNet50_Weights.IMAGENET1K_V1.url)  # the paper's weights
