@@ -351,9 +351,12 @@ class StudySpec(_Strict):
     @field_validator("model")
     @classmethod
     def _backbone(cls, model: ModelConfig) -> ModelConfig:
-        from tasks.models import BACKBONES
+        from tasks.models import backbone_spec
 
-        _known(model.backbone, BACKBONES, "backbone")
+        try:  # exactly what a trial builds: a built-in name or any timm model (timm:<name>)
+            backbone_spec(model.backbone)
+        except ValueError as err:
+            raise ValueError(f"backbone: {err}") from None
         if isinstance(model.pretrained, str):  # a weights file: trials run elsewhere (Ray workers)
             return model.model_copy(update={"pretrained": _absolute(model.pretrained)})
         return model
@@ -386,8 +389,14 @@ class StudySpec(_Strict):
                 raise ValueError(
                     f"datasets[{d.name}].splits.shots {wanted} lacks budgets {sorted(set(self.shots) - set(wanted))}"
                 )
-        if self.training.epochs < 1:
-            raise ValueError("training.epochs: at least 1")
+        if self.training.epochs < 0:
+            raise ValueError("training.epochs: at least 0 (0: evaluate every method untrained, as built)")
+        searched = [m.label for m in self.methods if m.search_space()]
+        if self.training.epochs == 0 and self.tuning.epochs is None and searched and self.tuning.trials:
+            raise ValueError(
+                f"training.epochs is 0 (no training), so tuning {searched} would compare untrained models: "
+                "set tuning.epochs, or drop their search ranges"
+            )
         if self.training.protocol == "paper" and self.shots:
             raise ValueError(
                 f"fewshot.budgets {self.shots}: protocol 'paper' selects the epoch on the test classes, so "

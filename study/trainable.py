@@ -67,7 +67,11 @@ def run_planned(config: dict, *, study_dir: str, metric: str, bases: dict[str, d
         tune.report({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__}: {err}"})
         return
     record["trial_id"] = trial.trial_id
-    final = {OBJECTIVE: max(record[f"curve/{metric}"]), RECORD: json.dumps(record)}
+    curve = record.get(f"curve/{metric}") or [record.get(metric, math.nan)]  # untrained: no epochs
+    final = {OBJECTIVE: max(curve), RECORD: json.dumps(record)}
+    if record["checkpoint"] is None:  # untrained (frozen baseline): its weights are the published ones
+        tune.report(final)
+        return
     with tempfile.TemporaryDirectory() as selected:
         shutil.copy2(record["checkpoint"], selected)
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(selected))

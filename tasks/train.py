@@ -100,14 +100,28 @@ def evaluate_classes(
     return retrieval_metrics(embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi)
 
 
+UNTRAINED_EPOCH = -1  # ``selected_epoch`` of a model evaluated as built (no training)
+
+
 @dataclass
 class TrainResult:
+    """A trained model and its history; ``epochs`` is how many it was trained for (0: none, the model as
+    built, whose validation record is ``untrained``: ``selected_epoch`` is then ``UNTRAINED_EPOCH``)."""
+
     model: EmbeddingModel
     history: list[dict] = field(default_factory=list)
-    selected_epoch: int = -1
+    selected_epoch: int = UNTRAINED_EPOCH
     best_score: float = -math.inf
     resumed_from_epoch: int | None = None
     train_seconds: float = 0.0
+    epochs: int = 0
+    untrained: dict | None = None
+
+    def selected_record(self) -> dict:
+        """The selected epoch's record (``val/`` and ``test/`` metrics), or the untrained model's."""
+        if self.untrained is not None:
+            return self.untrained
+        return next(row for row in self.history if row["epoch"] == self.selected_epoch)
 
 
 class CheckpointError(ValueError):
@@ -201,6 +215,8 @@ def train_model(
     method.to(device)
     if _channels_last(device):
         model.to(memory_format=torch.channels_last)
+    if not trains(config, method):
+        return _untrained(model, images, split, config, device)
     optimizer = torch.optim.Adam(
         model.param_groups(tc.lr, tc.head_lr or tc.lr) + method.param_groups(), weight_decay=tc.weight_decay
     )
@@ -327,9 +343,30 @@ def train_model(
         if on_epoch is not None:
             on_epoch(record, workdir)
     result.train_seconds = time.perf_counter() - started
+    result.epochs = tc.epochs
     if (workdir / BEST_WEIGHTS).is_file():
         model.load_state_dict(load_checkpoint(workdir / BEST_WEIGHTS, device)["model"])
     return result
+
+
+def trains(config: TrialConfig, method: Method) -> bool:
+    """Whether the trial trains at all: not with ``training.epochs: 0`` (every method is then evaluated
+    as built: pretrained backbone, initial head) nor for a method that never trains (``frozen``)."""
+    return config.training.epochs > 0 and method.trains
+
+
+def _untrained(
+    model: EmbeddingModel, images: LabelledImages, split: Split, config: TrialConfig, device: torch.device
+) -> TrainResult:
+    """The model as built, with no epoch and no optimizer step: nothing is selected, no checkpoint is
+    written (its weights are the backbone's published ones and the method's initial head), and its
+    validation metrics (protocol ``validated``) stand where the selected epoch's would."""
+    record: dict = {"epoch": UNTRAINED_EPOCH}
+    if config.training.protocol == "validated":
+        val = evaluate_classes(model, images, split.split_val, config, device)
+        record.update({f"val/{k}": v for k, v in val.items()})
+        record["val/selection_score"] = selection_score(record, config)
+    return TrainResult(model=model, untrained=record)
 
 
 def _progress(iterable, enabled: bool, description: str):

@@ -4,6 +4,10 @@
 classes zero-shot and with few-shot adaptation, writes its checkpoints to ``workdir`` and returns a
 flat record: config identity, per-epoch curves, selected epoch, val/test metrics, few-shot results,
 timings, versions, seeds and the split's hash.
+
+A trial that does not train (``training.epochs: 0``, or the ``frozen`` method) records ``epochs`` 0,
+``selected_epoch`` -1 (the model as built), no curves and no checkpoint (``checkpoint`` None: its weights
+are the backbone's published ones), and the untrained model's val/test/few-shot metrics.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from tasks.data import build_dataset
 from tasks.fewshot import evaluate_fewshot
 from tasks.splits.check import class_sizes, unknown_classes
 from tasks.splits.files import Split, read_split_file
-from tasks.train import evaluate_classes, resolve_device, train_model
+from tasks.train import BEST_WEIGHTS, evaluate_classes, resolve_device, train_model
 
 RECORD_VERSION = 1
 
@@ -85,11 +89,11 @@ def run_trial(
         "backbone": config.model.backbone,
         "embedding_dim": trained.model.head.out_features,
         "seed": config.seed,
-        "epochs": config.training.epochs,
+        "epochs": trained.epochs,
         "protocol": config.training.protocol,
         "selected_epoch": trained.selected_epoch,
         "resumed_from_epoch": trained.resumed_from_epoch,
-        "checkpoint": str((workdir / "best.pt").resolve()),
+        "checkpoint": str((workdir / BEST_WEIGHTS).resolve()) if trained.epochs else None,
         "config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
         "versions": json.dumps(versions(), sort_keys=True),
         "device": str(device),
@@ -99,8 +103,7 @@ def run_trial(
         for key, value in row.items():
             curves.setdefault(key, []).append(value)
     record.update({f"curve/{k}": v for k, v in curves.items()})
-    best = next(row for row in trained.history if row["epoch"] == trained.selected_epoch)
-    record.update({k: v for k, v in best.items() if k.startswith("val/")})
+    record.update({k: v for k, v in trained.selected_record().items() if k.startswith("val/")})
 
     evaluated = time.perf_counter()
     if config.evaluate_test:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from functools import lru_cache, partial
@@ -94,13 +95,22 @@ BACKBONES.register(BackboneSpec("glyph_cnn", GLYPH, 128, 64, glyph_cnn, None, fr
 
 @lru_cache
 def _timm_spec(name: str) -> BackboneSpec:
-    """Any timm model, pooled features (``num_classes=0``), its pretrained config's preprocessing."""
+    """Any timm model, pooled features (``num_classes=0``), its pretrained config's preprocessing: input
+    size, mean/std, resampling filter, and the evaluation resize ``floor(size / crop_pct)`` as timm's
+    ``transforms_factory`` computes it; weights from its Hugging Face repository (or the URL of the
+    few models timm still fetches from one)."""
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None:
         raise ValueError(f"timm has no pretrained config for {name!r}")
     channels, _, size = cfg.input_size
+    interpolation = cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic") else "bilinear"
     preprocess = Preprocess(
-        size=size, resize=round(size / cfg.crop_pct), channels=channels, mean=cfg.mean, std=cfg.std
+        size=size,
+        resize=math.floor(size / cfg.crop_pct),
+        channels=channels,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        interpolation=interpolation,
     )
     with torch.device("meta"):
         feature_dim = timm.create_model(name, pretrained=False, num_classes=0).num_features
@@ -111,7 +121,7 @@ def _timm_spec(name: str) -> BackboneSpec:
         feature_dim,
         512,
         partial(timm.create_model, name, pretrained=False, num_classes=0),
-        HuggingFaceWeights(cfg.hf_hub_id) if cfg.hf_hub_id else None,
+        HuggingFaceWeights(cfg.hf_hub_id) if cfg.hf_hub_id else HubCheckpoint(cfg.url) if cfg.url else None,
         tuple(f"{c}." for c in classifier),
     )
 
