@@ -77,7 +77,7 @@ def dataset_options(name: str) -> list[str]:
     return [p for p in parameters if p != "root"] + ["unreadable_images"]
 
 
-def build_dataset(name: str, root: str | Path | None, /, **options: Any) -> LabelledImages:
+def build_dataset(name: str, /, root: str | Path | None, **options: Any) -> LabelledImages:
     """The dataset registered as ``name``, read from ``root`` (for ``glyphs``: the cache folder, or None).
 
     Every dataset takes ``unreadable_images``: ``"fail"`` (default: loading an unreadable image fails,

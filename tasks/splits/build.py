@@ -88,8 +88,9 @@ def build_from_dataset(
     class means as ``class_means.npz`` for the dashboard's projection of splits).
 
     FID features come from ``extractor`` (the dataset's default when None); unset settings take the
-    dataset's (``dataset`` is its registry name): published progressions, few-shot ``support`` and the
-    shot budgets that go with it.
+    dataset's (``dataset`` is its registry name): published progressions (scaled to the initial
+    partition for a dataset without published ones), few-shot ``support`` and the shot budgets that go
+    with it.
     """
     from tasks.splits.features import class_mean_features, default_extractor
 
@@ -105,7 +106,7 @@ def build_from_dataset(
         features.means,
         images.default_train,
         images.default_test,
-        config=config or default_settings(dataset),
+        config=config or default_settings(dataset, (len(images.default_train), len(images.default_test))),
         selection=selection,
         images_by_class={c: [images.image_ids[i] for i in idx] for c, idx in by_class.items()},
         shots=shots or default_shots(support),

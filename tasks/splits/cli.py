@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -52,7 +53,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--cache-dir", help="where per-image features are cached")
     source.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="output folder for splits.json and splits.pkl")
-    prog = parser.add_argument_group("progressions (defaults: the published settings of the dataset)")
+    prog = parser.add_argument_group(
+        "progressions (defaults: the dataset's published settings; for others CUB200's, scaled to the class count)"
+    )
     prog.add_argument("--steps", type=int, help="harder steps N")
     prog.add_argument("--swaps-per-step", type=int, help="swaps per step K (all progressions)")
     prog.add_argument("--history", type=int, help="swap history H (harder and removal)")
@@ -75,24 +78,28 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _progression_config(args: argparse.Namespace) -> ProgressionConfig:
-    """The dataset's published settings with the command-line overrides applied."""
-    return progression_config(args.dataset, **overrides_of(args))
+def _progression_config(
+    args: argparse.Namespace, train: Sequence[str], test: Sequence[str]
+) -> ProgressionConfig:
+    """The dataset's settings (published, or scaled to its initial partition) with the command-line
+    overrides applied."""
+    return progression_config(args.dataset, sides=(len(train), len(test)), **overrides_of(args))
 
 
 def _from_dataset(args: argparse.Namespace) -> SplitFile:
     from tasks.data import build_dataset
 
     options = parse_options(args.option)
+    images = build_dataset(args.dataset, args.root, **options)
     return build_from_dataset(
         args.dataset,
-        build_dataset(args.dataset, args.root, **options),
+        images,
         args.out,
         extractor=args.extractor,
         weights=args.weights,
         cache_dir=args.cache_dir,
         device=args.device,
-        config=_progression_config(args),
+        config=_progression_config(args, images.default_train, images.default_test),
         selection=parse_selection(args.select),
         shots=args.shots,
         episodes=args.episodes,
@@ -110,7 +117,7 @@ def _from_features(args: argparse.Namespace) -> SplitFile:
         means,
         train,
         test,
-        config=_progression_config(args),
+        config=_progression_config(args, train, test),
         selection=parse_selection(args.select),
         episodes=args.episodes,
         seed=args.seed,

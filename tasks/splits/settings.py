@@ -1,7 +1,21 @@
-"""Published progression settings per dataset (DESIGN.md section 3)."""
+"""Progression settings per dataset: the published ones (DESIGN.md section 3), scaled for the rest.
+
+CUB200, CARS196 and SOP use their published settings exactly. Any other dataset (an image folder, a CSV
+list, the glyph demo) starts from CUB200's and bounds them by the size of its initial partition, ``n``
+classes on the smaller side, so that a small dataset builds with the defaults (``scaled_settings``):
+
+- swaps per step: at most a quarter of ``n`` (at least 1);
+- swap history: at most 30% of ``n`` (CUB's easier walk remembers 30 of its 100 classes per side), and
+  never so long that a step runs out of candidates (history + swaps per step <= n);
+- removal steps: at most as many as can run before a side would fall below what the next step needs
+  (swaps + max(history, 2) classes) if every step removed classes; the removal walk stops there anyway.
+
+A dataset with CUB's 100 + 100 classes or more gets CUB's settings unchanged.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from tasks.splits.episodes import Support
@@ -36,9 +50,46 @@ def default_support(dataset: str | None) -> Support:
     return DEFAULT_SUPPORT.get(dataset or "", "images")
 
 
-def default_settings(dataset: str | None) -> ProgressionConfig:
-    """The published settings of a dataset; CUB200's for any other dataset (the demo included)."""
-    return PUBLISHED_SETTINGS.get(dataset or "", _CUB)
+def default_settings(dataset: str | None, sides: Sequence[int] | None = None) -> ProgressionConfig:
+    """The published settings of a dataset; for any other dataset (the demo included) CUB200's, scaled
+    to ``sides`` (its initial train and test class counts) when given."""
+    if dataset in PUBLISHED_SETTINGS:
+        return PUBLISHED_SETTINGS[dataset]
+    return _CUB if sides is None else scaled_settings(_CUB, sides)
+
+
+MAX_SWAP_FRACTION = 0.25  # swaps per step, of the smaller side
+MAX_HISTORY_FRACTION = 0.3  # swap history, of the smaller side
+
+
+def scaled_settings(
+    config: ProgressionConfig, sides: Sequence[int], fixed: frozenset[str] = frozenset()
+) -> ProgressionConfig:
+    """``config`` bounded by the size of the initial partition (the rule in the module docstring).
+
+    ``fixed`` names the overrides (``OVERRIDES``) a user gave: those are kept as given.
+    """
+    n = min(sides)
+    if n < 2:
+        raise ValueError(
+            f"the initial partition has {list(sides)} train/test classes; FID needs at least 2 on each side"
+        )
+    swaps = config.harder.swaps_per_step
+    if "swaps_per_step" not in fixed:
+        swaps = min(swaps, max(1, int(MAX_SWAP_FRACTION * n)))
+    most_history = min(int(MAX_HISTORY_FRACTION * n), n - swaps)
+
+    def bound(settings: ProgressionSettings, history_option: str) -> ProgressionSettings:
+        history = settings.history if history_option in fixed else max(0, min(settings.history, most_history))
+        return replace(settings, swaps_per_step=swaps, history=history)
+
+    harder, easier = bound(config.harder, "history"), bound(config.easier, "easier_history")
+    removal = bound(config.removal, "history")
+    if "removal_steps" not in fixed:
+        keep = swaps + max(removal.history, 2)  # the removal walk stops below this (progressions.py)
+        runnable = max(1, (n - keep) // swaps + 1)
+        removal = replace(removal, steps=min(removal.steps, runnable))
+    return ProgressionConfig(harder=harder, easier=easier, removal=removal)
 
 
 # The overridable progression settings: the names ``oodml splits build`` options and a study's
@@ -54,6 +105,7 @@ def overrides_of(settings: object) -> dict[str, int | None]:
 def progression_config(
     dataset: str | None,
     *,
+    sides: Sequence[int] | None = None,
     steps: int | None = None,
     swaps_per_step: int | None = None,
     history: int | None = None,
@@ -61,9 +113,12 @@ def progression_config(
     easier_history: int | None = None,
     removal_steps: int | None = None,
 ) -> ProgressionConfig:
-    """The dataset's published settings with the given ones in their place (``None`` keeps published).
+    """The dataset's settings (``default_settings``) with the given ones in their place (``None`` keeps
+    the default).
 
     ``swaps_per_step`` applies to all three progressions, ``history`` to the harder and removal ones.
+    ``sides`` (the initial partition's train and test class counts) scales the defaults of a dataset
+    without published settings; the given settings are kept as given.
     """
     published = default_settings(dataset)
 
@@ -73,8 +128,19 @@ def progression_config(
         changes = {"steps": steps, "history": history, "swaps_per_step": swaps_per_step}
         return replace(settings, **{name: v for name, v in changes.items() if v is not None})
 
-    return ProgressionConfig(
+    config = ProgressionConfig(
         harder=override(published.harder, steps, history),
         easier=override(published.easier, easier_steps, easier_history),
         removal=override(published.removal, removal_steps, history),
     )
+    if sides is None or dataset in PUBLISHED_SETTINGS:
+        return config
+    given = dict(
+        steps=steps,
+        swaps_per_step=swaps_per_step,
+        history=history,
+        easier_steps=easier_steps,
+        easier_history=easier_history,
+        removal_steps=removal_steps,
+    )
+    return scaled_settings(config, sides, frozenset(k for k, v in given.items() if v is not None))
