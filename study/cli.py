@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         "add_convert_sop_arguments",
         "convert_sop",
         "translate the ooDML code's SOP split pickle (product ids, class ids) to a split file of class ids",
+    ),
+    ("data", "download"): Command(
+        "tasks.data.cli",
+        "add_download_arguments",
+        "download",
+        "fetch a public dataset (cub200, sop), check its checksum and unpack it as its loader reads it",
     ),
     ("trial",): Command("tasks.cli", "add_trial_arguments", "trial", "run one trial from a YAML config"),
     ("results",): Command(
@@ -72,8 +79,15 @@ def _usage() -> str:
     return (
         "usage: oodml COMMAND [options]\n\ncommands:\n"
         + "\n".join(rows)
-        + "\n\n'oodml COMMAND --help' for options"
+        + "\n\n'oodml COMMAND --help' for options, 'oodml --version' for the version"
     )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("oodml")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _find(argv: list[str]) -> tuple[tuple[str, ...], Command] | None:
@@ -86,6 +100,9 @@ def _find(argv: list[str]) -> tuple[tuple[str, ...], Command] | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        print(f"oodml {_version()}")
+        return 0
     found = _find(argv)
     if found is None:
         print(_usage(), file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)

@@ -17,6 +17,7 @@ class FileServer:
     cut: dict[str, int] = field(default_factory=dict)  # name -> bytes sent before dropping, once
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     headers: dict[str, str] = field(default_factory=dict)  # sent with every answer
+    ranges: bool = True  # False: answer every request with the whole file (200), as some servers do
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -36,7 +37,7 @@ class FileServer:
                     self.send_error(404)
                     return
                 data, start = server.files[name], 0
-                if wanted and wanted.startswith("bytes="):
+                if wanted and wanted.startswith("bytes=") and server.ranges:
                     start = int(wanted.removeprefix("bytes=").split("-")[0])
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Length", str(len(data) - start))
