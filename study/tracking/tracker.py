@@ -44,6 +44,7 @@ IDENTITY_PARAMS = (
 ).split()
 _NOT_METRICS = {"split_id", "seed", "epochs", "embedding_dim", "record_version"}
 _SERVER_SCHEMES = ("http", "https", "databricks")
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def default_tracking_uri(study_dir: str | Path) -> str:
@@ -202,6 +203,7 @@ class StudyTracker:
                 return self.client.create_experiment(
                     self.experiment_name,
                     artifact_location=artifact_location(self.tracking_uri, self.study_dir),
+                    tags=self._experiment_tags(),
                 )
             except MlflowException as err:  # created meanwhile by another process
                 if err.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -209,7 +211,23 @@ class StudyTracker:
                 found = self.client.get_experiment_by_name(self.experiment_name)
         if found.lifecycle_stage == "deleted":
             self.client.restore_experiment(found.experiment_id)
+        for key, value in self._experiment_tags().items():
+            if key not in found.tags:  # a description edited in the UI stays
+                self.client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
+
+    def _experiment_tags(self) -> dict[str, str]:
+        """MLflow 3's UI opens an experiment by its kind: without one it shows the (empty) GenAI traces
+        overview; ``custom_model_development`` opens on the runs table. The note is its description."""
+        return {
+            EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+            "mlflow.note.content": (
+                f"oodml study **{self.experiment_name}** (Deep Metric Learning under out-of-distribution "
+                "shift): one parent run per study (tag `oodml.role` = study) with a child run per trial, "
+                "named `<method> <split> s<seed> (<stage>)`; stage `tune` is the Optuna search, `eval` the "
+                f"evaluation grid. Study folder: `{self.study_dir}` (results, dashboard/index.html)."
+            ),
+        }
 
     def _new_trial_run(
         self, record: dict, stage: str, status: str, error: str | None, tuned: dict | None

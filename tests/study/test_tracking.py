@@ -99,6 +99,20 @@ def test_new_store_default_locations(template_store):
     assert experiment.artifact_location == (template_store.parent / "mlartifacts").as_uri()
 
 
+def test_the_experiment_opens_on_its_runs_in_the_mlflow_3_ui(study_dir):
+    """MLflow 3 opens an experiment without ``mlflow.experimentKind`` on the GenAI traces overview."""
+    tracker = StudyTracker(None, study_dir, "demo")
+    tags = tracker.client.get_experiment(tracker.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "demo" in tags["mlflow.note.content"] and str(study_dir) in tags["mlflow.note.content"]
+    older = tracker.client.create_experiment("older")  # made before oodml tagged experiments
+    tracker.client.set_experiment_tag(older, "mlflow.note.content", "the user's own description")
+    StudyTracker(None, study_dir, "older")
+    tags = tracker.client.get_experiment(older).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.note.content"] == "the user's own description"
+
+
 def test_parent_and_child_runs(study_dir):
     tracker = StudyTracker(None, study_dir, "demo")
     parent = tracker.start_study("demo-1", SPEC)
