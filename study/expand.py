@@ -53,7 +53,7 @@ class PlannedTrial:
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.data.dataset}/{c.method.label}/split {c.data.split}/seed {c.seed}"
+        return f"{c.data.dataset_name}/{c.method.label}/split {c.data.split}/seed {c.seed}"
 
     def to_dict(self) -> dict:
         """Plain data, as a Ray Tune trial config carries it."""
@@ -153,7 +153,7 @@ def trial_config(
         training = training.model_copy(update=update)
     return TrialConfig(
         data=DataConfig(
-            dataset=plan.entry.name,
+            dataset=plan.entry.dataset,
             root=plan.entry.root,
             options=plan.entry.loader_options(),
             num_workers=plan.entry.num_workers,

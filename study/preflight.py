@@ -63,7 +63,7 @@ def check_weights(spec: StudySpec) -> None:
 def readable_images(entry: DatasetEntry, field: str, echo: Callable[[str], None]) -> LabelledImages:
     """The dataset, every image decoded once: unreadable ones fail or are left out, as the spec says."""
     try:
-        images = build_dataset(entry.name, entry.root, **entry.options)
+        images = build_dataset(entry.dataset, entry.root, **entry.builder_options())
     except DatasetError as err:
         raise SpecError(f"{field}.root: {err}") from None
     echo(f"{field} ({entry.name}): checking {len(images)} images under {images.root}")
@@ -168,7 +168,7 @@ def check_whole_class_budgets(
 
 def check_feature_weights(entry: DatasetEntry, images: LabelledImages, field: str) -> None:
     """The FID feature extractor that will build the splits has its weights (none are downloaded)."""
-    extractor = entry.build.extractor or default_extractor(entry.name)
+    extractor = entry.build.extractor or default_extractor(entry.dataset)
     try:
         extractor_weights(images, extractor, entry.build.weights)
     except FileNotFoundError as err:

@@ -25,7 +25,7 @@ def describe(trial: PlannedTrial) -> dict:
     c = trial.config
     return {
         "trial_id": trial.trial_id,
-        "dataset": c.data.dataset,
+        "dataset": c.data.dataset_name,
         "split_key": str(c.data.split),
         "method": c.method.label,
         "hyperparameters": json.dumps(dict(c.method.hyperparameters), sort_keys=True),

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -102,11 +103,26 @@ class SplitBuild(_Strict):
         return None if name is None else _known(name, EXTRACTORS, "feature extractor")
 
 
-class DatasetEntry(_Strict):
-    """A dataset with either a split file or the options to build one in the study folder."""
+ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names a folder: <study>/splits/<name>/
+PATH_OPTIONS = ("train_classes", "test_classes", "image_root")  # option values that may be file paths
 
+
+class DatasetEntry(_Strict):
+    """A dataset with either a split file or the options to build one in the study folder.
+
+    ``name`` is what results, the split folder and the dashboard call it. Without ``kind`` it is also
+    the registered dataset that reads it (``name: cub200``); with ``kind`` it is a name of the entry's
+    own (``{name: birds, kind: imagefolder}``), so a study can hold several image folders or CSV lists.
+    """
+
+    # kind comes first so that name's check sees it (pydantic validates fields in this order).
+    kind: str | None = Field(
+        None, description="the registered dataset that reads this entry (imagefolder, csv, ...); None: name"
+    )
     name: str
-    root: str | None = Field(None, description="dataset folder (glyphs: render cache; None: default)")
+    root: str | None = Field(
+        None, description="dataset folder (csv: the list file; glyphs: render cache; None: default)"
+    )
     options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
         default_factory=dict, description="dataset builder options"
     )
@@ -123,17 +139,56 @@ class DatasetEntry(_Strict):
     evaluate: list[str] | None = Field(None, description="split keys to evaluate; None: every split")
     default_split: str = Field("0", description="split key whose train/val division the tuning uses")
 
-    @field_validator("name")
+    @field_validator("kind")
     @classmethod
-    def _dataset(cls, name: str) -> str:
+    def _kind(cls, kind: str | None) -> str | None:
         from tasks.data import DATASETS
 
-        return _known(name, DATASETS, "dataset")
+        return None if kind is None else _known(kind, DATASETS, "dataset")
+
+    @field_validator("name")
+    @classmethod
+    def _dataset(cls, name: str, info: ValidationInfo) -> str:
+        from tasks.data import DATASETS, dataset_options
+
+        if "kind" not in info.data:  # kind itself is wrong: that error says so
+            return name
+        kind = info.data["kind"]
+        if kind is None:
+            try:
+                return _known(name, DATASETS, "dataset")
+            except ValueError as err:
+                raise ValueError(
+                    f"{err}; to give an entry a name of its own, set kind: to one of them"
+                ) from None
+        if not ENTRY_NAME.match(name):
+            raise ValueError(
+                f"{name!r}: an entry's name names its split folder: letters, digits, '_', '.', '-', starting "
+                "with a letter or digit"
+            )
+        if name != kind and name in DATASETS:
+            raise ValueError(
+                f"{name!r} is the registered dataset {name}; give this {kind} entry another name"
+            )
+        if name != kind and "name" not in dataset_options(kind):
+            raise ValueError(
+                f"dataset {kind!r} takes no name of its own (its builder has no name option); leave kind out "
+                f"and call it {kind!r}"
+            )
+        return name
 
     @field_validator("root", "split_file")
     @classmethod
     def _abs(cls, path: str | None) -> str | None:
         return _absolute(path)
+
+    @field_validator("options")
+    @classmethod
+    def _option_paths(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Class lists and image folders given as files become absolute, as ``root`` does."""
+        return {
+            k: _absolute(v) if k in PATH_OPTIONS and isinstance(v, str) else v for k, v in options.items()
+        }
 
     @field_validator("evaluate", mode="before")
     @classmethod
@@ -161,16 +216,32 @@ class DatasetEntry(_Strict):
 
         if "unreadable_images" in self.options:
             raise ValueError("options.unreadable_images: set it as the dataset's own key, unreadable_images")
-        accepted = [o for o in dataset_options(self.name) if o != "unreadable_images"]
+        if "name" in self.options:
+            raise ValueError(
+                f"options.name: the entry's own name key names it (name: {self.options['name']}, "
+                f"kind: {self.dataset})"
+            )
+        accepted = [o for o in dataset_options(self.dataset) if o not in ("unreadable_images", "name")]
         for option in self.options:
-            _known(option, accepted, f"options: dataset {self.name!r} option")
+            _known(option, accepted, f"options: dataset {self.dataset!r} option")
         return self
 
+    @property
+    def dataset(self) -> str:
+        """The registered dataset that reads this entry: ``kind``, or ``name`` when no kind is given."""
+        return self.kind or self.name
+
+    def builder_options(self) -> dict[str, Any]:
+        """The options, plus the entry's name where it is its own (so the dataset, and every result of
+        it, carries that name)."""
+        own = {"name": self.name} if self.name != self.dataset else {}
+        return {**self.options, **own}
+
     def loader_options(self) -> dict[str, Any]:
-        """What ``tasks.data.build_dataset`` takes: the options, plus the unreadable-image policy if not
-        the default (so trials of a study that never set it keep their identities)."""
+        """What ``tasks.data.build_dataset`` takes: ``builder_options``, plus the unreadable-image policy
+        if not the default (so trials of a study that never set it keep their identities)."""
         skip = {"unreadable_images": "skip"} if self.unreadable_images == "skip" else {}
-        return {**self.options, **skip}
+        return {**self.builder_options(), **skip}
 
     @property
     def build(self) -> SplitBuild:
@@ -181,7 +252,7 @@ class DatasetEntry(_Strict):
         """How the built split file's episodes draw their support (DESIGN.md 6)."""
         from tasks.splits.settings import default_support
 
-        return self.build.support or default_support(self.name)
+        return self.build.support or default_support(self.dataset)
 
 
 class Range(_Strict):

@@ -22,11 +22,11 @@ def build_request(entry: DatasetEntry, shots: list[int]) -> dict[str, Any]:
     """Everything ``entry``'s built split file depends on, as JSON types (what ``OPTIONS_FILE`` holds)."""
     settings = entry.build.model_dump(mode="json")
     settings["shots"] = settings["shots"] if settings["shots"] is not None else list(shots)
-    return {"dataset": entry.name, "root": entry.root, "options": entry.loader_options(), **settings}
+    return {"dataset": entry.dataset, "root": entry.root, "options": entry.loader_options(), **settings}
 
 
 def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
-    """The split file of ``entry``, building it into ``<study>/splits/<dataset>/`` on first use."""
+    """The split file of ``entry``, building it into ``<study>/splits/<entry name>/`` on first use."""
     if entry.split_file:
         return Path(entry.split_file)
     out = study_dir / SPLITS_DIR / entry.name
@@ -46,16 +46,18 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
     from tasks.splits.settings import overrides_of, progression_config
 
     s, options_of_loader = entry.build, entry.loader_options()
+    images = build_dataset(entry.dataset, entry.root, **options_of_loader)
+    sides = (len(images.default_train), len(images.default_test))
     out.mkdir(parents=True, exist_ok=True)
     options.write_text(json.dumps(request))  # first: splits.json (written last, atomically) is the marker
     built_file = build_from_dataset(
-        entry.name,
-        build_dataset(entry.name, entry.root, **options_of_loader),
+        entry.dataset,
+        images,
         out,
         extractor=s.extractor,
         weights=s.weights,
         device=s.device,
-        config=progression_config(entry.name, **overrides_of(s)),
+        config=progression_config(entry.dataset, sides=sides, **overrides_of(s)),
         selection=s.select,
         shots=request["shots"],
         episodes=s.episodes,

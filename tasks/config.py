@@ -30,6 +30,11 @@ class DataConfig(_Strict):
     split: str | int = Field(description="selected split: key (str, e.g. '0', 'R22') or id (int)")
     num_workers: int = 0
 
+    @property
+    def dataset_name(self) -> str:
+        """The dataset as results name it: a ``name`` option (a study entry's own name), else ``dataset``."""
+        return str(self.options.get("name", self.dataset))
+
 
 class ModelConfig(_Strict):
     backbone: str = "resnet50"
