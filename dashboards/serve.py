@@ -7,6 +7,7 @@ with the one of the last build and rebuilds when it changed; the served page rel
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -89,16 +90,25 @@ def make_server(live: LiveReport, port: int) -> ThreadingHTTPServer:
 
 
 def serve(live: LiveReport, port: int, echo: Callable[[str], None] = print) -> None:
-    """Serve until Ctrl-C."""
+    """Serve until Ctrl-C or SIGTERM."""
     server = make_server(live, port)
     echo(
         f"serving the dashboard of {live.study_dir} at http://{HOST}:{server.server_port}/ "
         f"(bound to {HOST} only: this machine). It is rebuilt from the results dataset when that changes; "
         f"the page reloads every {RELOAD_S} s. Ctrl-C stops."
     )
+    main = threading.current_thread() is threading.main_thread()  # only there can it take signals
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         echo("stopped")
     finally:
         server.server_close()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the server as Ctrl-C does (closing its socket), instead of killing it mid-write."""
+    raise KeyboardInterrupt

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from study.tracking.tracker import default_tracking_uri
@@ -55,10 +58,49 @@ def ui(args: argparse.Namespace) -> int:
         f"({reach(args.host)}); Ctrl-C stops it",
         flush=True,
     )
+    return run_process_group(ui_command(args.study_dir, host=args.host, port=args.port))
+
+
+def run_process_group(command: list[str], grace_s: float = 10) -> int:
+    """Run ``command`` in a session of its own until it exits, Ctrl-C or SIGTERM; on the way out stop its
+    whole process group. ``mlflow server`` starts uvicorn and huey workers: stopping only the direct child
+    would leave them running (re-parented to init)."""
+    process = subprocess.Popen(command, start_new_session=True)  # its own session: Ctrl-C reaches us only
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return subprocess.run(ui_command(args.study_dir, host=args.host, port=args.port)).returncode
+        return process.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_process_group(process, grace_s)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = 10) -> None:
+    """SIGTERM to ``process``'s group (its pid: it leads a session), SIGKILL to what is left after
+    ``grace_s``; the group outlives its leader, so stragglers are found even after the leader exited."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:  # the group is empty: all stopped
+            break
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _group_alive(process):
+            time.sleep(0.1)
+    process.wait()
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    process.poll()  # reap the leader so that it does not count as alive
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def reach(host: str) -> str:

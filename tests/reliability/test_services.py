@@ -1,6 +1,7 @@
 """Every server the product starts (local Ray with its dashboard, MLflow UI, dashboard server) listens on
-127.0.0.1 only and says so. Each is started for real as a child process; its sockets, and those of all
-its descendants, are read from /proc."""
+127.0.0.1 only and says so, and a SIGTERM to ``oodml ui`` or ``oodml report --serve`` stops its whole
+process tree. Each is started for real as a child process; its sockets, and those of all its
+descendants, are read from /proc."""
 
 from __future__ import annotations
 
@@ -46,6 +47,45 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+def _tree(pid: int) -> set[int]:
+    """``pid`` and its descendants (/proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        found.add(todo[-1])
+        todo.extend(children.get(todo.pop(), []))
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (a zombie waiting to be reaped has stopped)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            running.add(pid)
+    return running
+
+
+def _assert_tree_stopped(tree: set[int], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _alive(tree)
+    for pid in left:  # do not leak them into the rest of the suite
+        os.kill(pid, 9)
+    assert not left, f"processes of the tree outlived SIGTERM: {left}"
 
 
 def _serving(port: int) -> bool:
@@ -98,8 +138,11 @@ def test_mlflow_ui_listens_on_loopback_only(tmp_path, listening_addresses):
             assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
             time.sleep(0.5)
         addresses = listening_addresses(process.pid)
+        tree = _tree(process.pid)
     finally:
-        _stop(process)
+        _stop(process)  # SIGTERM to `oodml ui` alone, as a service manager or a terminal's close sends
+    assert len(tree) > 2, tree  # oodml, mlflow server, its uvicorn (and huey workers)
+    _assert_tree_stopped(tree)
     assert "listening on 127.0.0.1 (this machine only)" in (tmp_path / "ui.log").read_text()
     assert addresses and addresses <= LOOPBACK, addresses
 
@@ -110,7 +153,10 @@ def test_dashboard_server_listens_on_loopback_only(tmp_path, listening_addresses
     )
     try:
         addresses = listening_addresses(process.pid)
+        tree = _tree(process.pid)
     finally:
         _stop(process)
+    _assert_tree_stopped(tree)
+    assert process.returncode == 0 and "stopped" in (tmp_path / "serve.log").read_text()  # as on Ctrl-C
     assert "bound to 127.0.0.1 only" in (tmp_path / "serve.log").read_text()
     assert addresses == LOOPBACK, addresses
