@@ -165,3 +165,19 @@ def test_names_reach_split_folders_trials_results_and_dashboard(two_entries: dic
 
     assert study_datasets(spec.study_dir) == ["birds", "cars"]
     assert split_file_path(spec.study_dir, "cars") == spec.study_dir / "splits" / "cars" / "splits.json"
+
+
+def test_the_readme_datasets_example_is_a_valid_spec() -> None:
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Datasets", 1)[1].split("\n## ", 1)[0]
+    example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    spec = load_spec({**copy.deepcopy(BASE), **example})
+    assert [(d.name, d.dataset) for d in spec.datasets] == [
+        ("birds", "imagefolder"),
+        ("shoes", "csv"),
+        ("cub200", "cub200"),
+    ]
