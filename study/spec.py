@@ -28,6 +28,7 @@ from pydantic import (
 
 from study.overrides import apply_overrides
 from tasks.config import DataConfig, FewShotConfig, MethodConfig, ModelConfig, TrainingConfig
+from tasks.validation import format_errors as format_validation_errors
 
 SPEC_FILE = "study.yaml"  # the resolved spec, saved in the study folder (what `oodml resume` reads)
 
@@ -510,35 +511,10 @@ class StudySpec(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The field names of the model at ``loc`` (to list them under an 'unknown key' error)."""
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-    return sorted(model.model_fields) if model else []
-
-
 def format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid study specification:"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        message = re.sub(r"^Value error, ", "", e["msg"])
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(StudySpec, e["loc"])
-            match = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1, cutoff=0.5)
-            hint = f"; did you mean {match[0]!r}?" if match else ""
-            message = f"unknown key; allowed: {', '.join(allowed)}{hint}"
-        elif e["type"] == "missing":
-            message = "required field is missing"
-        elif e["type"] == "too_short" and isinstance(e["input"], list) and not e["input"]:
-            message = "List should have at least 1 item, got an empty list: a study needs one entry at least"
-        lines.append(f"  {where}: {message}" if e["loc"] else f"  {message}")
-    return "\n".join(lines)
+    return format_validation_errors(
+        err, source, StudySpec, "study specification", "a study needs one entry at least"
+    )
 
 
 def load_spec(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> StudySpec:

@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.validation import format_errors
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -154,7 +156,9 @@ def load_trial_config(path: str | Path) -> TrialConfig:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot read trial config ({err})") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
         return TrialConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(f"{path}: invalid trial config:\n{err}") from err
+    except ValidationError as err:  # one line per field, as `oodml run` reports a study spec
+        raise ConfigError(format_errors(err, str(path), TrialConfig, "trial config")) from None
