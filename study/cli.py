@@ -67,6 +67,12 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("resume",): Command(
         "study.commands", "add_resume_arguments", "resume", "finish the study saved in a study folder"
     ),
+    ("list",): Command(
+        "study.listing",
+        "add_arguments",
+        "run",
+        "list methods, backbones, datasets, extractors with their options, defaults and search ranges",
+    ),
 }
 
 # Errors that mean "the input is wrong": reported in one line, exit code 2, no traceback.

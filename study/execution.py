@@ -16,6 +16,7 @@ from pathlib import Path
 from ray import tune
 
 from study.cluster import LazyRay
+from study.plugins import PluginSource
 from study.recording import Progress, Recorder, TrialLog
 from study.trainable import OBJECTIVE, planned_trial, run_planned
 
@@ -36,6 +37,7 @@ class Execution:
     log: TrialLog
     echo: Callable[[str], None]
     ray: LazyRay
+    plugins: tuple[PluginSource, ...] = ()  # loaded on every worker before its trial (study.plugins)
 
     def fit(
         self,
@@ -51,7 +53,7 @@ class Execution:
         suggestions complete the planned trials in ``bases``."""
         self.ray.ensure()
         trainable = tune.with_parameters(
-            run_planned, study_dir=str(self.study_dir), metric=self.metric, bases=bases
+            run_planned, study_dir=str(self.study_dir), metric=self.metric, bases=bases, plugins=self.plugins
         )
         tuner = tune.Tuner(
             tune.with_resources(trainable, self.resources),

@@ -21,6 +21,7 @@ from study.cluster import LazyRay
 from study.execution import Execution
 from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
 from study.lock import study_lock
+from study.plugins import read as read_plugins
 from study.preflight import check_inputs
 from study.recording import TrialLog
 from study.results import auc_summary, completed_trial_ids, read_results
@@ -78,7 +79,15 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
         with LazyRay(address, dashboard=spec.ray.dashboard, num_cpus=spec.ray.num_cpus, echo=echo) as ray:
             resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
             execution = Execution(
-                study_dir, resources, spec.concurrency, spec.max_failures, spec.tuning.metric, log, echo, ray
+                study_dir,
+                resources,
+                spec.concurrency,
+                spec.max_failures,
+                spec.tuning.metric,
+                log,
+                echo,
+                ray,
+                plugins=read_plugins(spec.plugins),  # file plugins' sources travel with the trials
             )
             trials = evaluation_trials(spec, plans, tune_all(spec, plans, execution))
             evaluate_all(trials, execution)

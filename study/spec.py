@@ -9,7 +9,6 @@ at load time, because Ray trials run in other working directories.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +27,7 @@ from pydantic import (
 
 from study.overrides import apply_overrides
 from tasks.config import DataConfig, FewShotConfig, MethodConfig, ModelConfig, TrainingConfig
+from tasks.registry import PluginError, unknown_name
 from tasks.validation import format_errors as format_validation_errors
 
 SPEC_FILE = "study.yaml"  # the resolved spec, saved in the study folder (what `oodml resume` reads)
@@ -39,10 +39,7 @@ class SpecError(ValueError):
 
 def closest(name: str, choices) -> str:
     """ "unknown name 'x'; did you mean 'y'? (allowed: ...)": the closest known name and all of them."""
-    choices = sorted(choices)
-    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    hint = f"; did you mean {match[0]!r}?" if match else ""
-    return f"unknown name {name!r}{hint} (allowed: {', '.join(choices)})"
+    return unknown_name(name, choices)
 
 
 def _known(name: str, registry: dict, what: str) -> str:
@@ -407,6 +404,11 @@ class RaySpec(_Strict):
 
 class StudySpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules or .py files (relative to the spec file) registering methods, backbones, "
+        "datasets (docs/plugins.md); loaded before the spec is checked and on every worker",
+    )
     datasets: list[DatasetEntry] = Field(min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
     model: ModelConfig = ModelConfig()
@@ -419,6 +421,17 @@ class StudySpec(_Strict):
     max_failures: int = Field(1, ge=-1, description="retries of a failed trial (-1: forever)")
     storage: Storage = Storage()
     ray: RaySpec = RaySpec()
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, entries: list[str], info: ValidationInfo) -> list[str]:
+        from study.plugins import resolve
+
+        base = (info.context or {}).get("base")
+        resolved = [resolve(e, base) for e in entries]
+        if len(set(resolved)) != len(resolved):
+            raise ValueError(f"duplicate entries in {entries}")
+        return resolved
 
     @field_validator("model")
     @classmethod
@@ -530,7 +543,17 @@ def load_spec(source: str | Path | dict, overrides: dict[str, Any] | list[str] |
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides or {})
+    base = None if isinstance(source, dict) else Path(source).expanduser().resolve().parent
+    entries = raw.get("plugins") or []
+    if isinstance(entries, list) and all(isinstance(e, str) for e in entries):  # else: a field error below
+        from study.plugins import load_plugins
+
+        try:  # and the installed ones, before validation, so that the names they register resolve
+            resolved = load_plugins(entries, base)
+        except PluginError as err:
+            raise SpecError(f"{where}: plugins: {err}") from None
+        raw = {**raw, "plugins": resolved} if entries else raw
     try:
-        return StudySpec.model_validate(raw).resolved()
+        return StudySpec.model_validate(raw, context={"base": base}).resolved()
     except ValidationError as err:
         raise SpecError(format_errors(err, where)) from None

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 from study.expand import PlannedTrial, with_hyperparameters
+from study.plugins import PluginError, PluginSource
+from study.plugins import load as load_plugins
 
 TRIALS_DIR = "trials"
 OBJECTIVE = "objective"  # best validation value so far of the tuning metric (what the search maximises)
@@ -42,12 +44,25 @@ def _numbers(row: dict) -> dict:
     return {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def run_planned(config: dict, *, study_dir: str, metric: str, bases: dict[str, dict] | None = None) -> None:
-    """Tune entry point (bind ``study_dir``, ``metric`` and, for tuning, ``bases`` with tune.with_parameters)."""
+def run_planned(
+    config: dict,
+    *,
+    study_dir: str,
+    metric: str,
+    bases: dict[str, dict] | None = None,
+    plugins: tuple[PluginSource, ...] = (),
+) -> None:
+    """Tune entry point (bind ``study_dir``, ``metric``, the study's ``plugins`` and, for tuning, ``bases``
+    with tune.with_parameters). The plugins load first: the trial may name their components."""
     from ray import tune
 
     from tasks.trial import run_trial
 
+    try:
+        load_plugins(plugins)
+    except PluginError as err:  # the driver loaded them: this node lacks what they import
+        tune.report({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__} on this worker: {err}"})
+        return
     trial = planned_trial(config, bases)
     workdir = trial_workdir(study_dir, trial.trial_id)
     checkpoint = tune.get_checkpoint()

@@ -83,14 +83,15 @@ def import_builtins() -> None:
 
 
 @contextmanager
-def registering_as(origin: str) -> Iterator[None]:
-    """Attribute every registration inside the block to ``origin`` (a plugin); if the block raises, the
-    registrations it made are removed again (and entries they replaced restored)."""
+def registering_as(origin: str) -> Iterator[list[tuple[Registry, str, tuple | None]]]:
+    """Attribute every registration inside the block to ``origin`` (a plugin); yields the list of
+    ``(registry, name, replaced entry)`` it registers. If the block raises, the registrations it made are
+    removed again (and entries they replaced restored)."""
     import_builtins()
     _loading.origins.append(origin)
     _loading.added.append([])
     try:
-        yield
+        yield _loading.added[-1]
     except BaseException:
         for registry, name, previous in reversed(_loading.added[-1]):
             registry._restore(name, previous)

@@ -121,7 +121,8 @@ def test_readme_lists_every_method_with_its_variants():
         for line in readme.splitlines()
         if line.startswith("| `") and len(line.split("|")) == 6  # | method | source | in ooDML | variants |
     }
-    assert set(rows) == set(METHODS)
-    for name, spec in METHODS.items():
+    built_in = {name: spec for name, spec in METHODS.items() if METHODS.origin(name) == "oodml"}
+    assert set(rows) == set(built_in)  # not what a plugin loaded by another test registered
+    for name, spec in built_in.items():
         listed = [v.strip().strip("`") for v in rows[name].split(",")] if rows[name] != "-" else []
         assert listed == list(spec.variants), name
