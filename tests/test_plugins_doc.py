@@ -62,3 +62,20 @@ def test_the_documented_plugin_registers_a_loss_a_backbone_and_a_dataset(tmp_pat
     data = build_dataset("flat_folder", folder, train_fraction=0.5)
     assert data.default_train == ("ant", "bee") and data.default_test == ("cat", "dog") and len(data) == 12
     assert data.load(0).size == (8, 8)
+
+
+def test_the_readme_plugin_example_is_a_valid_spec_with_the_documented_plugin(tmp_path, tiny_spec):
+    import yaml
+
+    from study.spec import load_spec
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own methods, backbones and datasets (plugins)", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    (tmp_path / "my_plugin.py").write_text(example())
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(tiny_spec(tmp_path / "study") | yaml.safe_load(block)))
+    spec = load_spec(config)
+    assert spec.plugins == [str(tmp_path / "my_plugin.py")]
+    assert [m.name for m in spec.methods] == ["cosine_margin", "multisimilarity"]
+    assert set(spec.methods[0].search_space()) == {"margin"}
