@@ -21,6 +21,7 @@ from study.cluster import LazyRay
 from study.execution import Execution
 from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
 from study.lock import study_lock
+from study.logs import LOG_FILE, third_party_log
 from study.plugins import read as read_plugins
 from study.preflight import check_inputs
 from study.recording import TrialLog
@@ -69,10 +70,11 @@ def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
 def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
     study_dir = spec.study_dir
     check_inputs(spec, echo)  # data and split files against the spec, before anything is written
-    with study_lock(study_dir):
+    with study_lock(study_dir), third_party_log(study_dir / LOG_FILE) as capture_logs:
         save_spec(spec)
         plans = [DatasetPlan.load(d, split_file(d, spec.shots, study_dir), spec) for d in spec.datasets]
         tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)
+        capture_logs()  # MLflow set up alembic's console handler while creating the store
         parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))
         log = TrialLog(study_dir, spec.name, tracker)
         echo(f"study {spec.name}: {study_dir}")
