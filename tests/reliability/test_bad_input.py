@@ -297,7 +297,7 @@ def test_missing_FID_weights_are_refused_before_splits_are_built(
     expected = tmp_path / "torch-home" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
     assert message.startswith(
         "datasets.0.splits.weights: resnet50 features build this dataset's splits: ResNet50 ImageNet "
-        f"weights (IMAGENET1K_V1) not found at {expected}. They are never downloaded: fetch "
+        f"weights (IMAGENET1K_V1) not found at {expected}, and not downloaded because OODML_OFFLINE is set"
     )
     assert "or pass weights=" in message
     message = refused(changed(spec, {**build, "datasets.0.splits": {"extractor": "resnet5"}}))
