@@ -21,7 +21,7 @@ import yaml
 from dashboards.page import Block, Image, Note
 from dashboards.plotting import TEST_COLOUR, TRAIN_COLOUR, figure, slug
 from study.results import DEFAULT_SPLIT_KEY
-from study.spec import SPEC_FILE
+from study.results.layout import SPEC_FILE
 from study.splitfiles import SPLITS_DIR
 from tasks.splits.files import Split, SplitFile, SplitFileError, read_split_file
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from study.cluster import configure
-from study.spec import SPEC_FILE, StudySpec, load_spec
+from study.results.layout import SPEC_FILE
+from study.spec import StudySpec, load_spec
 
 if TYPE_CHECKING:
     from study.runner import StudyOutcome

@@ -18,9 +18,8 @@ from ray import tune
 from study.cluster import LazyRay
 from study.plugins import PluginSource
 from study.recording import Progress, Recorder, TrialLog
+from study.results.layout import RAY_DIR
 from study.trainable import OBJECTIVE, planned_trial, run_planned
-
-RAY_DIR = "ray"
 
 
 def _trial_name(trial) -> str:

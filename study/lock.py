@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK_FILE = ".lock"
+from study.results.layout import LOCK_FILE
 
 
 class StudyLockedError(RuntimeError):

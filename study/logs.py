@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-LOG_FILE = "third_party.log"
 THIRD_PARTY = (
     "mlflow",
     "alembic",

@@ -21,12 +21,14 @@ from study.cluster import LazyRay
 from study.execution import Execution
 from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
 from study.lock import study_lock
-from study.logs import LOG_FILE, third_party_log
+from study.logs import third_party_log
 from study.plugins import read as read_plugins
 from study.preflight import check_inputs
 from study.recording import TrialLog
 from study.results import auc_summary, completed_trial_ids, read_results
-from study.spec import SPEC_FILE, StudySpec
+from study.results.files import write_text_atomic
+from study.results.layout import SPEC_FILE, THIRD_PARTY_LOG
+from study.spec import StudySpec
 from study.splitfiles import split_file
 from study.tracking import StudyTracker
 from study.tuning import tune_all
@@ -48,11 +50,7 @@ class StudyOutcome:
 
 
 def save_spec(spec: StudySpec) -> Path:
-    path = spec.study_dir / SPEC_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(spec.to_yaml())
-    tmp.replace(path)
-    return path
+    return write_text_atomic(spec.study_dir / SPEC_FILE, spec.to_yaml())
 
 
 def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
@@ -70,7 +68,7 @@ def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
 def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
     study_dir = spec.study_dir
     check_inputs(spec, echo)  # data and split files against the spec, before anything is written
-    with study_lock(study_dir), third_party_log(study_dir / LOG_FILE) as capture_logs:
+    with study_lock(study_dir), third_party_log(study_dir / THIRD_PARTY_LOG) as capture_logs:
         save_spec(spec)
         plans = [DatasetPlan.load(d, split_file(d, spec.shots, study_dir), spec) for d in spec.datasets]
         tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)

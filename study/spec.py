@@ -30,8 +30,6 @@ from tasks.config import DataConfig, FewShotConfig, MethodConfig, ModelConfig, T
 from tasks.registry import PluginError, unknown_name
 from tasks.validation import format_errors as format_validation_errors
 
-SPEC_FILE = "study.yaml"  # the resolved spec, saved in the study folder (what `oodml resume` reads)
-
 
 class SpecError(ValueError):
     """A study specification is unreadable or invalid; the message names the field(s) to fix."""

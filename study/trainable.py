@@ -18,8 +18,8 @@ from pathlib import Path
 from study.expand import PlannedTrial, with_hyperparameters
 from study.plugins import PluginError, PluginSource
 from study.plugins import load as load_plugins
+from study.results.layout import trial_dir
 
-TRIALS_DIR = "trials"
 OBJECTIVE = "objective"  # best validation value so far of the tuning metric (what the search maximises)
 RECORD = "trial_record"
 ERROR = "trial_error"
@@ -29,7 +29,7 @@ DETERMINISTIC = (ValueError, FloatingPointError)
 
 
 def trial_workdir(study_dir: str | Path, trial_id: str) -> Path:
-    return Path(study_dir) / TRIALS_DIR / trial_id
+    return trial_dir(study_dir, trial_id)
 
 
 def planned_trial(config: dict, bases: dict[str, dict] | None) -> PlannedTrial:

@@ -31,10 +31,10 @@ from ray.tune.search.optuna import OptunaSearch
 from study.execution import Execution
 from study.expand import TUNE, DatasetPlan, tuning_base
 from study.results import read_results
+from study.results.layout import OPTUNA_JOURNAL
 from study.spec import MethodEntry, StudySpec
 from study.trainable import OBJECTIVE, SEARCH
 
-JOURNAL = "optuna.journal"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -107,7 +107,7 @@ class MethodSearches(Searcher):
 def tune_all(spec: StudySpec, plans: list[DatasetPlan], execution: Execution) -> dict:
     """Run what is left of every tuning budget; the tuned values per (dataset, method) that searches
     (empty where no trial completed)."""
-    storage = JournalStorage(JournalFileBackend(str(execution.study_dir / JOURNAL)))
+    storage = JournalStorage(JournalFileBackend(str(execution.study_dir / OPTUNA_JOURNAL)))
     studies, searches, budgets, bases = {}, {}, {}, {}
     for plan in plans:
         for method in (m for m in spec.methods if m.search_space()):

@@ -1,14 +1,8 @@
 """The Arrow/Parquet results dataset of a study and its aggregations (docs/results-schema.md)."""
 
-from study.results.aggregate import (
-    DEFAULT_SPLIT_KEY,
-    auc_summary,
-    ci95,
-    degradation_curves,
-    fewshot_gain,
-    normalized_auc,
-    ranking,
-)
+from study.results.aggregate import auc_summary, degradation_curves, fewshot_gain, normalized_auc, ranking
+from study.results.files import ci95
+from study.results.layout import DEFAULT_SPLIT_KEY
 from study.results.report import add_results_arguments, format_summary, results
 from study.results.schema import CURVES_SCHEMA, SCHEMA, SCHEMA_VERSION
 from study.results.store import (

@@ -12,8 +12,9 @@ import pandas as pd
 import pyarrow as pa
 from scipy import stats
 
-# The default split's key (tasks/splits/selection.py DEFAULT_KEY; kept here so study/ does not import tasks/).
-DEFAULT_SPLIT_KEY = "0"
+from study.results.files import ci95
+from study.results.layout import DEFAULT_SPLIT_KEY
+
 METHOD = ["dataset", "backbone", "method"]
 SPLIT = ["split_id", "split_key", "split_progression", "fid", "num_test_classes"]
 
@@ -41,15 +42,6 @@ GAIN_OUT = pa.schema(
     + [("zeroshot", _F64), ("zeroshot_ci95", _F64), ("gain", _F64), ("gain_ci95", _F64)]
     + [("n_seeds", _I64), ("episodes", _I64)]
 )
-
-
-def ci95(values: np.ndarray | pd.Series) -> float:
-    """Half-width of the 95% Student-t CI of the mean, ignoring NaNs (NaN for fewer than 2 values)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return float("nan")
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def normalized_auc(fid: np.ndarray, value: np.ndarray) -> float:

@@ -8,15 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from study.results.aggregate import (
-    DEFAULT_SPLIT_KEY,
-    auc_summary,
-    degradation_curves,
-    fewshot_gain,
-    ranking,
-)
+from study.results.aggregate import auc_summary, degradation_curves, fewshot_gain, ranking
+from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.schema import SCHEMA
-from study.results.store import RESULTS_DIR, leftover_temporary_files, read_folder
+from study.results.store import leftover_temporary_files, read_folder
 
 
 def format_summary(study_dir: str | Path, metric: str = "recall@1") -> str:

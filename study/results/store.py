@@ -10,7 +10,6 @@ trial and stage again replaces its files, so a retried or resumed trial is never
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import warnings
 from pathlib import Path
@@ -19,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from study.results.files import atomic_path
+from study.results.layout import CURVES_DIR, RESULTS_DIR
 from study.results.schema import CURVES_SCHEMA, SCHEMA, SCHEMA_VERSION, VERSION_KEY, curve_rows, trial_rows
 
-RESULTS_DIR = "results"
-CURVES_DIR = "curves"
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
 
 
@@ -124,21 +123,8 @@ def _read_warning(folder: Path, schema: pa.Schema) -> pa.Table:
 
 
 def _atomic_write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden (leading dot) and not ending in .parquet: invisible to our reader, pyarrow.dataset and globs.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
 
 
 def _escaped(trial_id: str) -> str:

@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
+from study.results.layout import CHECKPOINT_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
 from study.results.schema import STAGES, STATUSES
 from study.tracking.keys import (
     MAX_METRICS_PER_BATCH,
@@ -36,7 +37,6 @@ from study.tracking.keys import (
     param_value,
 )
 
-CHECKPOINT_FILE = "best.pt"  # tasks/train.py writes the selected model there
 RUN_STATUS = {"completed": "FINISHED", "failed": "FAILED"}
 IDENTITY_PARAMS = (
     "dataset split_id split_key split_progression split_hash fid num_train_classes num_test_classes method "
@@ -49,14 +49,14 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 
 def default_tracking_uri(study_dir: str | Path) -> str:
     """The study's own SQLite store, as an absolute URI (``sqlite:////abs/path/mlflow.db``)."""
-    return f"sqlite:///{Path(study_dir).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{Path(study_dir).resolve() / MLFLOW_DB}"
 
 
 def artifact_location(tracking_uri: str, study_dir: Path) -> str | None:
     """Local stores keep artifacts under ``<study_dir>/mlartifacts``; a tracking server decides itself."""
     if urlparse(tracking_uri).scheme.startswith(_SERVER_SCHEMES):
         return None
-    return (Path(study_dir).resolve() / "mlartifacts").as_uri()
+    return (Path(study_dir).resolve() / MLFLOW_ARTIFACTS_DIR).as_uri()
 
 
 class StudyTracker:

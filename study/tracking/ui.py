@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from study.results.layout import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
 from study.tracking.tracker import default_tracking_uri
 
 LOOPBACK = "127.0.0.1"
@@ -27,7 +28,7 @@ def ui_command(study_dir: str | Path, *, host: str = LOOPBACK, port: int = 5000)
         "--backend-store-uri",
         default_tracking_uri(study_dir),
         "--artifacts-destination",
-        (study_dir / "mlartifacts").as_uri(),
+        (study_dir / MLFLOW_ARTIFACTS_DIR).as_uri(),
         "--host",
         host,
         "--port",
@@ -48,7 +49,7 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def ui(args: argparse.Namespace) -> int:
-    store = Path(args.study_dir).resolve() / "mlflow.db"
+    store = Path(args.study_dir).resolve() / MLFLOW_DB
     if not store.is_file():
         raise FileNotFoundError(
             f"no MLflow store at {store}; a study that logged to a tracking server is browsed on that server"

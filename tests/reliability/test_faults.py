@@ -27,9 +27,8 @@ from dashboards.report import build_report
 from study.api import run
 from study.cli import main
 from study.expand import EVAL
-from study.lock import LOCK_FILE
 from study.results import read_results
-from study.trainable import TRIALS_DIR
+from study.results.layout import LOCK_FILE, TRIALS_DIR
 from tasks.train import LAST_CHECKPOINT
 
 pytestmark = pytest.mark.slow

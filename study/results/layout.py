@@ -1,0 +1,71 @@
+"""The study folder: every folder and file name in it, in one place (docs/results-schema.md, docs/architecture.md).
+
+```
+<study>/
+  study.yaml                 SPEC_FILE: the resolved spec (what `oodml resume` reads)
+  .lock                      LOCK_FILE: held (flock) by the one driver running the study
+  results/<stage>-<id>.parquet, curves/<stage>-<id>.parquet    the results dataset
+  status/trials.parquet      TRIAL_STATUS_FILE: one row per trial and stage the driver started
+  status/driver.parquet      DRIVER_STATUS_FILE: the driver's state and heartbeat
+  projections/<dataset>.parquet   2-D projections of the class means of a few splits
+  splits/<dataset>/          a split file built by the study (splits.json, build-options.json, class_means.npz)
+  trials/<trial id>/         a trial's working folder (best.pt, last.pt: written by tasks/train.py)
+  ray/                       Ray Tune's experiment folders
+  optuna.journal             the tuning stage's Optuna journal
+  mlflow.db, mlartifacts/    the default MLflow store
+  third_party.log            third-party log lines (MLflow, Ray, Optuna)
+  dashboard/index.html       the dashboard and its PNG figures
+```
+
+Only names and path joins live here: no I/O. ``tasks/`` writes inside folders it is given under names of
+its own (``tasks/train.py``, ``tasks/splits/build.py``); the names below that must match them say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPEC_FILE = "study.yaml"
+LOCK_FILE = ".lock"
+RESULTS_DIR = "results"
+CURVES_DIR = "curves"
+STATUS_DIR = "status"
+TRIAL_STATUS_FILE = "trials.parquet"
+DRIVER_STATUS_FILE = "driver.parquet"
+PROJECTIONS_DIR = "projections"
+SPLITS_DIR = "splits"
+SPLIT_FILE = "splits.json"  # tasks/splits/build.py writes it (and splits.pkl) into the folder it is given
+SPLIT_OPTIONS_FILE = "build-options.json"
+CLASS_MEANS_FILE = "class_means.npz"  # tasks/splits/build.py (ClassFeatures.save_npz)
+TRIALS_DIR = "trials"
+CHECKPOINT_FILE = "best.pt"  # tasks/train.py BEST_WEIGHTS: the selected model in a trial folder
+RAY_DIR = "ray"
+OPTUNA_JOURNAL = "optuna.journal"
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS_DIR = "mlartifacts"
+THIRD_PARTY_LOG = "third_party.log"
+DASHBOARD_DIR = "dashboard"
+DASHBOARD_PAGE = "index.html"
+
+DEFAULT_SPLIT_KEY = "0"  # the dataset's default split (tasks/splits/selection.py DEFAULT_KEY)
+
+
+def trial_dir(study_dir: str | Path, trial_id: str) -> Path:
+    return Path(study_dir) / TRIALS_DIR / trial_id
+
+
+def split_dir(study_dir: str | Path, dataset: str) -> Path:
+    """Where the study builds ``dataset``'s split file (a spec may name one elsewhere instead)."""
+    return Path(study_dir) / SPLITS_DIR / dataset
+
+
+def status_path(study_dir: str | Path, name: str = TRIAL_STATUS_FILE) -> Path:
+    return Path(study_dir) / STATUS_DIR / name
+
+
+def projection_path(study_dir: str | Path, dataset: str) -> Path:
+    return Path(study_dir) / PROJECTIONS_DIR / f"{dataset}.parquet"
+
+
+def dashboard_page(study_dir: str | Path) -> Path:
+    return Path(study_dir) / DASHBOARD_DIR / DASHBOARD_PAGE
