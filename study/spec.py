@@ -28,6 +28,7 @@ from pydantic import (
 from study.overrides import apply_overrides
 from tasks.config import DataConfig, FewShotConfig, MethodConfig, ModelConfig, TrainingConfig
 from tasks.registry import PluginError, unknown_name
+from tasks.splits.options import SplitOptions
 from tasks.validation import format_errors as format_validation_errors
 
 
@@ -52,51 +53,6 @@ def _absolute(path: str | None) -> str | None:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitBuild(_Strict):
-    """How to build a dataset's split file when none is given (``oodml splits build`` options).
-
-    Progression settings left unset take the dataset's published ones (DESIGN.md section 3).
-    """
-
-    select: int | list[str] = Field(8, description="number of splits, or the split keys to keep")
-    steps: int | None = None
-    swaps_per_step: int | None = None
-    history: int | None = None
-    easier_steps: int | None = None
-    easier_history: int | None = None
-    removal_steps: int | None = None
-    shots: list[int] | None = Field(None, description="episode shot counts; None: the study's budgets > 0")
-    episodes: int = 10
-    support: Literal["images", "classes"] | None = Field(
-        None, description="few-shot support: per-image, or whole test classes; None: the dataset's default"
-    )
-    seed: int = 0
-    extractor: str | None = Field(None, description="FID feature extractor; None: the dataset's default")
-    weights: str | None = None
-    device: str = "cpu"
-
-    @field_validator("select")
-    @classmethod
-    def _some(cls, select: int | list[str]) -> int | list[str]:
-        if select in (0, []) or (isinstance(select, int) and select < 0):
-            raise ValueError(
-                f"expected a number of splits >= 1 or a non-empty list of split keys, got {select}"
-            )
-        return select
-
-    @field_validator("weights")
-    @classmethod
-    def _abs(cls, path: str | None) -> str | None:
-        return _absolute(path)
-
-    @field_validator("extractor")
-    @classmethod
-    def _extractor(cls, name: str | None) -> str | None:
-        from tasks.splits.features import EXTRACTORS
-
-        return None if name is None else _known(name, EXTRACTORS, "feature extractor")
 
 
 ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names a folder: <study>/splits/<name>/
@@ -131,7 +87,7 @@ class DatasetEntry(_Strict):
         DataConfig.model_fields["num_workers"].default, ge=0, description="loader workers"
     )
     split_file: str | None = Field(None, description="splits.json or an ooDML pickle; None: build")
-    splits: SplitBuild | None = Field(None, description="options to build the split file; None: defaults")
+    splits: SplitOptions | None = Field(None, description="options to build the split file; None: defaults")
     evaluate: list[str] | None = Field(None, description="split keys to evaluate; None: every split")
     default_split: str = Field("0", description="split key whose train/val division the tuning uses")
 
@@ -240,8 +196,8 @@ class DatasetEntry(_Strict):
         return {**self.builder_options(), **skip}
 
     @property
-    def build(self) -> SplitBuild:
-        return self.splits or SplitBuild()
+    def build(self) -> SplitOptions:
+        return self.splits or SplitOptions()
 
     @property
     def support(self) -> str:

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from tasks.splits.build import build_from_dataset, build_split_file, load_features_npz, write_split_outputs
-from tasks.splits.episodes import DEFAULT_EPISODES, EPISODE_BUILDERS
 from tasks.splits.files import SplitFile, read_split_file
+from tasks.splits.options import ProgressionOverrides, SplitOptions
 from tasks.splits.progressions import ProgressionConfig
-from tasks.splits.selection import parse_selection
 from tasks.splits.settings import overrides_of, progression_config
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_options(pairs: list[str]) -> dict[str, object]:
@@ -30,6 +29,54 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
             raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
         options[key] = yaml.safe_load(value)  # 40 -> int, 0.5 -> float, [A, B] -> list, true -> bool
     return options
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _kinds(field: FieldInfo) -> list:
+    return [k for k in get_args(field.annotation) or (field.annotation,) if k is not type(None)]
+
+
+def _metavar(name: str, field: FieldInfo) -> str:
+    """``N`` for a number, ``N,N,...`` for a list of them, ``KEY,KEY,...`` for a list of names."""
+    words = {int: "N", list[int]: "N,N,...", list[str]: "KEY,KEY,..."}
+    return "|".join(words.get(k, name.upper()) for k in _kinds(field))
+
+
+def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], groups: dict) -> None:
+    """A flag per field of ``model`` (``swaps_per_step`` -> ``--swaps-per-step``), its help the field's
+    description and its default the field's; values are checked by the model (``options_from_arguments``).
+    ``groups`` maps a model (a base of ``model``) to the argument group its fields go in; the rest go in
+    ``parser``."""
+    for name, field in model.model_fields.items():
+        owner = next((group for base, group in groups.items() if name in base.model_fields), parser)
+        default = field.get_default(call_default_factory=True)
+        kinds = _kinds(field)  # a list, or a choice of kinds, is read from the flag's text by the model
+        kind = kinds[0] if len(kinds) == 1 and kinds[0] in (int, str) else None
+        shown = "" if default is None else f" (default: {default})"
+        owner.add_argument(
+            _flag(name),
+            dest=name,
+            type=kind,
+            default=default,
+            metavar=_metavar(name, field),
+            help=f"{field.description}{shown}",
+        )
+
+
+def options_from_arguments(args: argparse.Namespace) -> SplitOptions:
+    """The build options of parsed flags, checked by the model; an error names the flag."""
+    try:
+        return SplitOptions.model_validate({name: getattr(args, name) for name in SplitOptions.model_fields})
+    except ValidationError as err:
+        lines = [
+            f"{_flag(str(e['loc'][0])) if e['loc'] else 'splits build'}: "
+            + re.sub(r"^Value error, ", "", e["msg"])
+            for e in err.errors()
+        ]
+        raise ValueError("; ".join(lines)) from None
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,47 +93,23 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset option; VALUE is read as YAML (40, 0.5, true, [a, b])",
     )
     source.add_argument("--features", help="npz with class_names, class_means, train, test")
-    source.add_argument(
-        "--extractor", help="FID feature extractor (default: resnet50; glyph-classifier for glyphs)"
-    )
-    source.add_argument("--weights", help="path to the extractor's pretrained weights")
     source.add_argument("--cache-dir", help="where per-image features are cached")
-    source.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="output folder for splits.json and splits.pkl")
-    prog = parser.add_argument_group(
+    progressions = parser.add_argument_group(
         "progressions (defaults: the dataset's published settings; for others CUB200's, scaled to the class count)"
     )
-    prog.add_argument("--steps", type=int, help="harder steps N")
-    prog.add_argument("--swaps-per-step", type=int, help="swaps per step K (all progressions)")
-    prog.add_argument("--history", type=int, help="swap history H (harder and removal)")
-    prog.add_argument("--easier-steps", type=int)
-    prog.add_argument("--easier-history", type=int)
-    prog.add_argument("--removal-steps", type=int)
-    parser.add_argument(
-        "--select", help="number of splits (default 8) or comma-separated keys, e.g. -20,0,6,R22"
-    )
-    parser.add_argument(
-        "--shots", type=_ints, help="few-shot budgets (default 2,5,10; 2,5 with whole-class support)"
-    )
-    parser.add_argument("--episodes", type=int, default=DEFAULT_EPISODES)
-    parser.add_argument(
-        "--support",
-        choices=sorted(EPISODE_BUILDERS),
-        help="few-shot support: 'images' per test class, or whole test 'classes' (default: classes for sop, "
-        "images otherwise; DESIGN.md 6)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    add_option_flags(parser, SplitOptions, {ProgressionOverrides: progressions})
 
 
 def _progression_config(
-    args: argparse.Namespace, train: Sequence[str], test: Sequence[str]
+    options: SplitOptions, dataset: str | None, train: Sequence[str], test: Sequence[str]
 ) -> ProgressionConfig:
     """The dataset's settings (published, or scaled to its initial partition) with the command-line
     overrides applied."""
-    return progression_config(args.dataset, sides=(len(train), len(test)), **overrides_of(args))
+    return progression_config(dataset, sides=(len(train), len(test)), **overrides_of(options))
 
 
-def _from_dataset(args: argparse.Namespace) -> SplitFile:
+def _from_dataset(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
     from tasks.data import build_dataset
 
     options = parse_options(args.option)
@@ -95,21 +118,21 @@ def _from_dataset(args: argparse.Namespace) -> SplitFile:
         args.dataset,
         images,
         args.out,
-        extractor=args.extractor,
-        weights=args.weights,
+        extractor=s.extractor,
+        weights=s.weights,
         cache_dir=args.cache_dir,
-        device=args.device,
-        config=_progression_config(args, images.default_train, images.default_test),
-        selection=parse_selection(args.select),
-        shots=args.shots,
-        episodes=args.episodes,
-        support=args.support,
-        seed=args.seed,
+        device=s.device,
+        config=_progression_config(s, args.dataset, images.default_train, images.default_test),
+        selection=s.select,
+        shots=s.shots,
+        episodes=s.episodes,
+        support=s.support,
+        seed=s.seed,
         dataset_options=options,
     )
 
 
-def _from_features(args: argparse.Namespace) -> SplitFile:
+def _from_features(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
     """Splits from precomputed class means: no image lists, so no few-shot episodes."""
     names, means, train, test = load_features_npz(args.features)
     split_file = build_split_file(
@@ -117,10 +140,10 @@ def _from_features(args: argparse.Namespace) -> SplitFile:
         means,
         train,
         test,
-        config=_progression_config(args, train, test),
-        selection=parse_selection(args.select),
-        episodes=args.episodes,
-        seed=args.seed,
+        config=_progression_config(s, None, train, test),
+        selection=s.select,
+        episodes=s.episodes,
+        seed=s.seed,
         provenance={"features": str(Path(args.features).resolve())},
     )
     write_split_outputs(split_file, args.out)
@@ -143,7 +166,8 @@ def report(split_file: SplitFile, out_dir: str | Path) -> None:
 def build(args: argparse.Namespace) -> int:
     if bool(args.dataset) == bool(args.features):
         raise ValueError("give exactly one source: --dataset NAME (with --root) or --features FILE.npz")
-    split_file = _from_dataset(args) if args.dataset else _from_features(args)
+    options = options_from_arguments(args)
+    split_file = _from_dataset(args, options) if args.dataset else _from_features(args, options)
     report(split_file, args.out)
     return 0
 

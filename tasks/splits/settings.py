@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from tasks.splits.episodes import Support
+from tasks.splits.options import ProgressionOverrides
 from tasks.splits.progressions import ProgressionConfig, ProgressionSettings
 
 _CUB = ProgressionConfig(
@@ -92,13 +93,13 @@ def scaled_settings(
     return ProgressionConfig(harder=harder, easier=easier, removal=removal)
 
 
-# The overridable progression settings: the names ``oodml splits build`` options and a study's
-# ``splits:`` section share.
-OVERRIDES = ("steps", "swaps_per_step", "history", "easier_steps", "easier_history", "removal_steps")
+# The overridable progression settings, as ``tasks.splits.options`` declares them (the flags of
+# ``oodml splits build`` and the keys of a study's ``splits:`` section).
+OVERRIDES = tuple(ProgressionOverrides.model_fields)
 
 
-def overrides_of(settings: object) -> dict[str, int | None]:
-    """The ``OVERRIDES`` attributes of parsed options or a study's split settings."""
+def overrides_of(settings: ProgressionOverrides) -> dict[str, int | None]:
+    """The progression settings of split options, as ``progression_config`` takes them."""
     return {name: getattr(settings, name) for name in OVERRIDES}
 
 
