@@ -4,6 +4,6 @@
 scripts, no network) and the same figures as PNGs beside it; ``oodml report STUDY_DIR [--serve]``.
 """
 
-from dashboards.report import DASHBOARD_DIR, build_report
+from dashboards.report import build_report
 
-__all__ = ["DASHBOARD_DIR", "build_report"]
+__all__ = ["build_report"]

@@ -6,7 +6,6 @@ backend or figure registry, so building a report is safe inside a server thread 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,8 @@ import pandas as pd
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from study.results.files import atomic_path
 
 DPI = 110
 METRICS = {"recall@1": "Recall@1", "map@r": "mAP@R"}  # the metrics the dashboard plots, in order
@@ -55,9 +56,8 @@ def figure(path: Path, size: tuple[float, float], **subplots) -> Iterator[tuple[
         fig = Figure(figsize=size, layout="constrained")
         axes = fig.subplots(squeeze=False, **subplots)
         yield fig, axes
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
 
 
 def line_with_band(ax: Axes, x: pd.Series, mean: pd.Series, ci: pd.Series, style: dict, **line: Any) -> None:

@@ -1,13 +1,13 @@
-"""``build_report``: a study's dashboard, built from its results dataset; and ``oodml report``.
+"""``build_report``: a study's dashboard, built from the tables of its study folder (``oodml report``:
+``dashboards/cli.py``).
 
 The page and its PNG figures go to ``<study>/dashboard/``. It can be built at any time: while a study
-runs, with failed or partial results, and before any result exists (then it says so).
+runs, with failed or partial results, and before any result exists (then it says so). It reads tables
+only: the results dataset, the status tables and the projection tables (``study/results``).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -24,11 +24,11 @@ from dashboards.projection import projection_blocks, study_datasets
 from dashboards.ranking import ranking_blocks
 from dashboards.splits import splits_blocks
 from dashboards.status import StudyStatus, read_status, status_blocks
+from study.results.files import write_text_atomic
+from study.results.layout import DASHBOARD_DIR, DASHBOARD_PAGE, RESULTS_DIR
 from study.results.schema import SCHEMA
-from study.results.store import RESULTS_DIR, read_folder
+from study.results.store import read_folder
 
-DASHBOARD_DIR = "dashboard"
-PAGE = "index.html"
 RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] = [
     ("degradation", "Degradation curves", degradation_blocks),
     ("ranking", "AUC ranking", ranking_blocks),
@@ -55,16 +55,12 @@ def build_report(study_dir: str | Path) -> Path:
         sections = [Section("results", "Results", [Note(_no_results(status))])]
     datasets = sorted(set(table["dataset"].drop_null().to_pylist()) | set(study_datasets(study_dir)))
     if datasets:
-        title = "Train vs test class means (PCA)"
+        title = "Train vs test class means (2-D projection)"
         sections.append(_guarded("projection", title, partial(projection_blocks, study_dir, datasets, out)))
     sections.append(_guarded("status", "Study status", partial(status_blocks, status, out)))
     page = render_page(_header(study_dir, table, status), sections, _footer(len(table)))
     _remove_stale_figures(out, sections)
-    path = out / PAGE
-    tmp = path.with_name(f".{PAGE}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(out / DASHBOARD_PAGE, page)
 
 
 def _guarded(anchor: str, title: str, build: Callable[[], list[Block]]) -> Section:
@@ -127,23 +123,3 @@ def _remove_stale_figures(out: Path, sections: list[Section]) -> None:
     for path in out.glob("*.png"):
         if path.name not in drawn:
             path.unlink(missing_ok=True)
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", type=Path, help="the study folder (holds results/)")
-    parser.add_argument(
-        "--serve", action="store_true", help="serve the page on 127.0.0.1, rebuilt when the results change"
-    )
-    parser.add_argument("--port", type=int, default=8765, help="port for --serve (default 8765; 0: any free)")
-
-
-def report(args: argparse.Namespace) -> int:
-    if not args.serve:
-        print(f"wrote {build_report(args.study_dir)}")
-        return 0
-    from dashboards.serve import LiveReport, serve
-
-    live = LiveReport(args.study_dir)
-    print(f"wrote {live.refresh()}")
-    serve(live, args.port)
-    return 0

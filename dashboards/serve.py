@@ -1,7 +1,7 @@
 """``oodml report --serve``: the dashboard on 127.0.0.1, rebuilt from the results dataset as a study runs.
 
-Each request for the page compares the watched state (result files, trial folders, the study lock)
-with the one of the last build and rebuilds when it changed; the served page reloads itself every
+Each request for the page compares the watched state (result files, the status tables, whether the
+driver is alive) with the one of the last build and rebuilds when it changed; the served page reloads itself every
 ``RELOAD_S`` seconds, so an open browser follows the study. The file on disk carries no reload.
 """
 
@@ -15,10 +15,16 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dashboards.report import DASHBOARD_DIR, PAGE, build_report
-from dashboards.status import TRIALS_DIR
-from study.lock import LOCK_FILE
-from study.results.store import RESULTS_DIR
+from dashboards.report import build_report
+from study.results.layout import (
+    DASHBOARD_DIR,
+    DASHBOARD_PAGE,
+    PROJECTIONS_DIR,
+    RESULTS_DIR,
+    TRIAL_STATUS_FILE,
+    status_path,
+)
+from study.results.status import read_driver
 
 RELOAD_S = 15
 HOST = "127.0.0.1"
@@ -26,11 +32,13 @@ HOST = "127.0.0.1"
 
 def watched_state(study_dir: Path) -> tuple:
     """What the page depends on that changes while a study runs."""
-    files = [(p.name, p.stat()) for p in (study_dir / RESULTS_DIR).glob("*.parquet")]
-    results = sorted((name, stat.st_mtime_ns, stat.st_size) for name, stat in files)
-    trials = sorted(p.name for p in (study_dir / TRIALS_DIR).glob("*"))
-    lock = study_dir / LOCK_FILE
-    return results, trials, (lock.stat().st_mtime_ns, lock.stat().st_size) if lock.exists() else None
+    files = [(p, p.stat()) for d in (RESULTS_DIR, PROJECTIONS_DIR) for p in (study_dir / d).glob("*.parquet")]
+    tables = sorted((str(p), stat.st_mtime_ns, stat.st_size) for p, stat in files)
+    trials = status_path(study_dir, TRIAL_STATUS_FILE)
+    trials_state = (trials.stat().st_mtime_ns, trials.stat().st_size) if trials.exists() else None
+    driver = read_driver(study_dir)  # not its heartbeat, renewed every few seconds: whether it is alive
+    driver_state = (driver.pid, driver.started_at, driver.state, driver.alive()) if driver else None
+    return tables, trials_state, driver_state
 
 
 class LiveReport:
@@ -48,7 +56,7 @@ class LiveReport:
             if state != self._built:
                 build_report(self.study_dir)
                 self._built = state
-        return self.folder / PAGE
+        return self.folder / DASHBOARD_PAGE
 
 
 class _Handler(SimpleHTTPRequestHandler):

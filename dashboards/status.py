@@ -1,16 +1,12 @@
 """Study status: trials done, failed (with their error) and in progress, and the time they took.
 
-Done and failed come from the results dataset. A trial in progress has no row yet; the runner gives it
-a working folder (``<study>/trials/<trial id>``) when it starts, and holds the study lock
-(``<study>/.lock``, naming its pid and host) while it runs. A folder without a row is therefore a
-running trial while the lock's holder is alive, and an interrupted one otherwise.
+Done and failed come from the results dataset. Trials in progress come from the status tables the study
+driver keeps (``study/results/status.py``): a trial it started that has no result row yet is running
+while the driver is alive (its heartbeat is recent), and interrupted otherwise.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +15,8 @@ import pyarrow as pa
 
 from dashboards.page import Block, Details, Image, Note, Table
 from dashboards.plotting import STATUS_COLOURS, figure
-from study.lock import LOCK_FILE
+from study.results.status import DriverStatus, read_driver, read_trial_status
 
-TRIALS_DIR = "trials"  # study.trainable.TRIALS_DIR (not imported: that module imports torch)
-_HOLDER = re.compile(r"pid (\d+) on (\S+)")
 _TRIAL_COLUMNS = [
     "trial_id",
     "stage",
@@ -43,8 +37,8 @@ _TRIAL_COLUMNS = [
 @dataclass(frozen=True)
 class StudyStatus:
     trials: pd.DataFrame  # one row per recorded trial and stage
-    unrecorded: list[str]  # trial folders without a result row (running, or interrupted)
-    driver: str | None  # the live ``oodml run`` holding the study lock, if any
+    unrecorded: pd.DataFrame  # trials the driver started without a result row (running, or interrupted)
+    driver: str | None  # the live ``oodml run`` driving the study, if any
     skipped: list[tuple[Path, str]]  # unreadable result files
 
     @property
@@ -63,30 +57,19 @@ class StudyStatus:
 
 def read_status(study_dir: Path, table: pa.Table, skipped: list[tuple[Path, str]]) -> StudyStatus:
     trials = table.select(_TRIAL_COLUMNS).to_pandas().drop_duplicates(["trial_id", "stage"])
-    folder = study_dir / TRIALS_DIR
-    started = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    recorded = set(trials["trial_id"])
-    return StudyStatus(trials, [t for t in started if t not in recorded], live_driver(study_dir), skipped)
+    driver = live_driver(read_driver(study_dir))
+    started = read_trial_status(study_dir).to_pandas()
+    # Under a live driver, what it runs; else whatever was left without an end (its rerun is pending).
+    started = started[started["status"].isin(["running"] if driver else ["running", "interrupted"])]
+    recorded = set(zip(trials["trial_id"], trials["stage"], strict=True))
+    keys = zip(started["trial_id"], started["stage"], strict=True)
+    unrecorded = started[[key not in recorded for key in keys]].reset_index(drop=True)
+    return StudyStatus(trials, unrecorded, driver, skipped)
 
 
-def live_driver(study_dir: Path) -> str | None:
-    """The lock file's holder if it is alive (a holder on another host is taken as alive)."""
-    try:
-        holder = (study_dir / LOCK_FILE).read_text().strip()
-    except OSError:
-        return None
-    match = _HOLDER.search(holder)
-    if not match:
-        return None
-    if match[2] != socket.gethostname():
-        return holder
-    try:
-        os.kill(int(match[1]), 0)
-    except ProcessLookupError:
-        return None  # killed without releasing: the kernel dropped the lock, the text stayed
-    except PermissionError:
-        pass  # alive, owned by someone else
-    return holder
+def live_driver(driver: DriverStatus | None) -> str | None:
+    """The driver in words if it is running (heard from recently), else None."""
+    return driver.describe() if driver is not None and driver.alive() else None
 
 
 def status_blocks(status: StudyStatus, out: Path) -> list[Block]:
@@ -94,7 +77,7 @@ def status_blocks(status: StudyStatus, out: Path) -> list[Block]:
     blocks += [
         Note(f"Unreadable result file skipped: {p.name}: {why}", warning=True) for p, why in status.skipped
     ]
-    if not status.trials.empty or status.unrecorded:
+    if not status.trials.empty or len(status.unrecorded):
         path = out / "status.png"
         _plot(status, path)
         blocks.append(
@@ -103,9 +86,19 @@ def status_blocks(status: StudyStatus, out: Path) -> list[Block]:
     failed = status.trials[status.trials["status"] == "failed"]
     if not failed.empty:
         blocks.append(Table(_failed_table(failed), "Failed trials (click an error for its full text)"))
-    if status.unrecorded:
-        caption = f"Trials {status.in_progress}: started (working folder present), no result row yet"
-        blocks.append(Table(pd.DataFrame({"trial id": status.unrecorded}), caption))
+    if len(status.unrecorded):
+        caption = f"Trials {status.in_progress}: started by the study driver, no result row yet"
+        frame = status.unrecorded
+        started = frame["started_at"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+        shown = pd.DataFrame(
+            {
+                "stage": frame["stage"],
+                "trial id": frame["trial_id"],
+                "trial": frame["label"],
+                "started": started,
+            }
+        )
+        blocks.append(Table(shown, caption))
     return blocks
 
 
@@ -142,7 +135,7 @@ def _plot(status: StudyStatus, path: Path) -> None:
     trials = status.trials
     rows = {stage: trials[trials["stage"] == stage]["status"].value_counts() for stage in ("tune", "eval")}
     rows = {f"{stage} stage": counts for stage, counts in rows.items() if counts.sum()}
-    if status.unrecorded:
+    if len(status.unrecorded):
         rows["no row yet"] = pd.Series({status.in_progress: len(status.unrecorded)})
     times = trials.dropna(subset=["time_total_s"]).groupby(["method", "stage"])["time_total_s"].sum() / 60
     bars = max(len(rows), times.index.get_level_values("method").nunique(), 2)

@@ -50,7 +50,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         "print a study's results: trials, AUC, ranking, curves, few-shot gain",
     ),
     ("report",): Command(
-        "dashboards.report",
+        "dashboards.cli",
         "add_report_arguments",
         "report",
         "write a study's dashboard (HTML page + PNG figures); --serve shows it live on 127.0.0.1",

@@ -36,18 +36,18 @@ def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
 
 def where(result) -> str:
     """Where a study's outputs are, and the commands that show them."""
-    from dashboards.report import DASHBOARD_DIR, PAGE
     from study.cli import COMMANDS
+    from study.results.layout import RESULTS_DIR, dashboard_page
 
     d, uri = result.study_dir, result.tracking_uri
     ui = f"oodml ui {d}" if ("ui",) in COMMANDS else f"mlflow ui --backend-store-uri {uri}"
     shown = f"  (oodml results {d})" if ("results",) in COMMANDS else ""
     lines = [
-        f"results:   {d / 'results'}{shown}",
+        f"results:   {d / RESULTS_DIR}{shown}",
         f"MLflow:    {uri}  parent run {result.parent_run_id}  ({ui})",
     ]
     serve = f"  (oodml report {d} --serve)" if ("report",) in COMMANDS else ""
-    lines.append(f"dashboard: {d / DASHBOARD_DIR / PAGE}{serve}")
+    lines.append(f"dashboard: {dashboard_page(d)}{serve}")
     return "\n".join(lines)
 
 

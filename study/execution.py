@@ -16,10 +16,30 @@ from pathlib import Path
 from ray import tune
 
 from study.cluster import LazyRay
+from study.expand import PlannedTrial
 from study.plugins import PluginSource
 from study.recording import Progress, Recorder, TrialLog
 from study.results.layout import RAY_DIR
+from study.status import trial_ended, trial_started
 from study.trainable import OBJECTIVE, planned_trial, run_planned
+
+
+class TrialStatus(tune.Callback):
+    """Keeps the study's trial status table (``study.status``); place it after the ``Recorder``, whose
+    result row it reads when a trial ends. ``resolve`` maps a Tune config to its planned trial."""
+
+    def __init__(self, study_dir: Path, resolve: Callable[[dict], PlannedTrial]) -> None:
+        self.study_dir, self.resolve = study_dir, resolve
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        planned = self.resolve(trial.config)
+        trial_started(self.study_dir, planned.trial_id, planned.stage, planned.label)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        planned = self.resolve(trial.config)
+        trial_ended(self.study_dir, planned.trial_id, planned.stage)
+
+    on_trial_error = on_trial_complete
 
 
 def _trial_name(trial) -> str:
@@ -75,6 +95,7 @@ class Execution:
                 callbacks=[
                     Recorder(partial(planned_trial, bases=bases), self.log),
                     Progress(name, total, self.log, self.echo),
+                    TrialStatus(self.study_dir, partial(planned_trial, bases=bases)),  # after the Recorder
                 ],
                 verbose=0,
             ),

@@ -24,12 +24,14 @@ from study.lock import study_lock
 from study.logs import third_party_log
 from study.plugins import read as read_plugins
 from study.preflight import check_inputs
+from study.projection import write_split_projection
 from study.recording import TrialLog
 from study.results import auc_summary, completed_trial_ids, read_results
 from study.results.files import write_text_atomic
 from study.results.layout import SPEC_FILE, THIRD_PARTY_LOG
 from study.spec import StudySpec
 from study.splitfiles import split_file
+from study.status import driver_status
 from study.tracking import StudyTracker
 from study.tuning import tune_all
 
@@ -68,9 +70,16 @@ def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
 def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
     study_dir = spec.study_dir
     check_inputs(spec, echo)  # data and split files against the spec, before anything is written
-    with study_lock(study_dir), third_party_log(study_dir / THIRD_PARTY_LOG) as capture_logs:
+    with (
+        study_lock(study_dir),
+        driver_status(study_dir),
+        third_party_log(study_dir / THIRD_PARTY_LOG) as capture_logs,
+    ):
         save_spec(spec)
-        plans = [DatasetPlan.load(d, split_file(d, spec.shots, study_dir), spec) for d in spec.datasets]
+        split_paths = [split_file(d, spec.shots, study_dir) for d in spec.datasets]  # built on first use
+        for d, path in zip(spec.datasets, split_paths, strict=True):
+            write_split_projection(study_dir, d.name, path)  # the dashboard's view of the splits
+        plans = [DatasetPlan.load(d, path, spec) for d, path in zip(spec.datasets, split_paths, strict=True)]
         tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)
         capture_logs()  # MLflow set up alembic's console handler while creating the store
         parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))

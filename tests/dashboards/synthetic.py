@@ -1,16 +1,20 @@
-"""A synthetic study folder shaped like the runner's: result rows, a split file, class means, a live trial."""
+"""A synthetic study folder shaped like the runner's: result rows, a projection table, a live driver and trial."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import traceback
 from pathlib import Path
 
 import numpy as np
 
+from study.projection import write_split_projection
 from study.results import write_trial_result
+from study.results.status import DriverStatus, now, write_driver
+from study.status import trial_started
 from tasks.splits.files import Split, SplitFile, write_json
 
 DATASET = "glyphs"
@@ -136,6 +140,14 @@ def make_study(
     }
     write_trial_result(study_dir, failed, stage="eval", study="demo", status="failed", error=error)
     write_split_file(study_dir, splits)
-    (study_dir / "trials" / RUNNING_TRIAL).mkdir(parents=True)
-    (study_dir / ".lock").write_text(f"oodml run pid {os.getpid()} on {socket.gethostname()} since now")
+    assert write_split_projection(study_dir, DATASET, study_dir / "splits" / DATASET / "splits.json")
+    shutil.rmtree(study_dir / "splits")  # the dashboard reads tables only
+    trial_started(study_dir, RUNNING_TRIAL, "eval", f"{DATASET}/{methods[0]}/split 0/seed 3")
+    driver_running(study_dir)
     return study_dir
+
+
+def driver_running(study_dir: Path, host: str | None = None, state: str = "running") -> None:
+    """The status table of a driver that is running now (``state`` running), as ``study.status`` writes it."""
+    at = now()
+    write_driver(study_dir, DriverStatus(os.getpid(), host or socket.gethostname(), state, at, at))

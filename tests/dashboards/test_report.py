@@ -8,7 +8,8 @@ from dashboards import build_report
 from dashboards.serve import LiveReport, make_server
 from study.cli import main
 from study.results import write_trial_result
-from tests.dashboards.synthetic import DATASET, FIGURES, RUNNING_TRIAL, SECTIONS, trial_record
+from study.status import trial_started
+from tests.dashboards.synthetic import DATASET, FIGURES, RUNNING_TRIAL, SECTIONS, driver_running, trial_record
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -42,7 +43,7 @@ def test_empty_study_says_no_results(tmp_path):
     page = build_report(tmp_path).read_text()
     assert "No results yet" in page and '<section id="status">' in page
     assert not list((tmp_path / "dashboard").glob("*.png"))
-    (tmp_path / "trials" / "first").mkdir(parents=True)  # a first trial started, then the driver stopped
+    trial_started(tmp_path, "first", "eval", "glyphs/margin/split 0/seed 0")  # then the driver stopped
     page = build_report(tmp_path).read_text()
     assert "So far: 1 interrupted" in page and (tmp_path / "dashboard" / "status.png").is_file()
 
@@ -50,15 +51,15 @@ def test_empty_study_says_no_results(tmp_path):
 def test_failed_and_interrupted_trials_only(tmp_path):
     failed_trial(tmp_path)
     (tmp_path / "results" / "eval-damaged.parquet").write_bytes(b"PAR1 not really")
-    (tmp_path / "trials" / "abc").mkdir(parents=True)  # started, no row, and no live driver: interrupted
-    (tmp_path / ".lock").write_text("oodml run pid 999999999 on this-host-is-gone since then")  # other host
+    trial_started(tmp_path, "abc", "eval", "glyphs/margin/split 0/seed 1")  # started, no row yet
+    driver_running(tmp_path, host="another-host")  # heard from recently: running, wherever it runs
     (tmp_path / "dashboard").mkdir()
     (tmp_path / "dashboard" / "degradation_old.png").write_bytes(PNG)  # an earlier build's figure
     page = build_report(tmp_path).read_text()
     assert "No results yet" in page and "1 failed" in page and "OOM" in page
     assert "Unreadable result file skipped: eval-damaged.parquet" in page
-    assert "1 running" in page  # a holder on another host counts as alive
-    (tmp_path / ".lock").write_text("")  # released
+    assert "1 running" in page and "on another-host" in page
+    driver_running(tmp_path, state="stopped")  # ended without finishing the trial
     page = build_report(tmp_path).read_text()
     assert "1 interrupted" in page and "abc" in page
     assert [p.name for p in (tmp_path / "dashboard").glob("*.png")] == ["status.png"]
@@ -75,7 +76,7 @@ def test_a_failing_section_is_reported_on_the_page(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULT_SECTIONS", [("degradation", "Degradation curves", broken)])
     page = build_report(tmp_path).read_text()
     assert "This section could not be drawn: RuntimeError: no ink" in page
-    assert f"{DATASET}: no split file" in page and '<section id="status">' in page
+    assert f"{DATASET}: no projection table" in page and '<section id="status">' in page
 
 
 def test_cli(tmp_path, capsys):

@@ -1,13 +1,15 @@
-"""The 2-D projection of class means: PCA against numpy's own covariance eigenvectors; UMAP where
-umap-learn is installed."""
+"""The 2-D projection of class means the driver writes for the dashboard: PCA against numpy's own
+covariance eigenvectors; UMAP where umap-learn is installed; the projection table's round trip."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dashboards import projection
-from dashboards.projection import UMAP_MIN_CLASSES, pca, project, umap_available
+from study import projection
+from study.projection import UMAP_MIN_CLASSES, pca, project, umap_available, write_split_projection
+from study.results.projections import projected_datasets, read_projection
+from tests.dashboards.synthetic import DATASET, SPLITS, write_split_file
 
 
 def _blobs(n: int = 40, dim: int = 12, seed: int = 0) -> np.ndarray:
@@ -45,3 +47,26 @@ def test_umap_when_installed_keeps_the_two_groups_apart():
     first, second = got.coords[:20], got.coords[20:]
     gap = np.linalg.norm(first.mean(axis=0) - second.mean(axis=0))
     assert gap > 2 * max(first.std(axis=0).max(), second.std(axis=0).max())
+
+
+def test_projection_table_of_a_split_file(tmp_path):
+    write_split_file(tmp_path, SPLITS)
+    split_path = tmp_path / "splits" / DATASET / "splits.json"
+    path = write_split_projection(tmp_path, DATASET, split_path)
+    assert path == tmp_path / "projections" / f"{DATASET}.parquet" and projected_datasets(tmp_path) == [
+        DATASET
+    ]
+    table = read_projection(tmp_path, DATASET)
+    rows = table.rows.to_pandas()
+    assert sorted(set(rows["split_key"])) == sorted(key for _, key, *_ in SPLITS)  # 4 splits: all shown
+    per_split = rows.groupby(["split_key", "side"]).size()
+    assert per_split[("R4", "test")] == 16 and per_split[("0", "train")] == 20
+    assert table.source == "class_means.npz" and table.method and table.x_label
+    assert write_split_projection(tmp_path, DATASET, split_path) == path  # up to date: kept
+
+
+def test_no_class_means_no_projection_table(tmp_path):
+    write_split_file(tmp_path, SPLITS)
+    (tmp_path / "splits" / DATASET / "class_means.npz").unlink()
+    assert write_split_projection(tmp_path, DATASET, tmp_path / "splits" / DATASET / "splits.json") is None
+    assert read_projection(tmp_path, DATASET) is None and projected_datasets(tmp_path) == []
