@@ -1,40 +1,21 @@
 """Expansion of a study spec into trials, each with a stable identity.
 
-A trial's identity hashes its resolved ``TrialConfig`` (without the split file's location, so a study
-folder can move), the hash of its split's content, and the versions of the code that defines a
-trial's result. Equal identities mean interchangeable results: that is what makes resume skip work.
+A trial's identity is ``tasks.identity.trial_identity``: the one ``oodml trial`` gives the same config.
+Equal identities mean interchangeable results: that is what makes resume skip work.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import metadata
 from pathlib import Path
 
 from study.spec import STUDY_ONLY_FEWSHOT, DatasetEntry, MethodEntry, SpecError, StudySpec
 from tasks.config import DataConfig, FewShotConfig, TrialConfig
+from tasks.identity import split_hash, trial_identity
 from tasks.splits.episodes import has_support
 from tasks.splits.files import Split, SplitFileError, read_split_file
-from tasks.trial import RECORD_VERSION, split_hash
 
 TUNE, EVAL = "tune", "eval"  # the stages, named as in the results schema
-
-
-@cache
-def code_versions() -> dict[str, str | int]:
-    return {"oodml": metadata.version("oodml"), "record_version": RECORD_VERSION}
-
-
-def trial_identity(config: TrialConfig, split_digest: str) -> str:
-    payload = {
-        "config": config.model_dump(mode="json", exclude={"data": {"split_file"}}),
-        "split": split_digest,
-        "code": code_versions(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

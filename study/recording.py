@@ -7,7 +7,6 @@ marker resume relies on: a crash in between re-runs the trial, never loses or do
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,25 +16,20 @@ from ray import tune
 from study.expand import EVAL, PlannedTrial
 from study.results import write_trial_result
 from study.trainable import ERROR, RECORD, trial_workdir
+from tasks.identity import describe
+from tasks.record import TrialRecord
 from tasks.train import LAST_CHECKPOINT
 
 
-def describe(trial: PlannedTrial) -> dict:
-    """The identity fields of a trial that produced no record (a failed one)."""
-    c = trial.config
-    return {
-        "trial_id": trial.trial_id,
-        "dataset": c.data.dataset_name,
-        "split_key": str(c.data.split),
-        "method": c.method.label,
-        "hyperparameters": json.dumps(dict(c.method.hyperparameters), sort_keys=True),
-        "backbone": c.model.backbone,
-        "embedding_dim": c.model.embedding_dim,
-        "seed": c.seed,
-        "epochs": c.training.epochs,
-        "protocol": c.training.protocol,
-        "config": json.dumps(c.model_dump(mode="json"), sort_keys=True),
-    }
+def failed_record(trial: PlannedTrial, error: str) -> TrialRecord:
+    """The record of a trial that produced none: its identity as known before it ran, and its error."""
+    identity = describe(trial.config, trial_id=trial.trial_id)
+    return TrialRecord.failed(
+        identity,
+        error,
+        hyperparameters=dict(trial.config.method.hyperparameters),
+        config=trial.config.model_dump(mode="json"),
+    )
 
 
 class TrialLog:
@@ -47,16 +41,11 @@ class TrialLog:
         self.completed: list[str] = []
         self.failed: list[str] = []
 
-    def record(
-        self, trial: PlannedTrial, record: dict | None, error: str | None, checkpoint: str | None
-    ) -> None:
-        status = "failed" if error else "completed"
-        record = record or describe(trial)
+    def record(self, trial: PlannedTrial, record: TrialRecord, checkpoint: str | None) -> None:
+        error = record.error
         run_id = self.tracker.log_trial(
             record,
             stage=trial.stage,
-            status=status,
-            error=error,
             checkpoint_dir=checkpoint if trial.stage == EVAL else None,
             tuned=trial.tuned,
         )
@@ -65,8 +54,6 @@ class TrialLog:
             record,
             stage=trial.stage,
             study=self.study,
-            status=status,
-            error=error,
             mlflow_run_id=run_id,
             tuned=trial.tuned,
         )
@@ -98,14 +85,20 @@ class Recorder(tune.Callback):
         self.resolve, self.log = resolve, log
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        planned = self.resolve(trial.config)
         result = trial.last_result or {}
-        record = json.loads(result[RECORD]) if RECORD in result else None
-        error = result.get(ERROR) or (None if record else "the trial ended without reporting its record")
+        if RECORD in result:
+            record = TrialRecord.from_json(result[RECORD])
+        else:
+            record = failed_record(
+                planned, result.get(ERROR) or "the trial ended without reporting its record"
+            )
         checkpoint = trial.checkpoint.path if trial.checkpoint else None
-        self.log.record(self.resolve(trial.config), record, error, checkpoint)
+        self.log.record(planned, record, checkpoint)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.log.record(self.resolve(trial.config), None, trial_error(trial), None)
+        planned = self.resolve(trial.config)
+        self.log.record(planned, failed_record(planned, trial_error(trial)), None)
 
 
 def _duration(seconds: float) -> str:

@@ -3,22 +3,25 @@
 Runs on a Ray worker, whose working directory is not the study folder, so every path is absolute.
 The trial's working folder is ``<study>/trials/<trial id>``; ``run_trial`` resumes from it, and a
 retried trial first restores it from its latest Tune checkpoint (the retry may run on another node).
-The final report carries the whole trial record (JSON) and the selected weights as its checkpoint;
-the driver turns them into result rows and an MLflow run.
+The final report carries the whole trial record (``TrialRecord.to_json``) and the selected weights as its
+checkpoint; the driver turns them into result rows and an MLflow run.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study.expand import PlannedTrial, with_hyperparameters
 from study.plugins import PluginError, PluginSource
 from study.plugins import load as load_plugins
 from study.results.layout import trial_dir
+
+if TYPE_CHECKING:
+    from tasks.record import TrialRecord
 
 OBJECTIVE = "objective"  # best validation value so far of the tuning metric (what the search maximises)
 RECORD = "trial_record"
@@ -81,12 +84,27 @@ def run_planned(
     except DETERMINISTIC as err:
         tune.report({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__}: {err}"})
         return
-    record["trial_id"] = trial.trial_id
-    curve = record.get(f"curve/{metric}") or [record.get(metric, math.nan)]  # untrained: no epochs
-    final = {OBJECTIVE: max(curve), RECORD: json.dumps(record)}
-    if record["checkpoint"] is None:  # untrained (frozen baseline): its weights are the published ones
+    if record.trial_id != trial.trial_id:  # one identity function: only a changed split file gets here
+        tune.report({OBJECTIVE: math.nan, ERROR: _changed_split(trial, record.trial_id)})
+        return
+    curve = record.curves.values.get(metric) or [_final(record, metric)]  # untrained: no epochs
+    final = {OBJECTIVE: max(curve), RECORD: record.to_json()}
+    if record.checkpoint is None:  # untrained (frozen baseline): its weights are the published ones
         tune.report(final)
         return
     with tempfile.TemporaryDirectory() as selected:
-        shutil.copy2(record["checkpoint"], selected)
+        shutil.copy2(record.checkpoint, selected)
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(selected))
+
+
+def _final(record: TrialRecord, metric: str) -> float:
+    """The recorded value of a tuning metric (a display name such as ``val/recall@1``), else NaN."""
+    found = [m.value for m in record.measurements if m.name == metric]
+    return found[0] if found else math.nan
+
+
+def _changed_split(trial: PlannedTrial, trial_id: str) -> str:
+    return (
+        f"ValueError: trial {trial.label} was planned as {trial.trial_id} but ran as {trial_id}: its split "
+        f"file {trial.config.data.split_file} changed after the study read it; rerun the study"
+    )

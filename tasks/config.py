@@ -7,8 +7,6 @@ to few-shot support sets (DESIGN.md sections 5-6).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -138,12 +136,7 @@ class TrialConfig(_Strict):
     fewshot: FewShotConfig = FewShotConfig()
     seed: int = 0
     evaluate_test: bool = Field(True, description="False for tuning trials: validation classes only")
-
-    def identity(self) -> str:
-        """A stable hash of the resolved configuration."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[
-            :16
-        ]
+    # A trial's identity: tasks.identity.trial_identity (one function for `oodml trial` and studies).
 
 
 class ConfigError(ValueError):

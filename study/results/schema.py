@@ -1,4 +1,4 @@
-"""The results schema (long form) and the conversion of a trial record into its rows.
+"""The results schema (long form) and the conversion of a trial record into its rows (``trial_rows``).
 
 One row per (trial, stage, subset, shots, kind, metric); docs/results-schema.md documents every column
 and why the table is long rather than wide.
@@ -6,12 +6,16 @@ and why the table is long rather than wide.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import numbers
-import re
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
+if TYPE_CHECKING:  # for annotations only: the record is read by its attributes
+    from tasks.record import TrialRecord
 
 SCHEMA_VERSION = 1
 VERSION_KEY = b"oodml.schema_version"
@@ -34,6 +38,8 @@ IDENTITY_FIELDS = [
     pa.field("num_train_classes", pa.int32()),
     pa.field("num_test_classes", pa.int32()),
     pa.field("method", pa.string()),
+    pa.field("method_name", pa.string()),
+    pa.field("method_variant", pa.string()),
     pa.field("backbone", pa.string()),
     pa.field("embedding_dim", pa.int32()),
     pa.field("seed", pa.int64()),
@@ -85,112 +91,62 @@ CURVES_SCHEMA = pa.schema(
     metadata={VERSION_KEY: str(SCHEMA_VERSION).encode()},
 )
 
-# Record keys copied under the same name; the JSON ones may also come as dicts (partial records).
-_COPIED = (
-    "dataset split_id split_key split_progression split_hash fid num_train_classes num_test_classes method "
-    "backbone embedding_dim seed epochs protocol selected_epoch resumed_from_epoch device checkpoint"
-).split()
-_JSON = ("hyperparameters", "config", "versions")
-_TIMINGS = {"time/train_s", "time/test_eval_s", "time/fewshot_s", "time/total_s"}
-_FEWSHOT = re.compile(r"fewshot/(\d+)/(fewshot|zeroshot)/(.+)")
-
-
-def measurements(record: dict) -> list[dict]:
-    """The metric rows of a record: ``val/<m>`` and ``test/<m>`` at shots 0, ``fewshot/<s>/<kind>/<m>``."""
-    rows = []
-    for key, value in record.items():
-        subset, _, metric = key.partition("/")
-        if subset in ("val", "test") and metric:
-            rows.append({"subset": subset, "shots": 0, "kind": "zeroshot", "metric": metric, "value": value})
-            continue
-        match = _FEWSHOT.fullmatch(key)
-        if match is None or key.endswith("/ci95"):
-            continue
-        shots, kind, metric = int(match[1]), match[2], match[3]
-        rows.append(
-            {
-                "subset": "test",
-                "shots": shots,
-                "kind": kind,
-                "metric": metric,
-                "value": value,
-                "ci95": record.get(f"{key}/ci95"),
-                "episodes": record.get(f"fewshot/{shots}/episodes"),
-                "left_out_classes": record.get(f"fewshot/{shots}/left_out_classes"),
-                "support": record.get(f"fewshot/{shots}/support"),
-                "nan_reason": record.get(f"fewshot/{shots}/nan_reason"),
-            }
-        )
-    for row in rows:
-        if not _is_number(row["value"]):
-            raise ValueError(f"record key for metric {row['metric']!r} holds {row['value']!r}, not a number")
-        row["value"] = float(row["value"])
-    return sorted(rows, key=lambda r: (r["subset"], r["shots"], r["kind"], r["metric"]))
+_TRIAL_COLUMNS = ("selected_epoch", "resumed_from_epoch", "checkpoint")
 
 
 def trial_rows(
-    record: dict,
+    record: TrialRecord,
     *,
     stage: str,
     study: str,
-    status: str,
-    error: str | None,
-    mlflow_run_id: str | None,
-    tuned: dict | None,
+    mlflow_run_id: str | None = None,
+    tuned: dict | None = None,
 ) -> pa.Table:
-    """The rows of one trial: its measurements, or a single row without a measurement if it failed."""
+    """The result rows of one trial record: one per measurement, or one without a measurement if the
+    trial failed. The one conversion from a ``tasks.record.TrialRecord`` to rows (the record is read by
+    its attributes: this package imports no other part of the project)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    trial_id = record.get("trial_id")
-    if not isinstance(trial_id, str) or not trial_id:
-        raise ValueError(f"record has no trial_id (keys: {sorted(record)[:10]})")
-    if status == "failed" and not error:
-        raise ValueError(f"trial {trial_id}: a failed trial needs its error")
-    base = {name: record.get(name) for name in _COPIED}
-    base.update({name: _json(record.get(name)) for name in _JSON})
-    base.update({f"time_{k[5:]}": record.get(k) for k in _TIMINGS})
+    identity = {f.name: getattr(record.identity, f.name) for f in dataclasses.fields(record.identity)}
+    unknown = sorted(set(identity) - set(SCHEMA.names))
+    if unknown:
+        raise ValueError(f"trial identity fields {unknown} have no column in the results schema")
+    base = identity | {name: getattr(record, name) for name in _TRIAL_COLUMNS}
+    base |= {f"time_{f.name}": getattr(record.timings, f.name) for f in dataclasses.fields(record.timings)}
     base.update(
         schema_version=SCHEMA_VERSION,
         study=study,
-        trial_id=trial_id,
         stage=stage,
-        status=status,
-        error=error,
-        tuned_hyperparameters=json.dumps(tuned or {}, sort_keys=True),
+        status=record.status,
+        error=record.error,
+        hyperparameters=_json(record.hyperparameters),
+        tuned_hyperparameters=_json(tuned or {}),
+        config=_json(record.config),
+        versions=_json(record.environment.versions),
+        device=record.environment.device,
         mlflow_run_id=mlflow_run_id,
         finished_at=datetime.now(UTC),
     )
-    if status == "failed":
+    if record.status == "failed":
         rows = [base]
     else:
-        found = measurements(record)
-        if not found:
-            raise ValueError(f"trial {trial_id} is marked completed but its record holds no metrics")
+        if not record.measurements:
+            raise ValueError(f"trial {record.trial_id} is marked completed but its record holds no metrics")
+        found = [dataclasses.asdict(m) for m in record.measurements]
+        found.sort(key=lambda r: (r["subset"], r["shots"], r["kind"], r["metric"]))
         rows = [base | row for row in found]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
-def curve_rows(record: dict, *, stage: str, study: str) -> pa.Table:
-    """Per-epoch curves from the ``curve/<key>`` lists, aligned on ``curve/epoch``."""
-    epochs = record.get("curve/epoch") or []
-    rows = []
-    for key, values in record.items():
-        if not key.startswith("curve/") or key == "curve/epoch":
-            continue
-        if len(values) != len(epochs):
-            raise ValueError(f"{key} has {len(values)} values for {len(epochs)} epochs")
-        rows += [
-            {"epoch": e, "key": key[6:], "value": float(v) if _is_number(v) else None}
-            for e, v in zip(epochs, values, strict=True)
-        ]
-    common = {
-        "schema_version": SCHEMA_VERSION,
-        "study": study,
-        "trial_id": record["trial_id"],
-        "stage": stage,
-    }
+def curve_rows(record: TrialRecord, *, stage: str, study: str) -> pa.Table:
+    """The record's per-epoch curves in long form (epoch, key, value)."""
+    curves = record.curves
+    rows = [
+        {"epoch": e, "key": key, "value": float(v) if _is_number(v) else None}
+        for key, values in curves.values.items()
+        for e, v in zip(curves.epochs, values, strict=True)
+    ]
+    common = {"schema_version": SCHEMA_VERSION, "study": study, "trial_id": record.trial_id, "stage": stage}
     return pa.Table.from_pylist([common | row for row in rows], schema=CURVES_SCHEMA)
 
 

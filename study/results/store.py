@@ -13,6 +13,7 @@ import hashlib
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +22,9 @@ import pyarrow.parquet as pq
 from study.results.files import atomic_path
 from study.results.layout import CURVES_DIR, RESULTS_DIR
 from study.results.schema import CURVES_SCHEMA, SCHEMA, SCHEMA_VERSION, VERSION_KEY, curve_rows, trial_rows
+
+if TYPE_CHECKING:  # for annotations only: the record is read by its attributes
+    from tasks.record import TrialRecord
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
 
@@ -37,20 +41,16 @@ def result_path(study_dir: str | Path, trial_id: str, stage: str, folder: str = 
 
 def write_trial_result(
     study_dir: str | Path,
-    record: dict,
+    record: TrialRecord,
     *,
     stage: str,
     study: str,
-    status: str = "completed",
-    error: str | None = None,
     mlflow_run_id: str | None = None,
     tuned: dict | None = None,
 ) -> Path:
-    """Write (or replace) a trial's rows and curves; returns the results file."""
-    rows = trial_rows(
-        record, stage=stage, study=study, status=status, error=error, mlflow_run_id=mlflow_run_id, tuned=tuned
-    )
-    trial_id = record["trial_id"]
+    """Write (or replace) a trial's rows and curves (from its ``TrialRecord``); returns the results file."""
+    rows = trial_rows(record, stage=stage, study=study, mlflow_run_id=mlflow_run_id, tuned=tuned)
+    trial_id = record.trial_id
     curves = curve_rows(record, stage=stage, study=study)
     curves_path = result_path(study_dir, trial_id, stage, CURVES_DIR)
     if curves.num_rows:

@@ -9,13 +9,16 @@ creates the store and the experiment, which concurrent writers cannot do safely 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import yaml
@@ -24,7 +27,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from study.results.layout import CHECKPOINT_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
-from study.results.schema import STAGES, STATUSES
+from study.results.schema import STAGES
 from study.tracking.keys import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_TAGS_PER_BATCH,
@@ -38,12 +41,10 @@ from study.tracking.keys import (
 )
 
 RUN_STATUS = {"completed": "FINISHED", "failed": "FAILED"}
-IDENTITY_PARAMS = (
-    "dataset split_id split_key split_progression split_hash fid num_train_classes num_test_classes method "
-    "backbone embedding_dim seed epochs protocol"
-).split()
-_NOT_METRICS = {"split_id", "seed", "epochs", "embedding_dim", "record_version"}
 _SERVER_SCHEMES = ("http", "https", "databricks")
+if TYPE_CHECKING:
+    from tasks.record import TrialRecord
+
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
@@ -111,11 +112,9 @@ class StudyTracker:
 
     def log_trial(
         self,
-        record: dict,
+        record: TrialRecord,
         *,
         stage: str,
-        status: str,
-        error: str | None = None,
         checkpoint_dir: str | Path | None = None,
         tuned: dict | None = None,
     ) -> str:
@@ -128,19 +127,16 @@ class StudyTracker:
         ``checkpoint/best.pt`` (None: no checkpoint, e.g. for tuning trials).
         """
         parent = self._parent()
-        trial_id = check_id("trial id", record.get("trial_id"))
-        if stage not in STAGES or status not in STATUSES:
-            raise ValueError(
-                f"stage must be one of {STAGES} and status one of {STATUSES}: {stage!r}, {status!r}"
-            )
-        if status == "failed" and not error:
-            raise ValueError(f"trial {trial_id}: a failed trial needs its error")
+        trial_id = check_id("trial id", record.trial_id)
+        status = record.status
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}: {stage!r}")
         checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
         if checkpoint is not None and not checkpoint.is_file():
             if status == "completed":
                 raise FileNotFoundError(f"trial {trial_id}: no checkpoint at {checkpoint}")
             checkpoint = None
-        digest = _digest(record, stage, status, error, tuned, checkpoint)
+        digest = _digest(record, stage, tuned, checkpoint)
         existing = self._search(
             f"tags.`mlflow.parentRunId` = '{parent}' and tags.`oodml.trial_id` = '{trial_id}' "
             f"and tags.`oodml.stage` = '{stage}'"
@@ -153,8 +149,8 @@ class StudyTracker:
         if same:
             run_id = same[0].info.run_id
         else:
-            run_id = self._new_trial_run(record, stage, status, error, tuned)
-            self._finish_trial_run(run_id, record, status, error, checkpoint, digest)
+            run_id = self._new_trial_run(record, stage, tuned)
+            self._finish_trial_run(run_id, record, checkpoint, digest)
         for run in existing:
             if run.info.run_id != run_id:
                 self._retire(run, replaced_by=run_id)
@@ -229,40 +225,28 @@ class StudyTracker:
             ),
         }
 
-    def _new_trial_run(
-        self, record: dict, stage: str, status: str, error: str | None, tuned: dict | None
-    ) -> str:
-        name = " ".join(str(record[k]) for k in ("method", "split_key") if record.get(k) is not None)
-        seed = f" s{record['seed']}" if record.get("seed") is not None else ""
-        tags = {
-            "mlflow.parentRunId": self._parent(),
-            "oodml.role": "trial",
-            "oodml.trial_id": record["trial_id"],
-            "oodml.stage": stage,
-            "oodml.status": status,
-            "oodml.shots": ",".join(map(str, _shots(record))),
-        }
-        for key in ("dataset", "split_id", "split_key", "fid", "method", "seed", "backbone", "protocol"):
-            if record.get(key) is not None:
-                tags[f"oodml.{key}"] = str(record[key])
-        if error:
-            tags["oodml.error"] = param_value(error, MAX_TAG_VALUE)
+    def _new_trial_run(self, record: TrialRecord, stage: str, tuned: dict | None) -> str:
+        identity = record.identity
+        name = " ".join(str(v) for v in (identity.method, identity.split_key) if v is not None)
+        seed = f" s{identity.seed}" if identity.seed is not None else ""
+        content = run_content(record, tuned)
+        tags = content.tags | {"mlflow.parentRunId": self._parent(), "oodml.stage": stage}
         run = self.client.create_run(
-            self.experiment_id, run_name=f"{name or record['trial_id']}{seed} ({stage})", tags=tags
+            self.experiment_id, run_name=f"{name or record.trial_id}{seed} ({stage})", tags=tags
         )
-        self._log(run.info.run_id, metrics=_metrics(record), params=_params(record, tuned))
+        self._log(run.info.run_id, metrics=content.metrics, params=content.params)
         return run.info.run_id
 
     def _finish_trial_run(
-        self, run_id: str, record: dict, status: str, error: str | None, checkpoint: Path | None, digest: str
+        self, run_id: str, record: TrialRecord, checkpoint: Path | None, digest: str
     ) -> None:
-        self.client.log_text(run_id, json.dumps(record, indent=1, sort_keys=True, default=str), "record.json")
-        if error:
-            self.client.log_text(run_id, error, "error.txt")
+        self.client.log_text(run_id, record.to_json(indent=1), "record.json")
+        if record.error:
+            self.client.log_text(run_id, record.error, "error.txt")
         if checkpoint is not None:
             self.client.log_artifact(run_id, str(checkpoint), "checkpoint")
         self.client.set_tag(run_id, "oodml.digest", digest)  # with the final status: the run is complete
-        self.client.set_terminated(run_id, RUN_STATUS[status])
+        self.client.set_terminated(run_id, RUN_STATUS[record.status])
 
     def _retire(self, run: Run, replaced_by: str) -> None:
         self.client.set_tag(run.info.run_id, "oodml.replaced_by", replaced_by)
@@ -306,49 +290,57 @@ class StudyTracker:
         return self.parent_run_id
 
 
-def _params(record: dict, tuned: dict | None) -> dict[str, str]:
-    """Identity fields, ``hyperparameters.*``, ``config.*`` (the resolved trial config), ``versions.*``."""
-    params: dict[str, object] = {k: record[k] for k in IDENTITY_PARAMS if record.get(k) is not None}
-    for prefix in ("hyperparameters", "config", "versions"):
-        value = record.get(prefix)
-        value = json.loads(value) if isinstance(value, str) else value
+@dataclass(frozen=True)
+class RunContent:
+    params: dict[str, str]
+    metrics: list[Metric]
+    tags: dict[str, str]
+
+
+def run_content(record: TrialRecord, tuned: dict | None) -> RunContent:
+    """What a trial's MLflow run holds: the one conversion from a ``tasks.record.TrialRecord``.
+
+    Params: the identity fields, ``hyperparameters.*``, ``config.*`` (the resolved trial config),
+    ``versions.*`` and ``tuned_hyperparameters``. Metrics: every number of the record at step 0 (under
+    its display name, ``TrialRecord.scalars``) and the per-epoch curves ``curve/<key>`` with
+    ``step = epoch``. Tags: ``oodml.<identity field>``, the trial id, status, shots and error.
+    """
+    identity = dataclasses.asdict(record.identity)
+    params: dict[str, object] = {k: v for k, v in identity.items() if v is not None and k != "trial_id"}
+    for prefix, value in (
+        ("hyperparameters", record.hyperparameters),
+        ("config", record.config),
+        ("versions", record.environment.versions),
+    ):
         if value:
-            params.update(flatten(value, f"{prefix}."))
+            params.update(flatten(dict(value), f"{prefix}."))
     if tuned is not None:
         params["tuned_hyperparameters"] = tuned
-    return {mlflow_key(k): param_value(v) for k, v in params.items()}
-
-
-def _metrics(record: dict) -> list[Metric]:
-    """Per-epoch curves with ``step=epoch``; final numbers (val/test/fewshot/time/...) at step 0."""
     now = _now()
-    metrics = []
-    epochs = record.get("curve/epoch") or []
-    for key, value in record.items():
-        if key.startswith("curve/"):
-            if key != "curve/epoch":
-                metrics += [
-                    Metric(mlflow_key(key), float(v), now, int(e))
-                    for e, v in zip(epochs, value, strict=True)
-                    if is_number(v)
-                ]
-        elif key not in _NOT_METRICS and is_number(value):
-            metrics.append(Metric(mlflow_key(key), float(value), now, 0))
-    return metrics
+    metrics = [Metric(mlflow_key(k), float(v), now, 0) for k, v in record.scalars().items() if is_number(v)]
+    curves = record.curves
+    for key, values in curves.values.items():
+        metrics += [
+            Metric(mlflow_key(f"curve/{key}"), float(v), now, int(e))
+            for e, v in zip(curves.epochs, values, strict=True)
+            if is_number(v)
+        ]
+    tags = {f"oodml.{k}": str(v) for k, v in identity.items() if v is not None}
+    tags |= {
+        "oodml.role": "trial",
+        "oodml.status": record.status,
+        "oodml.shots": ",".join(map(str, record.shots)),
+    }
+    if record.error:
+        tags["oodml.error"] = param_value(record.error, MAX_TAG_VALUE)
+    return RunContent({mlflow_key(k): param_value(v) for k, v in params.items()}, metrics, tags)
 
 
-def _shots(record: dict) -> list[int]:
-    shots = {int(k.split("/")[1]) for k in record if k.startswith("fewshot/")}
-    return sorted(shots | ({0} if any(k.startswith("test/") for k in record) else set()))
-
-
-def _digest(
-    record: dict, stage: str, status: str, error: str | None, tuned: dict | None, checkpoint: Path | None
-) -> str:
+def _digest(record: TrialRecord, stage: str, tuned: dict | None, checkpoint: Path | None) -> str:
     """What a trial run holds: equal digests mean re-logging would change nothing."""
     stat = checkpoint.stat() if checkpoint is not None else None
     file = (str(checkpoint), stat.st_size, stat.st_mtime_ns) if stat is not None else None
-    payload = json.dumps([record, stage, status, error, tuned, file], sort_keys=True, default=str)
+    payload = json.dumps([record.to_dict(), stage, tuned, file], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -15,6 +14,7 @@ from study.projection import write_split_projection
 from study.results import write_trial_result
 from study.results.status import DriverStatus, now, write_driver
 from study.status import trial_started
+from tasks.record import Measurement, Timings, TrialIdentity, TrialRecord
 from tasks.splits.files import Split, SplitFile, write_json
 
 DATASET = "glyphs"
@@ -33,50 +33,52 @@ SECTIONS = ["degradation", "ranking", "fewshot", "splits", "projection", "status
 FIGURES = {f"{name}_{DATASET}.png" for name in SECTIONS[:-1]} | {"status.png"}
 
 
-def trial_record(method: str, split: tuple, seed: int, shots: tuple[int, ...]) -> dict:
+def trial_record(method: str, split: tuple, seed: int, shots: tuple[int, ...]) -> TrialRecord:
     """A completed trial's record with degrading Recall@1 and a few-shot gain that grows with FID."""
     split_id, key, progression, fid, n_train, n_test = split
     start, slope = METHODS[method]
     rng = np.random.default_rng([split_id, seed, len(method)])
     recall = start - slope * (fid - SPLITS[0][3]) + rng.normal(0, 0.006) + 0.002 * (20 - n_test)
-    record = {
-        "trial_id": f"{method[:6]}-{split_id}-{seed}",
-        "dataset": DATASET,
-        "split_id": split_id,
-        "split_key": key,
-        "split_progression": progression,
-        "split_hash": f"hash{split_id}",
-        "fid": fid,
-        "num_train_classes": n_train,
-        "num_test_classes": n_test,
-        "method": method,
-        "backbone": "glyph_cnn",
-        "embedding_dim": 64,
-        "seed": seed,
-        "epochs": 2,
-        "protocol": "paper",
-        "selected_epoch": 1,
-        "hyperparameters": json.dumps({"lr": 2e-3}),
-        "test/recall@1": recall,
-        "test/map@r": 0.55 * recall - 0.05,
-        "val/recall@1": 0.7,
-        "val/selection_score": 1.1,
-        "time/train_s": 9.0 + rng.uniform(0, 2),
-        "time/test_eval_s": 1.0,
-        "time/fewshot_s": 2.0 * len(shots),
-        "time/total_s": 13.0 + rng.uniform(0, 2),
-    }
+    measurements = [
+        Measurement("test", "recall@1", recall),
+        Measurement("test", "map@r", 0.55 * recall - 0.05),
+        Measurement("val", "recall@1", 0.7),
+        Measurement("val", "selection_score", 1.1),
+    ]
     for s in shots:
         gain = 0.02 * s**0.5 * (1 + (fid - SPLITS[0][3]) / 20) + rng.normal(0, 0.004)
-        record[f"fewshot/{s}/episodes"] = 4
-        record[f"fewshot/{s}/left_out_classes"] = 0
-        record[f"fewshot/{s}/support"] = "images"
+        budget = {"episodes": 4, "left_out_classes": 0, "support": "images"}
         for kind, value in (("zeroshot", recall + 0.03), ("fewshot", recall + 0.03 + gain)):
-            record[f"fewshot/{s}/{kind}/recall@1"] = value
-            record[f"fewshot/{s}/{kind}/recall@1/ci95"] = 0.012 + 0.01 / s
-            record[f"fewshot/{s}/{kind}/map@r"] = 0.55 * value - 0.05
-            record[f"fewshot/{s}/{kind}/map@r/ci95"] = 0.01
-    return record
+            measurements.append(Measurement("test", "recall@1", value, s, kind, 0.012 + 0.01 / s, **budget))
+            measurements.append(Measurement("test", "map@r", 0.55 * value - 0.05, s, kind, 0.01, **budget))
+    return TrialRecord(
+        identity=TrialIdentity(
+            trial_id=f"{method[:6]}-{split_id}-{seed}",
+            dataset=DATASET,
+            split_id=split_id,
+            split_key=key,
+            split_progression=progression,
+            split_hash=f"hash{split_id}",
+            fid=fid,
+            num_train_classes=n_train,
+            num_test_classes=n_test,
+            method=method,
+            backbone="glyph_cnn",
+            embedding_dim=64,
+            seed=seed,
+            epochs=2,
+            protocol="paper",
+        ),
+        hyperparameters={"lr": 2e-3},
+        measurements=tuple(measurements),
+        selected_epoch=1,
+        timings=Timings(
+            train_s=9.0 + rng.uniform(0, 2),
+            test_eval_s=1.0,
+            fewshot_s=2.0 * len(shots),
+            total_s=13.0 + rng.uniform(0, 2),
+        ),
+    )
 
 
 def write_split_file(study_dir: Path, splits: list[tuple], dims: int = 16) -> None:
@@ -131,14 +133,8 @@ def make_study(
         raise FloatingPointError("loss is nan at epoch 1 (lr too high?)")
     except FloatingPointError:
         error = traceback.format_exc()
-    failed = {
-        "trial_id": "failed-trial",
-        "dataset": DATASET,
-        "split_key": "12",
-        "method": methods[0],
-        "seed": 2,
-    }
-    write_trial_result(study_dir, failed, stage="eval", study="demo", status="failed", error=error)
+    identity = TrialIdentity("failed-trial", dataset=DATASET, split_key="12", method=methods[0], seed=2)
+    write_trial_result(study_dir, TrialRecord.failed(identity, error), stage="eval", study="demo")
     write_split_file(study_dir, splits)
     assert write_split_projection(study_dir, DATASET, study_dir / "splits" / DATASET / "splits.json")
     shutil.rmtree(study_dir / "splits")  # the dashboard reads tables only

@@ -9,15 +9,16 @@ from dashboards.serve import LiveReport, make_server
 from study.cli import main
 from study.results import write_trial_result
 from study.status import trial_started
+from tasks.record import TrialIdentity, TrialRecord
 from tests.dashboards.synthetic import DATASET, FIGURES, RUNNING_TRIAL, SECTIONS, driver_running, trial_record
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def failed_trial(study_dir: Path, trial_id: str = "failed-trial") -> None:
-    record = {"trial_id": trial_id, "dataset": DATASET, "split_key": "0", "method": "margin", "seed": 0}
+    identity = TrialIdentity(trial_id, dataset=DATASET, split_key="0", method="margin", seed=0)
     write_trial_result(
-        study_dir, record, stage="eval", study="demo", status="failed", error="Traceback...\nOOM"
+        study_dir, TrialRecord.failed(identity, "Traceback...\nOOM"), stage="eval", study="demo"
     )
 
 

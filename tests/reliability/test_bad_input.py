@@ -360,7 +360,7 @@ def test_unreadable_images_are_skipped_with_a_report_when_the_spec_says_so(
     config = trial_config(skipping, plan, skipping.methods[0], plan.default, 0, {}, tuning=True)
     assert config.data.options == {"unreadable_images": "skip"}
     record = run_trial(config, tmp_path / "trial")
-    assert 0 <= record["val/recall@1"] <= 1
+    assert 0 <= record.measurement("val", "recall@1") <= 1
     kept = build_dataset("imagefolder", config.data.root, **config.data.options)
     assert len(kept) == 70 and not set(names) & set(kept.image_ids)
 

@@ -157,9 +157,9 @@ def test_names_reach_split_folders_trials_results_and_dashboard(two_entries: dic
     cars = build_dataset("csv", spec.datasets[1].root, **spec.datasets[1].loader_options())
     assert cars.default_train != tuple(CLASSES[1::2])  # the random partition, not the side column
 
-    from study.recording import describe
+    from study.recording import failed_record
 
-    assert describe(trials[-1])["dataset"] == "cars"  # a failed trial's row
+    assert failed_record(trials[-1], "boom").identity.dataset == "cars"  # a failed trial's row
 
     from dashboards.projection import split_file_path, study_datasets
 

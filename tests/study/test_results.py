@@ -1,5 +1,6 @@
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,7 @@ from study.results import (
     results,
     write_trial_result,
 )
+from tasks.record import TrialIdentity, TrialRecord
 from tests.records import SPLITS, make_record, write_grid
 
 
@@ -35,7 +37,7 @@ def test_schema_round_trip(tmp_path):
     path = write_trial_result(
         tmp_path, rec, stage="eval", study="demo", mlflow_run_id="run1", tuned={"margin": 0.2}
     )
-    assert path == result_path(tmp_path, rec["trial_id"], "eval") and path.exists()
+    assert path == result_path(tmp_path, rec.trial_id, "eval") and path.exists()
     assert pq.read_metadata(path).metadata[b"oodml.schema_version"] == str(SCHEMA_VERSION).encode()
     table = read_results(tmp_path)
     assert table.schema.equals(SCHEMA)
@@ -43,7 +45,11 @@ def test_schema_round_trip(tmp_path):
     assert table.num_rows == 6 + 5 + 20
     rows = table.to_pylist()
     test = next(r for r in rows if r["subset"] == "test" and r["shots"] == 0 and r["metric"] == "recall@1")
-    assert test["value"] == rec["test/recall@1"] and test["ci95"] is None and test["kind"] == "zeroshot"
+    assert (
+        test["value"] == rec.measurement("test", "recall@1")
+        and test["ci95"] is None
+        and test["kind"] == "zeroshot"
+    )
     assert (test["fid"], test["split_key"], test["num_test_classes"], test["seed"]) == (10.0, "0", 100, 0)
     assert (test["mlflow_run_id"], test["status"], test["stage"], test["study"]) == (
         "run1",
@@ -54,7 +60,11 @@ def test_schema_round_trip(tmp_path):
     assert json.loads(test["tuned_hyperparameters"]) == {"margin": 0.2}
     assert (test["time_train_s"], test["selected_epoch"], test["schema_version"]) == (9.0, 2, SCHEMA_VERSION)
     few = next(r for r in rows if (r["shots"], r["kind"], r["metric"]) == (5, "fewshot", "map@r"))
-    assert few["value"] == rec["fewshot/5/fewshot/map@r"] and few["ci95"] == 0.02 and few["episodes"] == 10
+    assert (
+        few["value"] == rec.measurement("test", "map@r", 5, "fewshot")
+        and few["ci95"] == 0.02
+        and few["episodes"] == 10
+    )
     assert few["support"] == "images" and test["support"] is None
 
 
@@ -98,10 +108,10 @@ def test_newer_schema_version_is_refused_with_a_reason(tmp_path):
 
 def test_rewrite_replaces_and_failed_trials_are_retried(tmp_path):
     rec = make_record()
-    identity = {k: rec[k] for k in ("trial_id", "method", "dataset", "split_id", "split_key", "seed")}
-    path = write_trial_result(
-        tmp_path, identity, stage="eval", study="demo", status="failed", error="Traceback...\nValueError: nan"
-    )
+    known = ("trial_id", "method", "dataset", "split_id", "split_key", "seed")
+    identity = TrialIdentity(**{k: getattr(rec.identity, k) for k in known})
+    failed = TrialRecord.failed(identity, "Traceback...\nValueError: nan")
+    path = write_trial_result(tmp_path, failed, stage="eval", study="demo")
     failed = read_results(tmp_path)
     assert failed.num_rows == 1 and failed["metric"].null_count == 1
     assert failed["error"][0].as_py().endswith("nan") and completed_trial_ids(tmp_path) == set()
@@ -123,12 +133,12 @@ def test_invalid_records_are_refused(tmp_path):
     with pytest.raises(ValueError, match="stage must be"):
         write_trial_result(tmp_path, make_record(), stage="train", study="demo")
     with pytest.raises(ValueError, match="needs its error"):
-        write_trial_result(tmp_path, make_record(), stage="eval", study="demo", status="failed")
-    with pytest.raises(ValueError, match="no trial_id"):
-        write_trial_result(tmp_path, {"method": "margin"}, stage="eval", study="demo")
+        replace(make_record(), status="failed")
+    with pytest.raises(ValueError, match="needs a trial id"):
+        TrialRecord(TrialIdentity(""))
     with pytest.raises(ValueError, match="holds no metrics"):
-        write_trial_result(tmp_path, {"trial_id": "t"}, stage="eval", study="demo")
-    odd = write_trial_result(tmp_path, make_record() | {"trial_id": "../../x y"}, stage="eval", study="demo")
+        write_trial_result(tmp_path, TrialRecord(TrialIdentity("t")), stage="eval", study="demo")
+    odd = write_trial_result(tmp_path, make_record(trial_id="../../x y"), stage="eval", study="demo")
     assert odd.parent == tmp_path / "results" and read_results(tmp_path)["trial_id"][0].as_py() == "../../x y"
 
 
@@ -226,14 +236,14 @@ def test_fewshot_gain(tmp_path):
 
 def test_aggregations_refuse_two_trials_for_one_method_split_seed(tmp_path):
     write_trial_result(tmp_path, make_record(), stage="eval", study="demo")
-    write_trial_result(tmp_path, make_record() | {"trial_id": "other"}, stage="eval", study="demo")
+    write_trial_result(tmp_path, make_record(trial_id="other"), stage="eval", study="demo")
     with pytest.raises(ValueError, match="one trial per"):
         degradation_curves(read_results(tmp_path))
 
 
 def test_tuning_rows_do_not_enter_the_aggregations(tmp_path):
     write_grid(tmp_path, methods=("margin",))
-    write_trial_result(tmp_path, make_record("margin") | {"trial_id": "tune-1"}, stage="tune", study="demo")
+    write_trial_result(tmp_path, make_record("margin", trial_id="tune-1"), stage="tune", study="demo")
     assert degradation_curves(read_results(tmp_path)).num_rows == 3
 
 

@@ -5,7 +5,6 @@ module through ``StudyTracker`` and every test starts from a copy of it, as a dr
 """
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
@@ -23,42 +22,49 @@ from mlflow.utils.validation import _validate_metric_name
 from study.tracking import StudyTracker, add_ui_arguments, default_tracking_uri, mlflow_key, ui, ui_command
 from study.tracking.tracker import artifact_location
 from study.tracking.ui import reach
+from tasks.record import Curves, Environment, Measurement, Timings, TrialIdentity, TrialRecord
 
 SPEC = {"name": "demo", "methods": [{"name": "margin"}], "training": {"epochs": 3, "lr": 0.001}}
 
 
-def make_record(trial_id="t0", method="margin", seed=0, r1=0.6, epochs=3, config_keys=2) -> dict:
-    rec = {
-        "trial_id": trial_id,
-        "dataset": "glyphs",
-        "split_id": 2,
-        "split_key": "R22",
-        "split_progression": "removal",
-        "fid": 41.5,
-        "num_train_classes": 100,
-        "num_test_classes": 80,
-        "method": method,
-        "hyperparameters": json.dumps({"margin": 0.2, "beta": 1.2}),
-        "backbone": "glyphnet",
-        "embedding_dim": 64,
-        "seed": seed,
-        "epochs": epochs,
-        "selected_epoch": epochs - 1,
-        "config": json.dumps({"seed": seed, "data": {f"option{i}": i for i in range(config_keys)}}),
-        "versions": json.dumps({"torch": "2.14.1"}),
-        "curve/epoch": list(range(epochs)),
-        "curve/train/loss": [1.0 / (e + 1) for e in range(epochs)],
-        "curve/val/recall@1": [0.1 * e for e in range(epochs)],
-        "val/recall@1": 0.1 * (epochs - 1),
-        "test/recall@1": r1,
-        "test/map@r": 0.3,
-        "fewshot/2/episodes": 10,
-        "fewshot/2/fewshot/recall@1": r1 + 0.1,
-        "fewshot/2/fewshot/recall@1/ci95": 0.02,
-        "fewshot/2/zeroshot/recall@1": r1,
-        "time/train_s": 9.0,
-    }
-    return rec
+def make_record(trial_id="t0", method="margin", seed=0, r1=0.6, epochs=3, config_keys=2) -> TrialRecord:
+    fewshot = {"episodes": 10, "left_out_classes": 0, "support": "images"}
+    return TrialRecord(
+        identity=TrialIdentity(
+            trial_id=trial_id,
+            dataset="glyphs",
+            split_id=2,
+            split_key="R22",
+            split_progression="removal",
+            fid=41.5,
+            num_train_classes=100,
+            num_test_classes=80,
+            method=method,
+            backbone="glyphnet",
+            embedding_dim=64,
+            seed=seed,
+            epochs=epochs,
+        ),
+        hyperparameters={"margin": 0.2, "beta": 1.2},
+        config={"seed": seed, "data": {f"option{i}": i for i in range(config_keys)}},
+        measurements=(
+            Measurement("val", "recall@1", 0.1 * (epochs - 1)),
+            Measurement("test", "recall@1", r1),
+            Measurement("test", "map@r", 0.3),
+            Measurement("test", "recall@1", r1 + 0.1, 2, "fewshot", 0.02, **fewshot),
+            Measurement("test", "recall@1", r1, 2, "zeroshot", 0.02, **fewshot),
+        ),
+        curves=Curves(
+            tuple(range(epochs)),
+            {
+                "train/loss": tuple(1.0 / (e + 1) for e in range(epochs)),
+                "val/recall@1": tuple(0.1 * e for e in range(epochs)),
+            },
+        ),
+        selected_epoch=epochs - 1,
+        timings=Timings(train_s=9.0),
+        environment=Environment({"torch": "2.14.1"}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +122,7 @@ def test_the_experiment_opens_on_its_runs_in_the_mlflow_3_ui(study_dir):
 def test_parent_and_child_runs(study_dir):
     tracker = StudyTracker(None, study_dir, "demo")
     parent = tracker.start_study("demo-1", SPEC)
-    run_id = tracker.log_trial(
-        make_record(), stage="eval", status="completed", checkpoint_dir=checkpoint_dir(study_dir / "t0")
-    )
+    run_id = tracker.log_trial(make_record(), stage="eval", checkpoint_dir=checkpoint_dir(study_dir / "t0"))
     client = tracker.client
 
     study = client.get_run(parent)
@@ -154,9 +158,7 @@ def test_batches_respect_mlflow_limits(study_dir):
     tracker = StudyTracker(None, study_dir, "demo")
     tracker.start_study("big", SPEC | {"many": {f"k{i}": i for i in range(150)}})
     # 2 curves x 600 epochs = 1200 points (> 1000 per batch), ~170 params (> 100 per batch)
-    run_id = tracker.log_trial(
-        make_record(epochs=600, config_keys=150), stage="tune", status="completed", checkpoint_dir=None
-    )
+    run_id = tracker.log_trial(make_record(epochs=600, config_keys=150), stage="tune", checkpoint_dir=None)
     run = tracker.client.get_run(run_id)
     assert len(run.data.params) > 150 and len(tracker.client.get_run(tracker.parent_run_id).data.params) > 150
     assert len(tracker.client.get_metric_history(run_id, "curve/train/loss")) == 600
@@ -166,11 +168,11 @@ def test_relogging_never_duplicates_a_trial(study_dir):
     tracker = StudyTracker(None, study_dir, "demo")
     tracker.start_study("demo-1", SPEC)
     ckpt = checkpoint_dir(study_dir / "t0")
-    first = tracker.log_trial(make_record(), stage="eval", status="completed", checkpoint_dir=ckpt)
-    assert tracker.log_trial(make_record(), stage="eval", status="completed", checkpoint_dir=ckpt) == first
+    first = tracker.log_trial(make_record(), stage="eval", checkpoint_dir=ckpt)
+    assert tracker.log_trial(make_record(), stage="eval", checkpoint_dir=ckpt) == first
     assert len(children(tracker)) == 1
 
-    second = tracker.log_trial(make_record(r1=0.7), stage="eval", status="completed", checkpoint_dir=ckpt)
+    second = tracker.log_trial(make_record(r1=0.7), stage="eval", checkpoint_dir=ckpt)
     assert second != first
     [active] = children(tracker)
     assert active.info.run_id == second and active.data.metrics["test/recall_at_1"] == 0.7
@@ -178,17 +180,17 @@ def test_relogging_never_duplicates_a_trial(study_dir):
     [old] = children(tracker, ViewType.DELETED_ONLY)
     assert old.info.run_id == first and old.data.tags["oodml.replaced_by"] == second
 
-    tracker.log_trial(make_record(), stage="tune", status="completed", checkpoint_dir=None)
+    tracker.log_trial(make_record(), stage="tune", checkpoint_dir=None)
     assert len(children(tracker)) == 2  # the same trial id in another stage is another run
 
 
 def test_failed_trial_then_retry(study_dir):
     tracker = StudyTracker(None, study_dir, "demo")
     tracker.start_study("demo-1", SPEC)
-    partial = {"trial_id": "t9", "method": "margin", "dataset": "glyphs", "split_key": "0", "seed": 1}
+    partial = TrialIdentity("t9", method="margin", dataset="glyphs", split_key="0", seed=1)
     error = "Traceback (most recent call last):\nNonFiniteLossError: non-finite loss (nan) at epoch 2"
     failed = tracker.log_trial(
-        partial, stage="eval", status="failed", error=error, checkpoint_dir=study_dir / "missing"
+        TrialRecord.failed(partial, error), stage="eval", checkpoint_dir=study_dir / "missing"
     )
     run = tracker.client.get_run(failed)
     assert run.info.status == "FAILED" and run.data.tags["oodml.error"] == error
@@ -196,9 +198,7 @@ def test_failed_trial_then_retry(study_dir):
     local = tracker.client.download_artifacts(failed, "error.txt", str(study_dir / "dl"))
     assert Path(local).read_text() == error
 
-    done = tracker.log_trial(
-        make_record("t9"), stage="eval", status="completed", checkpoint_dir=checkpoint_dir(study_dir / "t9")
-    )
+    done = tracker.log_trial(make_record("t9"), stage="eval", checkpoint_dir=checkpoint_dir(study_dir / "t9"))
     assert [r.info.run_id for r in children(tracker)] == [done]
     assert tracker.client.get_run(done).info.status == "FINISHED"
 
@@ -206,7 +206,7 @@ def test_failed_trial_then_retry(study_dir):
 def test_resume_reuses_the_parent_and_kills_orphans(study_dir):
     first = StudyTracker(None, study_dir, "demo")
     parent = first.start_study("demo-1", SPEC)
-    first.log_trial(make_record("done"), stage="eval", status="completed", checkpoint_dir=None)
+    first.log_trial(make_record("done"), stage="eval", checkpoint_dir=None)
     # the driver dies while logging trial t1: its child run stays RUNNING
     crashed = first.client.create_run(
         first.experiment_id,
@@ -224,7 +224,7 @@ def test_resume_reuses_the_parent_and_kills_orphans(study_dir):
     runs = driver.client.search_runs([driver.experiment_id], "tags.`oodml.role` = 'study'")
     assert [r.info.run_id for r in runs] == [parent]
 
-    retried = driver.log_trial(make_record("t1"), stage="eval", status="completed", checkpoint_dir=None)
+    retried = driver.log_trial(make_record("t1"), stage="eval", checkpoint_dir=None)
     assert sorted(r.data.tags["oodml.trial_id"] for r in children(driver)) == ["done", "t1"]
     assert retried != crashed.info.run_id
 
@@ -254,14 +254,14 @@ def test_finish_study_logs_summary_and_artifacts(study_dir):
 def test_misuse_is_refused(study_dir):
     tracker = StudyTracker(None, study_dir, "demo")
     with pytest.raises(RuntimeError, match="start_study"):
-        tracker.log_trial(make_record(), stage="eval", status="completed")
+        tracker.log_trial(make_record(), stage="eval")
     tracker.start_study("demo-1", SPEC)
     with pytest.raises(ValueError, match="trial id"):
-        tracker.log_trial(make_record("x' or '1'='1"), stage="eval", status="completed")
-    with pytest.raises(ValueError, match="needs its error"):
-        tracker.log_trial(make_record(), stage="eval", status="failed")
+        tracker.log_trial(make_record("x' or '1'='1"), stage="eval")
+    with pytest.raises(ValueError, match="stage must be"):
+        tracker.log_trial(make_record(), stage="train")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        tracker.log_trial(make_record(), stage="eval", status="completed", checkpoint_dir=study_dir / "none")
+        tracker.log_trial(make_record(), stage="eval", checkpoint_dir=study_dir / "none")
     assert children(tracker) == []
 
 
@@ -269,8 +269,8 @@ def _log_trials(tracker: StudyTracker, worker: int, folder: str) -> list[str]:
     ids = []
     for i in range(2):
         record = make_record(f"w{worker}-{i}", seed=i, r1=0.5 + worker / 10)
-        ckpt = checkpoint_dir(Path(folder) / record["trial_id"], bytes([worker, i]))
-        ids.append(tracker.log_trial(record, stage="eval", status="completed", checkpoint_dir=ckpt))
+        ckpt = checkpoint_dir(Path(folder) / record.trial_id, bytes([worker, i]))
+        ids.append(tracker.log_trial(record, stage="eval", checkpoint_dir=ckpt))
     return ids
 
 
@@ -363,9 +363,7 @@ def test_remote_tracking_server_gets_runs_and_checkpoints(tracking_server, tmp_p
     study_dir = tmp_path / "study"
     tracker = StudyTracker(url, study_dir, "remote-demo")
     parent = tracker.start_study("remote-1", SPEC)
-    run_id = tracker.log_trial(
-        make_record(), stage="eval", status="completed", checkpoint_dir=checkpoint_dir(study_dir / "t0")
-    )
+    run_id = tracker.log_trial(make_record(), stage="eval", checkpoint_dir=checkpoint_dir(study_dir / "t0"))
     [child] = children(tracker)
     assert child.info.run_id == run_id and child.data.tags["mlflow.parentRunId"] == parent
     assert child.info.artifact_uri.startswith("mlflow-artifacts:")  # the server stores them

@@ -28,8 +28,10 @@ from tasks.data.arrays import ArrayLoader
 from tasks.evaluate import retrieval_metrics
 from tasks.fewshot import episode_images, evaluate_fewshot, mean_ci95, metric_names
 from tasks.models import EmbeddingModel, build_model
+from tasks.record import TrialIdentity, TrialRecord
 from tasks.splits.episodes import images_needed, too_small_classes
 from tasks.splits.files import Split
+from tasks.trial import fewshot_measurements
 
 CPU = torch.device("cpu")
 
@@ -155,14 +157,9 @@ def test_a_budget_no_episode_can_score_is_nan_with_its_reason(monkeypatch) -> No
         assert sorted(result[kind]) == sorted(metric_names(config))
         assert all(math.isnan(mean) and math.isnan(ci) for mean, ci in result[kind].values())
 
-    # ... and the reason reaches the results rows (the record keys tasks/trial.py writes)
-    record = {"trial_id": "t", "fewshot/5/episodes": 0, "fewshot/5/left_out_classes": 3}
-    record["fewshot/5/nan_reason"] = result["nan_reason"]
-    for metric, (mean, ci) in result["fewshot"].items():
-        record[f"fewshot/5/fewshot/{metric}"], record[f"fewshot/5/fewshot/{metric}/ci95"] = mean, ci
-    rows = trial_rows(
-        record, stage="eval", study="s", status="completed", error=None, mlflow_run_id=None, tuned=None
-    ).to_pylist()
+    # ... and the reason reaches the results rows (through the measurements tasks/trial.py records)
+    record = TrialRecord(TrialIdentity("t"), measurements=tuple(fewshot_measurements({5: result})))
+    rows = trial_rows(record, stage="eval", study="s").to_pylist()
     assert rows and all(r["nan_reason"] == result["nan_reason"] for r in rows)
     assert all(r["left_out_classes"] == 3 and r["episodes"] == 0 for r in rows)
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from study.results.schema import measurements
+from study.results.schema import trial_rows
 from tasks.config import TrialConfig
 from tasks.fewshot import resolve_episode
 from tasks.splits.episodes import whole_class_episodes
@@ -44,16 +44,18 @@ def _config(bench, **overrides) -> TrialConfig:
 def test_demo_trial_learns_selects_on_validation_and_adapts(glyph_benchmark, tmp_path):
     torch.set_num_threads(2)
     record = run_trial(_config(glyph_benchmark), tmp_path / "trial")
-    chance = 1 / record["num_test_classes"]
-    assert record["test/recall@1"] > 5 * chance  # far above chance after 3 short epochs
-    assert len(record["curve/epoch"]) == 3
-    assert record["selected_epoch"] == max(
-        range(3), key=lambda e: record["curve/val/recall@1"][e] + record["curve/val/map@r"][e]
+    chance = 1 / record.identity.num_test_classes
+    assert record.measurement("test", "recall@1") > 5 * chance  # far above chance after 3 short epochs
+    curves = record.curves.values
+    assert len(record.curves.epochs) == 3
+    assert record.selected_epoch == max(
+        range(3), key=lambda e: curves["val/recall@1"][e] + curves["val/map@r"][e]
     )
-    assert record["fewshot/2/episodes"] == 2 and record["fewshot/2/support"] == "images"
+    flat = record.scalars()
+    assert flat["fewshot/2/episodes"] == 2 and flat["fewshot/2/support"] == "images"
     for kind in ("fewshot", "zeroshot"):
-        assert 0 <= record[f"fewshot/2/{kind}/recall@1"] <= 1
-        assert not math.isnan(record[f"fewshot/2/{kind}/recall@1/ci95"])
+        assert 0 <= flat[f"fewshot/2/{kind}/recall@1"] <= 1
+        assert not math.isnan(flat[f"fewshot/2/{kind}/recall@1/ci95"])
     assert (tmp_path / "trial" / "best.pt").is_file()
     weights = torch.load(tmp_path / "trial" / "best.pt", weights_only=True)
     assert set(weights) == {"model", "epoch"}
@@ -65,12 +67,13 @@ def test_resume_continues_from_the_last_checkpoint(glyph_benchmark, tmp_path):
     first = run_trial(
         _config(glyph_benchmark, **{"training.epochs": 2, "fewshot.shots": []}), tmp_path / "resumed"
     )
-    assert first["resumed_from_epoch"] is None
+    assert first.resumed_from_epoch is None
     resumed = run_trial(_config(glyph_benchmark, **{"fewshot.shots": []}), tmp_path / "resumed")
-    assert resumed["resumed_from_epoch"] == 2
+    assert resumed.resumed_from_epoch == 2
     # seeded per epoch: training two epochs, stopping, and continuing gives the uninterrupted result
-    assert resumed["curve/train/loss"] == pytest.approx(full["curve/train/loss"], rel=1e-5)
-    assert resumed["test/recall@1"] == pytest.approx(full["test/recall@1"])
+    loss = "train/loss"
+    assert resumed.curves.values[loss] == pytest.approx(full.curves.values[loss], rel=1e-5)
+    assert resumed.measurement("test", "recall@1") == pytest.approx(full.measurement("test", "recall@1"))
 
 
 def test_non_finite_loss_names_epoch_and_step(glyph_benchmark, tmp_path):
@@ -109,10 +112,11 @@ def test_whole_class_episodes_adapt_on_some_test_classes_and_query_the_others(gl
         **{"training.epochs": 1, "fewshot.episodes": 3, "fewshot.iterations": {2: 10}},
     )
     record = run_trial(config, tmp_path / "trial")
-    assert record["fewshot/2/episodes"] == 3 and record["fewshot/2/left_out_classes"] == 0
-    assert record["fewshot/2/support"] == "classes"
-    rows = [r for r in measurements(record) if r["shots"] == 2]
+    flat = record.scalars()
+    assert flat["fewshot/2/episodes"] == 3 and flat["fewshot/2/left_out_classes"] == 0
+    assert flat["fewshot/2/support"] == "classes"
+    rows = [r for r in trial_rows(record, stage="eval", study="s").to_pylist() if r["shots"] == 2]
     assert rows and {r["support"] for r in rows} == {"classes"}  # the results table says which protocol
     for kind in ("fewshot", "zeroshot"):
-        assert 0 < record[f"fewshot/2/{kind}/recall@1"] <= 1
-        assert not math.isnan(record[f"fewshot/2/{kind}/recall@1/ci95"])
+        assert 0 < flat[f"fewshot/2/{kind}/recall@1"] <= 1
+        assert not math.isnan(flat[f"fewshot/2/{kind}/recall@1/ci95"])

@@ -73,16 +73,18 @@ def test_frozen_evaluates_exactly_the_normalised_pooled_features(glyph_benchmark
 
 def test_untrained_trial_record_is_complete_and_lands_in_the_results(glyph_benchmark, tmp_path, no_training):
     record = run_trial(_config(glyph_benchmark), tmp_path / "trial")
-    assert record["method"] == "frozen" and record["backbone"] == BACKBONE
-    assert (record["epochs"], record["selected_epoch"], record["checkpoint"]) == (0, -1, None)
-    assert record["embedding_dim"] == 64 and record["resumed_from_epoch"] is None
-    assert not [k for k in record if k.startswith("curve/")] and "test_selected_epoch" not in record
+    identity = record.identity
+    assert identity.method == "frozen" and identity.backbone == BACKBONE
+    assert (identity.epochs, record.selected_epoch, record.checkpoint) == (0, -1, None)
+    assert identity.embedding_dim == 64 and record.resumed_from_epoch is None
+    assert not record.curves.values and record.test_selected_epoch is None
+    flat = record.scalars()
     for key in ("val/recall@1", "val/selection_score", "test/recall@1", "test/map@1000"):
-        assert 0 <= record[key] <= 2, key
-    assert record["fewshot/2/episodes"] == 2
+        assert 0 <= flat[key] <= 2, key
+    assert flat["fewshot/2/episodes"] == 2
     for kind in ("fewshot", "zeroshot"):
-        assert 0 <= record[f"fewshot/2/{kind}/recall@1"] <= 1
-        assert not math.isnan(record[f"fewshot/2/{kind}/recall@1/ci95"])
+        assert 0 <= flat[f"fewshot/2/{kind}/recall@1"] <= 1
+        assert not math.isnan(flat[f"fewshot/2/{kind}/recall@1/ci95"])
 
     study = tmp_path / "study"
     write_trial_result(study, record, stage="eval", study="unit")
@@ -102,5 +104,6 @@ def test_epochs_zero_evaluates_any_method_as_built(glyph_benchmark, tmp_path, no
     record = run_trial(
         config.model_copy(update={"fewshot": config.fewshot.model_copy(update={"shots": []})}), tmp_path
     )
-    assert (record["epochs"], record["selected_epoch"], record["checkpoint"]) == (0, -1, None)
-    assert record["embedding_dim"] == 16 and 0 <= record["test/recall@1"] <= 1  # its own (random) head
+    assert (record.identity.epochs, record.selected_epoch, record.checkpoint) == (0, -1, None)
+    assert record.identity.embedding_dim == 16  # its own (random) head
+    assert 0 <= record.measurement("test", "recall@1") <= 1

@@ -1,0 +1,89 @@
+"""One trial identity, computed before the trial runs, for ``oodml trial`` and for studies alike.
+
+A trial's id hashes its resolved ``TrialConfig`` without the split file's location (a study folder can
+move), the hash of its split's content (``split_hash``) and the versions of the code that defines a
+trial's result. Equal ids mean interchangeable results: that is what makes a study's resume skip work,
+and what lets a result of ``oodml trial`` be compared with a study's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib import metadata
+
+from tasks.config import TrialConfig
+from tasks.record import TrialIdentity
+from tasks.splits.files import Split, read_split_file
+
+# Enters every trial id under the name "record_version" (what it was called when the trial record was a
+# flat dict): bump it when what a trial produces changes meaning. Unchanged, study folders written
+# before the typed record keep their trial ids and resume.
+RESULTS_VERSION = 1
+
+
+@cache
+def code_versions() -> dict[str, str | int]:
+    return {"oodml": metadata.version("oodml"), "record_version": RESULTS_VERSION}
+
+
+def split_hash(split: Split) -> str:
+    """A hash of the split's class lists, division and episodes (what a trial's result depends on)."""
+    payload = split.model_dump(mode="json", exclude={"id", "progression"})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trial_identity(config: TrialConfig, split_digest: str) -> str:
+    """The trial id of ``config`` on a split whose ``split_hash`` is ``split_digest``."""
+    payload = {
+        "config": config.model_dump(mode="json", exclude={"data": {"split_file"}}),
+        "split": split_digest,
+        "code": code_versions(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_split(config: TrialConfig) -> Split:
+    """The split ``config`` trains and evaluates on, read from its split file."""
+    return read_split_file(config.data.split_file).split(config.data.split)
+
+
+def describe(config: TrialConfig, split: Split | None = None, trial_id: str | None = None) -> TrialIdentity:
+    """The identity of a trial as known before it runs: from its config and, if given, its split.
+
+    Without ``trial_id`` it is computed from the split (read from the config's split file if not given).
+    ``embedding_dim`` and ``epochs`` are the config's (None: the backbone's default); the trial
+    replaces them with what it resolved.
+    """
+    if trial_id is None:
+        split = split if split is not None else config_split(config)
+        trial_id = trial_identity(config, split_hash(split))
+    method = config.method
+    from tasks.methods import method_spec
+
+    known: dict = {}
+    if split is not None:
+        known = {
+            "split_id": split.id,
+            "split_key": split.key,
+            "split_progression": split.progression,
+            "split_hash": split_hash(split),
+            "fid": split.fid,
+            "num_train_classes": len(split.train),
+            "num_test_classes": len(split.test),
+        }
+    return TrialIdentity(
+        trial_id=trial_id,
+        dataset=config.data.dataset_name,
+        split_key=known.pop("split_key", str(config.data.split)),
+        **known,
+        method=method.label,
+        method_name=method.name,
+        method_variant=method.variant or method_spec(method.name).default_variant,
+        backbone=config.model.backbone,
+        embedding_dim=config.model.embedding_dim,
+        seed=config.seed,
+        epochs=config.training.epochs,
+        protocol=config.training.protocol,
+    )
