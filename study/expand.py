@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from study.spec import STUDY_ONLY_FEWSHOT, DatasetEntry, MethodEntry, SpecError, StudySpec
+from study.spec import DatasetEntry, MethodEntry, SpecError, StudySpec
 from tasks.config import DataConfig, FewShotConfig, TrialConfig
 from tasks.identity import split_hash, trial_identity
 from tasks.splits.episodes import has_support
@@ -127,7 +127,6 @@ def trial_config(
     tuning: bool,
 ) -> TrialConfig:
     """A tuning trial validates only (no test classes, no few-shot); an evaluation trial does all."""
-    adaptation = spec.fewshot.model_dump(exclude=STUDY_ONLY_FEWSHOT)
     training = spec.training
     if tuning:  # tuning selects on the validation classes, whatever protocol the evaluation follows
         update = {"protocol": "validated"} | ({"epochs": spec.tuning.epochs} if spec.tuning.epochs else {})
@@ -144,7 +143,7 @@ def trial_config(
         model=spec.model,
         method=method.config(hyperparameters),
         training=training,
-        fewshot=FewShotConfig(**adaptation, shots=[] if tuning else spec.shots),
+        fewshot=FewShotConfig(**spec.fewshot.adaptation.model_dump(), shots=[] if tuning else spec.shots),
         seed=seed,
         evaluate_test=not tuning,
     )

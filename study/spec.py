@@ -2,9 +2,11 @@
 
 A study is the cross product datasets x methods x splits x seeds, each training evaluated at every
 few-shot budget, after a tuning stage that searches each method's hyperparameters on the default
-split's train/validation division. Defaults live here and in ``tasks.config`` (training, model and
-few-shot adaptation settings are the trial's own schema, reused as is). Every path is made absolute
-at load time, because Ray trials run in other working directories.
+split's train/validation division. Each option is declared once: the training, model and few-shot
+adaptation sections are the trial's own models (``tasks.config``) and a dataset's ``splits:`` is the
+split-build options model that ``oodml splits build`` takes its flags from (``tasks.splits.options``);
+this module declares only what a study alone has. Every path is made absolute at load time, because
+Ray trials run in other working directories.
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
-    create_model,
     field_validator,
     model_validator,
 )
 
 from study.overrides import apply_overrides
-from tasks.config import DataConfig, FewShotConfig, MethodConfig, ModelConfig, TrainingConfig
+from tasks.config import AdaptationConfig, DataConfig, MethodConfig, ModelConfig, TrainingConfig
 from tasks.registry import PluginError, unknown_name
 from tasks.splits.options import SplitOptions
 from tasks.validation import format_errors as format_validation_errors
@@ -295,30 +296,17 @@ class MethodEntry(_Strict):
         return dict(self.search) if self.search else {}
 
 
-SMALL_CLASSES = Literal["fail", "leave_out"]
-STUDY_ONLY_FEWSHOT = {"budgets", "small_classes"}  # FewShotSpec fields a trial's FewShotConfig lacks
+class FewShotSpec(AdaptationConfig):
+    """A study's few-shot settings: its shot budgets and what to do with classes too small for one, plus
+    the adaptation every trial uses (``tasks.config.AdaptationConfig``, declared once there); a trial's
+    ``FewShotConfig`` takes that adaptation and the budgets > 0 (``study.expand.trial_config``)."""
 
-
-def _fewshot_spec() -> type[BaseModel]:
-    """``budgets`` and ``small_classes`` plus the adaptation settings of ``tasks.config.FewShotConfig``
-    (its defaults, minus ``shots``, which the runner fills from the budgets)."""
-    fields = {k: (f.annotation, f) for k, f in FewShotConfig.model_fields.items() if k != "shots"}
-    budgets = Field(default_factory=lambda: [0], description="shot budgets; 0 = zero-shot")
-    small = Field(
+    budgets: list[int] = Field(default_factory=lambda: [0], description="shot budgets; 0 = zero-shot")
+    small_classes: Literal["fail", "leave_out"] = Field(
         "fail",
         description="test classes with no image left as a query after a budget's support images: fail "
         "before the study starts, or leave them out of that budget's episodes (counted in left_out_classes)",
     )
-    return create_model(
-        "FewShotSpec",
-        __base__=_Strict,
-        budgets=(list[int], budgets),
-        small_classes=(SMALL_CLASSES, small),
-        **fields,
-    )
-
-
-FewShotSpec = _fewshot_spec()
 
 
 class TuningSpec(_Strict):

@@ -107,18 +107,31 @@ class TrainingConfig(_Strict):
         return self
 
 
-class FewShotConfig(_Strict):
-    """Adaptation to a split's few-shot episodes (DESIGN.md 6)."""
+class AdaptationConfig(_Strict):
+    """How a trained model adapts to a split's few-shot episodes (DESIGN.md 6).
 
-    shots: list[int] = Field(
-        default_factory=list, description="shot budgets to evaluate; [] = zero-shot only"
-    )
+    Declared once for a trial (``FewShotConfig``, which adds the shot budgets) and a study (its
+    ``fewshot`` section, which adds the budgets of the whole study)."""
+
     episodes: int | None = Field(None, description="episodes per budget; None: all in the split file")
     mode: Literal["head", "full", "linear_probe"] = "head"
     iterations: dict[int, int] = Field(default_factory=lambda: {2: 1000, 5: 1500, 10: 2000})
     lr_multiplier: float = 10.0
     batch_size: int = 112
     method: str = "margin"
+
+    @property
+    def adaptation(self) -> AdaptationConfig:
+        """These settings alone (without what a subclass adds)."""
+        return AdaptationConfig.model_validate(self.model_dump(include=set(AdaptationConfig.model_fields)))
+
+
+class FewShotConfig(AdaptationConfig):
+    """A trial's few-shot evaluation: its shot budgets, each adapted as ``AdaptationConfig`` says."""
+
+    shots: list[int] = Field(
+        default_factory=list, description="shot budgets to evaluate; [] = zero-shot only"
+    )
 
     @field_validator("shots")
     @classmethod
