@@ -18,6 +18,8 @@ from study.api import run
 from study.cli import main
 from study.lock import study_lock
 from study.results import read_results
+from study.results.projections import read_projection
+from study.results.status import read_driver, read_trial_status
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +62,14 @@ def test_results_hold_every_method_split_and_budget(tiny):
     assert (result.study_dir / "splits" / "glyphs" / "splits.json").is_file()
     assert result.auc().num_rows == 2 and result.degradation_curves().num_rows == 4
     assert result.fewshot_gain().num_rows == 4 and "Normalized AUC" in result.summary()
+    # the tables the dashboard reads: every trial started and ended, the driver finished, the projection
+    status = read_trial_status(result.study_dir).to_pylist()
+    assert len(status) == 8 and {r["status"] for r in status} == {"completed"}
+    assert {(r["trial_id"], r["stage"]) for r in status} == {
+        (r["trial_id"], r["stage"]) for r in table.to_pylist()
+    }
+    assert read_driver(result.study_dir).state == "finished"
+    assert read_projection(result.study_dir, "glyphs").rows.num_rows > 0
 
 
 def test_mlflow_parent_and_child_runs(tiny):
@@ -118,3 +128,5 @@ def test_failed_trial_is_recorded_and_exit_code_says_so(ray_local, tmp_path, tin
     assert "1 of 1 evaluation trials are not completed" in capsys.readouterr().err
     (row,) = read_results(tmp_path / "diverging").to_pylist()
     assert row["status"] == "failed" and row["error"].startswith("NonFiniteLossError")
+    (status,) = read_trial_status(tmp_path / "diverging").to_pylist()
+    assert status["status"] == "failed" and status["error"] == row["error"]
