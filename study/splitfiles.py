@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from study.results.layout import SPLIT_FILE, SPLIT_OPTIONS_FILE, split_dir
 from study.spec import DatasetEntry, SpecError
 
-SPLITS_DIR = "splits"
-OPTIONS_FILE = "build-options.json"
+OPTIONS_FILE = SPLIT_OPTIONS_FILE  # what the built split file depends on
 
 
 def build_request(entry: DatasetEntry, shots: list[int]) -> dict[str, Any]:
@@ -29,9 +29,9 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
     """The split file of ``entry``, building it into ``<study>/splits/<entry name>/`` on first use."""
     if entry.split_file:
         return Path(entry.split_file)
-    out = study_dir / SPLITS_DIR / entry.name
+    out = split_dir(study_dir, entry.name)
     request = build_request(entry, shots)
-    built, options = out / "splits.json", out / OPTIONS_FILE
+    built, options = out / SPLIT_FILE, out / OPTIONS_FILE
     if built.is_file():
         recorded = json.loads(options.read_text()) if options.is_file() else None
         if recorded != request:
