@@ -27,7 +27,14 @@ from pydantic import (
 )
 
 from study.overrides import apply_overrides
-from tasks.config import AdaptationConfig, DataConfig, MethodConfig, ModelConfig, TrainingConfig
+from tasks.config import (
+    AdaptationConfig,
+    DataConfig,
+    DatasetOptions,
+    MethodConfig,
+    ModelConfig,
+    TrainingConfig,
+)
 from tasks.registry import PluginError, unknown_name
 from tasks.splits.options import SplitOptions
 from tasks.validation import format_errors as format_validation_errors
@@ -76,9 +83,7 @@ class DatasetEntry(_Strict):
     root: str | None = Field(
         None, description="dataset folder (csv: the list file; glyphs: render cache; None: default)"
     )
-    options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
-        default_factory=dict, description="dataset builder options"
-    )
+    options: DatasetOptions = Field(default_factory=dict, description="dataset builder options")
     unreadable_images: Literal["fail", "skip"] = Field(
         "fail",
         description="images that cannot be decoded (every image is opened before the study starts): "
@@ -233,19 +238,13 @@ class Range(_Strict):
         return self
 
 
-class MethodEntry(_Strict):
-    """A method with fixed hyperparameters and what to tune.
+class MethodEntry(MethodConfig):
+    """A method (the trial's ``MethodConfig``: name, variant, fixed hyperparameters) and what to tune.
 
     ``search: true`` tunes every declared hyperparameter over its declared range except the fixed ones;
     a mapping tunes only the named hyperparameters, over the given ranges.
     """
 
-    name: str
-    variant: str | None = Field(
-        None,
-        description="the definition to follow (e.g. 'pml'); None: the method's default, the ooDML code's",
-    )
-    hyperparameters: dict[str, float | int] = Field(default_factory=dict)
     search: bool | dict[str, Range] = False
 
     @field_validator("name")
@@ -254,11 +253,6 @@ class MethodEntry(_Strict):
         from tasks.methods import METHODS
 
         return _known(name, METHODS, "method")
-
-    @property
-    def label(self) -> str:
-        """The method as results name it: ``name``, or ``name[variant]`` for a non-default variant."""
-        return self.config().label
 
     def config(self, hyperparameters: dict[str, float | int] | None = None) -> MethodConfig:
         """The trial's method config (``hyperparameters``: the values to train with; default: the fixed ones)."""

@@ -20,12 +20,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DatasetOptions = dict[str, bool | int | float | str | list[int | float | str]]  # a dataset builder's options
+
+
 class DataConfig(_Strict):
     dataset: str
     root: str | None = None
-    options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
-        default_factory=dict, description="dataset builder options"
-    )
+    options: DatasetOptions = Field(default_factory=dict, description="dataset builder options")
     split_file: str
     split: str | int = Field(description="selected split: key (str, e.g. '0', 'R22') or id (int)")
     num_workers: int = 0
@@ -47,7 +48,8 @@ class ModelConfig(_Strict):
 class MethodConfig(_Strict):
     name: str
     variant: str | None = Field(
-        None, description="the definition to follow; None: the method's default (the ooDML code's)"
+        None,
+        description="the definition to follow (e.g. 'pml'); None: the method's default (the ooDML code's)",
     )
     hyperparameters: dict[str, float | int] = Field(default_factory=dict)
 

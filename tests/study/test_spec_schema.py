@@ -8,8 +8,15 @@ import copy
 import pytest
 
 from study.expand import DatasetPlan, evaluation_trials, tuning_base
-from study.spec import DatasetEntry, FewShotSpec, SpecError, StudySpec, load_spec
-from tasks.config import AdaptationConfig, FewShotConfig, TrialConfig
+from study.spec import DatasetEntry, FewShotSpec, MethodEntry, SpecError, StudySpec, load_spec
+from tasks.config import (
+    AdaptationConfig,
+    DataConfig,
+    DatasetOptions,
+    FewShotConfig,
+    MethodConfig,
+    TrialConfig,
+)
 from tasks.splits.files import SplitFile, write_json
 from tasks.splits.options import SplitOptions
 from tests.study.test_spec import BASE, _split
@@ -19,10 +26,14 @@ def annotation(model, name):
     return model.model_fields[name].annotation
 
 
-def test_training_and_model_sections_are_the_trial_configs_models():
+def test_training_model_method_and_split_sections_are_the_trial_configs_models():
     for section in ("training", "model"):
         assert annotation(StudySpec, section) is annotation(TrialConfig, section)
     assert annotation(DatasetEntry, "splits") == SplitOptions | None
+    assert annotation(DatasetEntry, "options") == annotation(DataConfig, "options") == DatasetOptions
+    assert issubclass(MethodEntry, MethodConfig) and set(MethodEntry.model_fields) - set(
+        MethodConfig.model_fields
+    ) == {"search"}
 
 
 def test_fewshot_adaptation_is_declared_once_for_trial_and_study():
