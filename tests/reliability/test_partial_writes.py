@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-import study.results.store as store
+import study.results.files as files
 from study.results import (
     UnreadableResultWarning,
     completed_trial_ids,
@@ -52,7 +52,7 @@ def test_a_crash_before_the_rename_keeps_the_previous_file(tmp_path, monkeypatch
     def crash(*args):
         raise KeyboardInterrupt  # killed between writing the temporary file and renaming it
 
-    monkeypatch.setattr(store.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         write_trial_result(tmp_path, make_record(r1=0.1), stage="eval", study="demo")
     monkeypatch.undo()
