@@ -161,10 +161,14 @@ def test_names_reach_split_folders_trials_results_and_dashboard(two_entries: dic
 
     assert failed_record(trials[-1], "boom").identity.dataset == "cars"  # a failed trial's row
 
-    from dashboards.projection import split_file_path, study_datasets
+    from dashboards.projection import study_datasets
+    from study.projection import write_split_projection
 
-    assert study_datasets(spec.study_dir) == ["birds", "cars"]
-    assert split_file_path(spec.study_dir, "cars") == spec.study_dir / "splits" / "cars" / "splits.json"
+    for entry in spec.datasets:  # what the driver writes when it reads a split file
+        write_split_projection(
+            spec.study_dir, entry.name, spec.study_dir / "splits" / entry.name / "splits.json"
+        )
+    assert study_datasets(spec.study_dir) == ["birds", "cars"]  # the dashboard finds each under its name
 
 
 def test_the_readme_datasets_example_is_a_valid_spec() -> None:
