@@ -1,7 +1,8 @@
 """``oodml run CONFIG`` and ``oodml resume STUDY_DIR``.
 
 Exit codes: 0 when every trial is recorded as completed, 1 when some failed or are still missing
-(run again to retry them), 2 for an invalid spec or a study folder another run holds.
+(run again to retry them), 2 for an invalid spec, a study folder another run holds, or a Ray cluster
+whose nodes do not all see the study folder.
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ def _finish(result) -> int:
 
 
 def _locked(start) -> int:
+    from study.cluster import StorageNotSharedError
     from study.lock import StudyLockedError
 
     try:
         result = start()
-    except StudyLockedError as err:
+    except (StudyLockedError, StorageNotSharedError) as err:
         print(f"oodml: error: {err}", file=sys.stderr)
         return 2
     return _finish(result)

@@ -15,7 +15,7 @@ from ray import tune
 
 from study.expand import EVAL, PlannedTrial
 from study.results import write_trial_result
-from study.trainable import ERROR, RECORD, trial_workdir
+from study.trainable import ERROR, RECORD, WHERE, trial_workdir
 from tasks.identity import describe
 from tasks.record import TrialRecord
 from tasks.train import LAST_CHECKPOINT
@@ -41,7 +41,9 @@ class TrialLog:
         self.completed: list[str] = []
         self.failed: list[str] = []
 
-    def record(self, trial: PlannedTrial, record: TrialRecord, checkpoint: str | None) -> None:
+    def record(
+        self, trial: PlannedTrial, record: TrialRecord, checkpoint: str | None, where: dict | None = None
+    ) -> None:
         error = record.error
         run_id = self.tracker.log_trial(
             record,
@@ -56,6 +58,7 @@ class TrialLog:
             study=self.study,
             mlflow_run_id=run_id,
             tuned=trial.tuned,
+            where=where,
         )
         if not error:  # recorded for good: the resume state (optimizer and all) is dead weight now
             (trial_workdir(self.study_dir, trial.trial_id) / LAST_CHECKPOINT).unlink(missing_ok=True)
@@ -94,11 +97,16 @@ class Recorder(tune.Callback):
                 planned, result.get(ERROR) or "the trial ended without reporting its record"
             )
         checkpoint = trial.checkpoint.path if trial.checkpoint else None
-        self.log.record(planned, record, checkpoint)
+        self.log.record(planned, record, checkpoint, _where(result))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         planned = self.resolve(trial.config)
-        self.log.record(planned, failed_record(planned, trial_error(trial)), None)
+        self.log.record(planned, failed_record(planned, trial_error(trial)), None, _where(trial.last_result))
+
+
+def _where(result: dict | None) -> dict:
+    """The node and host of a trial's last report (``study.trainable.WHERE``; None before its first)."""
+    return {key: (result or {}).get(key) for key in WHERE}
 
 
 def _duration(seconds: float) -> str:

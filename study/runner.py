@@ -85,7 +85,9 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
         parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))
         log = TrialLog(study_dir, spec.name, tracker)
         echo(f"study {spec.name}: {study_dir}")
-        with LazyRay(address, dashboard=spec.ray.dashboard, num_cpus=spec.ray.num_cpus, echo=echo) as ray:
+        with LazyRay(
+            address, dashboard=spec.ray.dashboard, num_cpus=spec.ray.num_cpus, echo=echo, study_dir=study_dir
+        ) as ray:
             resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
             execution = Execution(
                 study_dir,

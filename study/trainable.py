@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ OBJECTIVE = "objective"  # best validation value so far of the tuning metric (wh
 RECORD = "trial_record"
 ERROR = "trial_error"
 SEARCH = "search"  # in a tuning trial's config: which search (dataset/method) suggested it
+WHERE = ("ray_node_id", "hostname")  # in every report: the Ray node and host the trial runs on
 # Raised the same way on every attempt (bad values, a diverging loss): recorded as failed, not retried.
 DETERMINISTIC = (ValueError, FloatingPointError)
 
@@ -57,14 +59,20 @@ def run_planned(
 ) -> None:
     """Tune entry point (bind ``study_dir``, ``metric``, the study's ``plugins`` and, for tuning, ``bases``
     with tune.with_parameters). The plugins load first: the trial may name their components."""
+    import ray
     from ray import tune
 
     from tasks.trial import run_trial
 
+    here = dict(zip(WHERE, (ray.get_runtime_context().get_node_id(), socket.gethostname()), strict=True))
+
+    def send(metrics: dict, checkpoint=None) -> None:  # tune.report, saying where the trial runs
+        tune.report({**metrics, **here}, checkpoint=checkpoint)
+
     try:
         load_plugins(plugins)
     except PluginError as err:  # the driver loaded them: this node lacks what they import
-        tune.report({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__} on this worker: {err}"})
+        send({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__} on this worker: {err}"})
         return
     trial = planned_trial(config, bases)
     workdir = trial_workdir(study_dir, trial.trial_id)
@@ -77,24 +85,24 @@ def run_planned(
     def report(row: dict, directory: Path) -> None:
         nonlocal best
         best = max(best, row.get(metric, -math.inf))
-        tune.report({**_numbers(row), OBJECTIVE: best}, checkpoint=tune.Checkpoint.from_directory(directory))
+        send({**_numbers(row), OBJECTIVE: best}, checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
         record = run_trial(trial.config, workdir, on_epoch=report)
     except DETERMINISTIC as err:
-        tune.report({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__}: {err}"})
+        send({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__}: {err}"})
         return
     if record.trial_id != trial.trial_id:  # one identity function: only a changed split file gets here
-        tune.report({OBJECTIVE: math.nan, ERROR: _changed_split(trial, record.trial_id)})
+        send({OBJECTIVE: math.nan, ERROR: _changed_split(trial, record.trial_id)})
         return
     curve = record.curves.values.get(metric) or [_final(record, metric)]  # untrained: no epochs
     final = {OBJECTIVE: max(curve), RECORD: record.to_json()}
     if record.checkpoint is None:  # untrained (frozen baseline): its weights are the published ones
-        tune.report(final)
+        send(final)
         return
     with tempfile.TemporaryDirectory() as selected:
         shutil.copy2(record.checkpoint, selected)
-        tune.report(final, checkpoint=tune.Checkpoint.from_directory(selected))
+        send(final, checkpoint=tune.Checkpoint.from_directory(selected))
 
 
 def _final(record: TrialRecord, metric: str) -> float:

@@ -45,12 +45,14 @@ os.environ["OODML_OFFLINE"] = "1"
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[str]:
     """A local Ray (2 CPUs, 100 MiB object store, short temp dir for its sockets) shared by the session;
-    the study runner joins it instead of starting its own. Yields the temp dir."""
+    the study runner joins it instead of starting its own. Started as a study starts its own, it takes no
+    port a head node on this machine needs (study.cluster.init_local). Yields the temp dir."""
     import ray
 
+    from study.cluster import init_local
+
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    ray.init(
-        address="local",
+    init_local(
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=100 * 2**20,

@@ -4,6 +4,7 @@
 <study>/
   study.yaml                 SPEC_FILE: the resolved spec (what `oodml resume` reads)
   .lock                      LOCK_FILE: held (flock) by the one driver running the study
+  .node-check                NODE_CHECK_FILE: on a cluster, the marker every node must read (study/cluster.py)
   results/<stage>-<id>.parquet, curves/<stage>-<id>.parquet    the results dataset
   status/trials.parquet      TRIAL_STATUS_FILE: one row per trial and stage the driver started
   status/driver.parquet      DRIVER_STATUS_FILE: the driver's state and heartbeat
@@ -27,6 +28,9 @@ from pathlib import Path
 
 SPEC_FILE = "study.yaml"
 LOCK_FILE = ".lock"
+NODE_CHECK_FILE = (
+    ".node-check"  # written and removed by the driver while it checks every node sees the folder
+)
 RESULTS_DIR = "results"
 CURVES_DIR = "curves"
 STATUS_DIR = "status"

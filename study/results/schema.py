@@ -68,6 +68,8 @@ TRIAL_FIELDS = [
     pa.field("time_fewshot_s", pa.float64()),
     pa.field("time_total_s", pa.float64()),
     pa.field("device", pa.string()),
+    pa.field("ray_node_id", pa.string()),  # where the trial's last report came from (a cluster: which node)
+    pa.field("hostname", pa.string()),
     pa.field("checkpoint", pa.string()),
     pa.field("config", pa.string()),
     pa.field("versions", pa.string()),
@@ -101,10 +103,13 @@ def trial_rows(
     study: str,
     mlflow_run_id: str | None = None,
     tuned: dict | None = None,
+    ray_node_id: str | None = None,
+    hostname: str | None = None,
 ) -> pa.Table:
     """The result rows of one trial record: one per measurement, or one without a measurement if the
     trial failed. The one conversion from a ``tasks.record.TrialRecord`` to rows (the record is read by
-    its attributes: this package imports no other part of the project)."""
+    its attributes: this package imports no other part of the project). ``ray_node_id`` and ``hostname``
+    say where the trial ran (known to the Ray worker, not to the record)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     identity = {f.name: getattr(record.identity, f.name) for f in dataclasses.fields(record.identity)}
@@ -125,6 +130,8 @@ def trial_rows(
         versions=_json(record.environment.versions),
         device=record.environment.device,
         mlflow_run_id=mlflow_run_id,
+        ray_node_id=ray_node_id,
+        hostname=hostname,
         finished_at=datetime.now(UTC),
     )
     if record.status == "failed":

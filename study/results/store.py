@@ -47,9 +47,13 @@ def write_trial_result(
     study: str,
     mlflow_run_id: str | None = None,
     tuned: dict | None = None,
+    where: dict[str, str | None] | None = None,
 ) -> Path:
-    """Write (or replace) a trial's rows and curves (from its ``TrialRecord``); returns the results file."""
-    rows = trial_rows(record, stage=stage, study=study, mlflow_run_id=mlflow_run_id, tuned=tuned)
+    """Write (or replace) a trial's rows and curves (from its ``TrialRecord``); returns the results file.
+    ``where``: the ``ray_node_id`` and ``hostname`` the trial ran on, when known."""
+    rows = trial_rows(
+        record, stage=stage, study=study, mlflow_run_id=mlflow_run_id, tuned=tuned, **(where or {})
+    )
     trial_id = record.trial_id
     curves = curve_rows(record, stage=stage, study=study)
     curves_path = result_path(study_dir, trial_id, stage, CURVES_DIR)

@@ -1,0 +1,186 @@
+"""A study on a real two-node Ray cluster on this machine (docs/cluster.md).
+
+The head (``ray start --head``) and a second node (``ray start --address``), 1 CPU each, run as processes
+of their own sessions, stopped by signalling those sessions only (``ray stop`` would stop every Ray of the
+machine). The study driver is ``oodml run --address`` in a subprocess: this test process is connected to
+the session's local Ray (tests/conftest.py) and a process joins one Ray at a time.
+
+The second node runs in a mount namespace of its own (``unshare --mount``) with an empty tmpfs over one
+folder: it sees every path the head sees except that one, exactly as a worker machine without the shared
+filesystem would. A study there is refused; a study elsewhere runs on both nodes, and the second node is
+removed in its middle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from study.results import read_results
+from study.results.layout import NODE_CHECK_FILE, RAY_DIR
+
+pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _own_namespace() -> list[str] | None:
+    """The command prefix that runs a process in a mount namespace of its own, if this machine allows it
+    (root, or unprivileged user namespaces); None if not."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    prefix = [unshare, "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        prefix.insert(1, "--map-root-user")
+    probe = subprocess.run([*prefix, "true"], capture_output=True)
+    return prefix if probe.returncode == 0 else None
+
+
+class Node:
+    """``ray start --block`` in a session of its own; ``stop`` signals that session only."""
+
+    def __init__(self, command: list[str], log: Path, env: dict) -> None:
+        self.log_path = log
+        self.log = log.open("w")
+        self.process = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def wait_started(self, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while "Ray runtime started" not in self.log_path.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Head + second node (1 CPU each). Yields (address, second node, the folder the second node does not
+    see or None where no mount namespace can be made, log folder)."""
+    logs = tmp_path_factory.mktemp("cluster-logs")
+    hidden = tmp_path_factory.mktemp("not-shared")
+    temp = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # Unix socket paths must stay short
+    env = dict(os.environ)
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # a cluster, on 127.0.0.1 (--node-ip-address)
+    port = _free_port()
+    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    # Neither node may take the fixed default ports another Ray on this machine may hold (52365, 10001).
+    head = Node(
+        [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common]
+        + [f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"],
+        logs / "head.log",
+        env,
+    )
+    nodes = [head]
+    try:
+        head.wait_started()
+        namespace = _own_namespace()
+        second = [RAY, "start", f"--address=127.0.0.1:{port}", *common]
+        second += [f"--dashboard-agent-listen-port={_free_port()}", "--resources", '{"second": 1}']
+        if namespace:  # an empty tmpfs over `hidden`, seen by this node's processes only
+            second = [
+                *namespace,
+                "sh",
+                "-c",
+                'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"',
+                str(hidden),
+            ]
+            second += [RAY, "start", f"--address=127.0.0.1:{port}", *common]
+            second += [f"--dashboard-agent-listen-port={_free_port()}", "--resources", '{"second": 1}']
+        node = Node(second, logs / "second.log", env)
+        nodes.append(node)
+        node.wait_started()
+        yield f"127.0.0.1:{port}", node, (hidden if namespace else None), logs
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _spec(tiny_spec, root: Path, path: Path, **changes) -> Path:
+    spec = tiny_spec(root) | {"methods": [{"name": "triplet"}], "tuning": {"trials": 0}} | changes
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _oodml_run(config: Path, address: str, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "study.cli", "run", str(config), "--address", address]
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=log.parent)
+
+
+def test_a_study_folder_some_node_cannot_see_is_refused(cluster, tiny_spec, tmp_path):
+    address, _, hidden, logs = cluster
+    if hidden is None:
+        pytest.skip(
+            "no mount namespace can be made here (unshare --mount): no node with another view of the files"
+        )
+    root = hidden / "study"
+    config = _spec(tiny_spec, root, tmp_path / "hidden.yaml")
+    run = _oodml_run(config, address, logs / "refused.log")
+    assert run.wait(300) == 2, (logs / "refused.log").read_text()[-3000:]
+    output = (logs / "refused.log").read_text()
+    assert "1 of 2 Ray nodes do not see the study folder" in output, output[-3000:]
+    assert "FileNotFoundError" in output and "shared storage (NFS or similar)" in output
+    assert "storage.root" in output and not (root / NODE_CHECK_FILE).exists()
+    assert not list(root.glob("trials/*")) and read_results(root).num_rows == 0  # no trial ran
+
+
+def test_trials_run_on_both_nodes_and_survive_removing_one(cluster, tiny_spec, tmp_path):
+    address, second, _, logs = cluster
+    root = tmp_path / "shared" / "study"
+    # 4 trials of several seconds (2 splits x 2 seeds), 1 CPU each: one per node at a time.
+    training = tiny_spec(root)["training"] | {"epochs": 3, "iterations_per_epoch": 60}
+    config = _spec(tiny_spec, root, tmp_path / "study.yaml", seeds=[0, 1], training=training)
+    run = _oodml_run(config, address, logs / "study.log")
+    try:
+        deadline = time.monotonic() + 400
+        while len(set(read_results(root)["ray_node_id"].to_pylist())) < 2:  # a trial done on each node
+            assert run.poll() is None and time.monotonic() < deadline, (logs / "study.log").read_text()[
+                -3000:
+            ]
+            time.sleep(0.5)
+        second.stop()  # the next trial on the second node is in flight: it dies with its node
+        assert run.wait(400) == 0, (logs / "study.log").read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    output = (logs / "study.log").read_text()
+    assert "the study folder is visible from all 2 Ray nodes" in output
+    table = read_results(root)
+    assert set(table["status"].to_pylist()) == {"completed"}
+    # One row set per trial: the retried trial was written once, by its last attempt.
+    per_trial = table.group_by("trial_id").aggregate([("finished_at", "count_distinct")])
+    assert per_trial.num_rows == 4 and set(per_trial["finished_at_count_distinct"].to_pylist()) == {1}
+    assert len(set(table["ray_node_id"].to_pylist())) == 2 and pc.all(pc.is_valid(table["hostname"])).as_py()
+    assert set(table["hostname"].to_pylist()) == {socket.gethostname()}
+    errors = list((root / RAY_DIR).glob("eval-*/trial_*/error.txt"))
+    assert errors, "no trial attempt failed: the second node was removed with no trial in flight"
+    assert "[eval] 4/4 done, 0 running, 0 failed" in output
