@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from tasks.config import FewShotConfig, TrialConfig
 from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
+from tasks.data.loading import loader_options
 from tasks.evaluate import retrieval_metrics
 from tasks.methods import build_method
 from tasks.models import EmbeddingModel
@@ -45,7 +46,7 @@ from tasks.splits.episodes import (
     too_small,
 )
 from tasks.splits.files import Split
-from tasks.train import embed
+from tasks.train import _channels_last, embed
 
 # Retrieval within a single class is trivially perfect and its NMI meaningless: an episode needs two.
 MIN_QUERY_CLASSES = 2
@@ -181,10 +182,17 @@ def _adapt_full(
     optimizer = torch.optim.Adam(model.param_groups(lr, head_lr) + method.param_groups())
     label_of = dict(zip((images.labels[i] for i in support), labels, strict=True))
     dataset = image_dataset(images, support, model.preprocess, True, label_of)
-    loader = DataLoader(dataset, batch_sampler=_sampler(labels, fs, iterations, seed))
+    loader = DataLoader(
+        dataset,
+        batch_sampler=_sampler(labels, fs, iterations, seed),
+        **loader_options(device, config.data.num_workers),
+    )
     model.train()
     for x, y in loader:
-        loss = method(model(x.to(device)), y.to(device))
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if _channels_last(device) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss = method(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -220,9 +228,14 @@ def evaluate_fewshot(
     if not fs.shots:
         return results
     frozen = fs.mode in ("head", "linear_probe")
+    workers = config.data.num_workers
     all_test = images.indices_of(split.test)
     position = {int(i): p for p, i in enumerate(all_test)}
-    features = torch.from_numpy(embed(model, images, all_test, device, features=True)) if frozen else None
+    features = (
+        torch.from_numpy(embed(model, images, all_test, device, features=True, num_workers=workers))
+        if frozen
+        else None
+    )
     label_array = np.asarray(images.labels)
     for shots in fs.shots:
         episodes = split.episodes.get(shots)
@@ -262,13 +275,13 @@ def evaluate_fewshot(
                 model.head.to(device)
             else:
                 per_episode["zeroshot"].append(
-                    _metrics(embed(model, images, query, device), query_labels, config)
+                    _metrics(embed(model, images, query, device, num_workers=workers), query_labels, config)
                 )
                 adapted = _adapt_full(
                     copy.deepcopy(model), images, support, support_labels, config, shots, seed, device
                 )
                 per_episode["fewshot"].append(
-                    _metrics(embed(adapted, images, query, device), query_labels, config)
+                    _metrics(embed(adapted, images, query, device, num_workers=workers), query_labels, config)
                 )
         scored = len(per_episode["fewshot"])
         results[shots] = {

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tasks.config import TrialConfig
 from tasks.data import ClassBalancedBatchSampler, LabelledImages, TwoViews, image_dataset
 from tasks.data.cache import atomic_write
+from tasks.data.loading import EpochSeeded, loader_options
 from tasks.evaluate import retrieval_metrics
 from tasks.methods import Method, TrainBatch, build_method
 from tasks.models import EmbeddingModel, build_model
@@ -72,7 +73,7 @@ def embed(
     """Embeddings (or pooled backbone features) of ``images[indices]`` with the evaluation transform."""
     classes = sorted({images.labels[i] for i in indices})
     dataset = image_dataset(images, indices, model.preprocess, False, {c: k for k, c in enumerate(classes)})
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_options(device, num_workers))
     model.eval()
     out = []
     for x, _ in loader:
@@ -255,7 +256,10 @@ def train_model(
     dataset = image_dataset(images, train_indices, model.preprocess, True, label_index)
     if method.wants_second_view:
         dataset = TwoViews(dataset)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.data.num_workers)
+    options = loader_options(device, config.data.num_workers, persistent=True)
+    if options.get("persistent_workers"):  # workers outlive an epoch: reseed them per epoch (EpochSeeded)
+        dataset = EpochSeeded(dataset)
+    loader = DataLoader(dataset, batch_sampler=sampler, **options)
 
     def step_batch(items: list[torch.Tensor]) -> TrainBatch:
         x, y = items[0].to(device, non_blocking=True), items[-1].to(device, non_blocking=True)
@@ -287,33 +291,43 @@ def train_model(
     if start_epoch == 0:
         method.start(model, no_grad_batches)
 
+    # Reading a loss or the AMP scale back (.item(), a tensor's truth value) waits for the device: on CUDA
+    # the losses stay on the device and are checked every CHECK_EVERY steps (the error still names the
+    # first non-finite step), and the scale is read only for a method whose after_step does something.
+    check_every = 1 if device.type == "cpu" else CHECK_EVERY
+    skip_check = scaler.is_enabled() and type(method).after_step is not Method.after_step
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
         sampler.set_epoch(epoch)
         torch.manual_seed(config.seed * 1_000_003 + epoch)  # augmentation randomness, reproducible on resume
+        if isinstance(dataset, EpochSeeded):
+            dataset.set_seed(config.seed * 1_000_003 + epoch)
         model.train()
-        losses = []
+        losses = torch.zeros(len(sampler), device=device)
+        checked = 0
         batches = _progress(loader, progress, f"epoch {epoch + 1}/{tc.epochs}")
         for step, items in enumerate(batches):
             loss = method.training_loss(step_batch(items))
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step} of method "
-                    f"{config.method.name!r}: lower the learning rate or check the hyperparameters "
-                    f"{dict(config.method.hyperparameters)}"
-                )
+            losses[step] = loss.detach()
+            if step + 1 - checked >= check_every:
+                _check_finite(losses, checked, step + 1, epoch, config)
+                checked = step + 1
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scale = scaler.get_scale()
+            scale = scaler.get_scale() if skip_check else None
             scaler.step(optimizer)
             scaler.update()
-            if not scaler.is_enabled() or scaler.get_scale() >= scale:  # a lowered scale: step skipped
+            if not skip_check or scaler.get_scale() >= scale:  # a lowered scale: step skipped
                 method.after_step(model)
-            losses.append(loss.item())
+        _check_finite(losses, checked, len(losses), epoch, config)
         method.end_epoch()
         scheduler.step()
 
-        record = {"epoch": epoch, "train/loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]}
+        record = {
+            "epoch": epoch,
+            "train/loss": losses.double().mean().item(),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         if tc.protocol == "validated":
             val = evaluate_classes(model, images, split.split_val, config, device)
             record.update({f"val/{k}": v for k, v in val.items()})
@@ -347,6 +361,21 @@ def train_model(
     if (workdir / BEST_WEIGHTS).is_file():
         model.load_state_dict(load_checkpoint(workdir / BEST_WEIGHTS, device)["model"])
     return result
+
+
+CHECK_EVERY = 32  # steps between reads of the losses on an accelerator (one wait for the device each)
+
+
+def _check_finite(losses: torch.Tensor, start: int, stop: int, epoch: int, config: TrialConfig) -> None:
+    """Raise ``NonFiniteLossError`` naming the first non-finite loss among steps ``start:stop``."""
+    bad = torch.nonzero(~torch.isfinite(losses[start:stop])).flatten().tolist()
+    if bad:
+        step = start + bad[0]
+        raise NonFiniteLossError(
+            f"non-finite loss ({losses[step].item()}) at epoch {epoch}, step {step} of method "
+            f"{config.method.name!r}: lower the learning rate or check the hyperparameters "
+            f"{dict(config.method.hyperparameters)}"
+        )
 
 
 def trains(config: TrialConfig, method: Method) -> bool:
