@@ -1,7 +1,11 @@
 """``ray job submit ... -- python -m study.submit CONFIG`` against a real head node on 127.0.0.1.
 
 The head is started by this test (``ray start --head --block`` in its own session) and stopped by
-signalling that session only; ``ray stop`` would stop every Ray on the machine.
+signalling that session only; ``ray stop`` would stop every Ray on the machine. It is started as the
+README's cluster example starts it, beside a running local Ray started as a study starts its own (the
+session's), after a first local run left a Ray token: ``RAY_AUTH_MODE=token`` exported for the head
+and the CLI, the head on Ray's default agent ports. Only its GCS and dashboard ports are picked free,
+so that it cannot clash with another head on this machine.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -39,17 +44,19 @@ def _wait_for(url: str, head: subprocess.Popen, seconds: float) -> None:
         try:
             with urllib.request.urlopen(url, timeout=5):
                 return
+        except urllib.error.HTTPError:  # it answers (401 without the token: token authentication)
+            return
         except OSError:
             time.sleep(2)
     raise TimeoutError(f"{url} did not answer within {seconds} s")
 
 
-def _submit(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _submit(command: list[str], timeout: float, env: dict) -> subprocess.CompletedProcess:
     """``ray job submit``, retried while the head's job agent is still starting (it answers HTTP 500
     "No available agent" for a few seconds after the dashboard is up)."""
     deadline = time.monotonic() + 120
     while True:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
         if "No available agent" not in done.stdout + done.stderr or time.monotonic() > deadline:
             return done
         time.sleep(3)
@@ -57,30 +64,27 @@ def _submit(command: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def head(tmp_path, ray_local):
-    """A head node with the job server (dashboard) on 127.0.0.1; yields the job server URL. It runs beside
-    the session's local Ray (``ray_local``), as it does in the whole suite."""
+    """A head node with the job server (dashboard) on 127.0.0.1; yields the job server URL and the
+    environment of the head and the ``ray`` CLI. It runs beside the session's local Ray (``ray_local``),
+    which, started as a study starts its own, left the agent's default port 52365 free."""
+    import ray
+
+    assert ray._private.worker.global_worker.node.dashboard_agent_listen_port != 52365
     port, dashboard = _free_port(), _free_port()
-    # The session's local Ray (tests/conftest.py) already runs a dashboard agent on Ray's default ports
-    # (52365 ...). A second node on the same machine must get its own, or its job agent never starts
-    # and every submission answers "No available agent".
-    agent_ports = {
-        "--dashboard-agent-listen-port": _free_port(),
-        "--dashboard-agent-grpc-port": _free_port(),
-        "--metrics-export-port": _free_port(),
-        "--runtime-env-agent-port": _free_port(),
-        "--ray-client-server-port": _free_port(),
-    }
+    # The README: `export RAY_AUTH_MODE=token`, after a local run left ~/.ray/auth_token (here in a HOME
+    # of the test's own: `ray get-auth-token --generate` writes it as a local ray.init does).
+    env = os.environ | {"RAY_AUTH_MODE": "token", "HOME": str(tmp_path / "home")}
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
     temp = Path(os.environ.get("TMPDIR", "/tmp")) / f"rj-{os.getpid()}"
     command = [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2"]
     command += [f"--dashboard-port={dashboard}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
     command += [f"--temp-dir={temp}", "--disable-usage-stats"]
-    command += [f"{flag}={value}" for flag, value in agent_ports.items()]
     log = (tmp_path / "head.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{dashboard}"
     try:
         _wait_for(f"{url}/api/version", process, 180)
-        yield url
+        yield url, env
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -98,13 +102,14 @@ def test_job_submit_runs_a_study(head, tmp_path, tiny_spec):
     config = tmp_path / "job.yaml"
     config.write_text(yaml.safe_dump(spec))
     root = tmp_path / "job-study"
-    submit = [RAY, "job", "submit", "--address", head, "--working-dir", str(REPO), "--"]
+    url, env = head
+    submit = [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO), "--"]
     submit += [sys.executable, "-m", "study.submit", str(config)]
-    # The environment (tests/conftest.py) is the head's: no token auth, nodes on 127.0.0.1.
-    refused = _submit(submit, timeout=300)
+    # The CLI's environment is the head's (token auth, as the README exports it).
+    refused = _submit(submit, timeout=300, env=env)
     assert refused.returncode != 0 and "storage.root must be an absolute path" in refused.stdout
 
-    done = _submit([*submit, "--set", f"storage.root={root}"], timeout=600)
+    done = _submit([*submit, "--set", f"storage.root={root}"], timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[eval] 1/1 done, 0 running, 0 failed" in done.stdout
     table = read_results(root)
