@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tasks.evaluate.retrieval import DEFAULT_KS, retrieval_metrics
 
@@ -19,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", choices=("ip", "l2"), default="ip", help="similarity for the search")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--no-nmi", action="store_true", help="skip k-means and NMI")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device for the ranks and metrics: cpu (default), cuda, cuda:1, or auto (CUDA if "
+        "available); k-means runs on that GPU when faiss has GPU support (README: GPU install)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +35,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"oodml evaluate: error: {err}", file=sys.stderr)
         return 2
-    metrics = retrieval_metrics(embeddings, labels, args.k, with_nmi=not args.no_nmi, metric=args.metric)
+    try:
+        device = _device(args.device)
+    except (RuntimeError, ValueError) as err:
+        print(f"oodml evaluate: error: --device {args.device}: {err}", file=sys.stderr)
+        return 2
+    metrics = retrieval_metrics(
+        embeddings, labels, args.k, with_nmi=not args.no_nmi, metric=args.metric, device=device
+    )
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -37,6 +51,21 @@ def run(args: argparse.Namespace) -> int:
         for name, value in metrics.items():
             print(f"  {name:<{width}}  {value:.4f}")
     return 0
+
+
+def _device(name: str) -> torch.device:
+    """The device named on the command line, checked before any work; ``auto``: CUDA if available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)  # RuntimeError for an unknown name
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("CUDA is not available here (use --device cpu)")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise ValueError("expected cpu, cuda, cuda:N or auto")
+    return device
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:

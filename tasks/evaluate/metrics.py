@@ -1,12 +1,13 @@
 """Retrieval metrics from the ranks of each query's positives (see ``ranks.PositiveRanks``).
 
 With the ranks ``rho_1 < ... < rho_R`` of a query's R positives, precision at ``rho_j`` is ``j / rho_j``,
-so every metric is a sum over positive slots, vectorised over all queries at once.
+so every metric is a sum over positive slots, vectorised over all queries at once, in float64 on the
+device that holds the ranks.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import torch
 
 from tasks.evaluate.ranks import PositiveRanks
 
@@ -20,10 +21,11 @@ def recall_at_k(pr: PositiveRanks, k: int) -> float:
     """
     _check_depth(pr, k)
     num = pr.num_positives
-    hit = np.zeros(len(num), bool)
-    has = num > 0
-    hit[has] = pr.ranks[pr.offsets[:-1][has]] <= k
-    return float(hit.mean())
+    if len(pr.ranks) == 0:
+        return 0.0
+    first = pr.offsets[:-1].clamp(max=len(pr.ranks) - 1)
+    hit = (num > 0) & (pr.ranks[first] <= k)
+    return float(hit.to(torch.float64).mean())
 
 
 def map_at_r(pr: PositiveRanks) -> float:
@@ -35,10 +37,10 @@ def map_at_r(pr: PositiveRanks) -> float:
     """
     num = pr.num_positives
     has = num > 0
-    if not has.any():
+    if not bool(has.any()):
         return float("nan")
-    per_query = _summed_precision(pr, cutoff=np.repeat(num, num))
-    return float(np.mean(per_query[has] / num[has]))
+    per_query = _summed_precision(pr, cutoff=torch.repeat_interleave(num, num))
+    return float((per_query[has] / num[has]).mean())
 
 
 def map_at_1000_oodml(pr: PositiveRanks) -> float:
@@ -50,19 +52,21 @@ def map_at_1000_oodml(pr: PositiveRanks) -> float:
     """
     _check_depth(pr, MAP_DEPTH)
     num = pr.num_positives
-    return float(np.mean(_summed_precision(pr, cutoff=MAP_DEPTH) / (num + 1)))
+    return float((_summed_precision(pr, cutoff=MAP_DEPTH) / (num + 1)).mean())
 
 
-def _summed_precision(pr: PositiveRanks, cutoff: int | np.ndarray) -> np.ndarray:
-    """Per query: sum of j / rho_j over its positives j with rank rho_j <= cutoff."""
+def _summed_precision(pr: PositiveRanks, cutoff: int | torch.Tensor) -> torch.Tensor:
+    """Per query: sum of j / rho_j over its positives j with rank rho_j <= cutoff (float64)."""
     num = pr.num_positives
-    query = np.repeat(np.arange(len(num)), num)
-    j = np.arange(len(pr.ranks)) - np.repeat(pr.offsets[:-1], num) + 1
-    precision = np.where(pr.ranks <= cutoff, j / pr.ranks, 0.0)
-    return np.bincount(query, weights=precision, minlength=len(num))
+    query = torch.repeat_interleave(torch.arange(len(num), device=num.device), num)
+    j = torch.arange(1, len(pr.ranks) + 1, device=num.device) - torch.repeat_interleave(pr.offsets[:-1], num)
+    ranks = pr.ranks.to(torch.float64)
+    precision = torch.where(pr.ranks <= cutoff, j / ranks, 0.0)
+    return torch.zeros(len(num), dtype=torch.float64, device=num.device).index_add_(0, query, precision)
 
 
 def _check_depth(pr: PositiveRanks, k: int) -> None:
     n = len(pr.depth)
-    if (pr.depth < min(k, n - 1)).any():
-        raise ValueError(f"ranks were computed to depth {pr.depth.min()}, below the cutoff {k}")
+    shallowest = int(pr.depth.min()) if n else 0
+    if shallowest < min(k, n - 1):
+        raise ValueError(f"ranks were computed to depth {shallowest}, below the cutoff {k}")

@@ -6,13 +6,36 @@ import faiss
 import numpy as np
 
 
-def kmeans_assign(x: np.ndarray, n_clusters: int, *, seed: int = 0, niter: int = 20) -> np.ndarray:
-    """Cluster index of every row after seeded faiss k-means (Euclidean, ``niter`` iterations)."""
+def faiss_gpus() -> int:
+    """GPUs faiss can use: 0 with the default ``faiss-cpu`` wheel, >0 with ``faiss-gpu-cu12`` on a GPU."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
+def kmeans_assign(
+    x: np.ndarray, n_clusters: int, *, seed: int = 0, niter: int = 20, gpu: int | None = None
+) -> np.ndarray:
+    """Cluster index of every row after seeded faiss k-means (Euclidean, ``niter`` iterations).
+
+    ``gpu``: the CUDA device index to cluster on (faiss-gpu k-means: same algorithm, float sums in
+    another order, so the clusters may differ slightly from the CPU's); None, or a faiss without GPU
+    support (``faiss_gpus() == 0``), clusters on the CPU.
+    """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    # min_points_per_centroid only silences faiss's warning for few points per class (e.g. SOP)
-    km = faiss.Kmeans(x.shape[1], n_clusters, niter=niter, seed=seed, min_points_per_centroid=1)
-    km.train(x)
-    _, assign = km.index.search(x, 1)
+    d = x.shape[1]
+    params = faiss.ClusteringParameters()
+    params.niter, params.seed = niter, seed
+    params.min_points_per_centroid = 1  # only silences faiss's warning for few points per class (e.g. SOP)
+    clustering = faiss.Clustering(d, n_clusters, params)
+    if gpu is not None and faiss_gpus() > 0:
+        config = faiss.GpuIndexFlatConfig()
+        config.device = gpu
+        resources = faiss.StandardGpuResources()
+        index = faiss.GpuIndexFlatL2(resources, d, config)
+    else:
+        index = faiss.IndexFlatL2(d)
+    clustering.train(x, index)  # leaves the final centroids in the index, as faiss.Kmeans does
+    _, assign = index.search(x, 1)
     return assign[:, 0].astype(np.int64)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from tasks.evaluate.metrics import MAP_DEPTH, map_at_1000_oodml, map_at_r, recall_at_k
-from tasks.evaluate.nmi import kmeans_assign, normalized_mutual_info
+from tasks.evaluate.nmi import faiss_gpus, kmeans_assign, normalized_mutual_info
 from tasks.evaluate.ranks import positive_ranks
 
 DEFAULT_KS = (1, 2, 4, 8)
@@ -29,8 +29,11 @@ def retrieval_metrics(
     Query = every image, gallery = the other images (the query itself is excluded by index; exact
     duplicates of it count). ``metric`` is "ip" (inner product; use L2-normalised embeddings for
     cosine) or "l2". Ties in similarity rank the lower gallery index first. Labels may be any
-    sortable values (ints, strings). ``device`` runs the similarity products (default: the tensor's
-    device, else CPU). Keys: ``recall@K``, ``map@r``, ``map@1000``, ``nmi`` (if ``with_nmi``).
+    sortable values (ints, strings). ``device`` is where the ranks and metrics are computed (default:
+    the tensor's device, else the CPU); the values are the same on every device (full float32
+    products, TF32 off). MPS has no float64, so its evaluation runs on the CPU. k-means runs on that
+    GPU when faiss has GPU support (``faiss-gpu-cu12``), else on the CPU. Keys: ``recall@K``,
+    ``map@r``, ``map@1000``, ``nmi`` (if ``with_nmi``).
     """
     x = _embeddings(embeddings, device)
     codes = _codes(labels, len(x))
@@ -42,14 +45,18 @@ def retrieval_metrics(
     out["map@r"] = map_at_r(pr)
     out["map@1000"] = map_at_1000_oodml(pr)
     if with_nmi:
-        clusters = kmeans_assign(x.cpu().numpy(), int(codes.max()) + 1, seed=seed)
+        gpu = (x.device.index or 0) if x.device.type == "cuda" and faiss_gpus() > 0 else None
+        clusters = kmeans_assign(x.cpu().numpy(), int(codes.max()) + 1, seed=seed, gpu=gpu)
         out["nmi"] = normalized_mutual_info(codes, clusters)
     return out
 
 
 def _embeddings(embeddings: np.ndarray | torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
     x = torch.as_tensor(embeddings).detach()
-    x = x.to(device=device if device is not None else x.device, dtype=torch.float32).contiguous()
+    target = torch.device(device) if device is not None else x.device
+    if target.type == "mps":  # no float64 for the metrics' sums
+        target = torch.device("cpu")
+    x = x.to(device=target, dtype=torch.float32).contiguous()
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"embeddings must be an (n, d) array with n >= 2, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():

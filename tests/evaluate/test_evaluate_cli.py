@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tasks.evaluate import cli, retrieval_metrics
 
@@ -87,3 +88,16 @@ def test_bad_k() -> None:
         parser.parse_args(["x.npz", "--k", "1,a"])
     with pytest.raises(SystemExit):
         parser.parse_args(["x.npz", "--k", "0"])
+
+
+def test_device(npz: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(str(npz), "--json", "--no-nmi") == 0
+    default = json.loads(capsys.readouterr().out)
+    for device in ("cpu", "auto"):
+        assert _run(str(npz), "--json", "--no-nmi", "--device", device) == 0
+        assert json.loads(capsys.readouterr().out) == pytest.approx(default, abs=1e-12)
+    assert _run(str(npz), "--device", "tpu") == 2
+    assert "--device tpu" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert _run(str(npz), "--device", "cuda") == 2
+        assert "CUDA is not available" in capsys.readouterr().err

@@ -3,6 +3,7 @@ import pytest
 from evaluate_reference import reference_nmi
 
 from tasks.evaluate import kmeans_assign, normalized_mutual_info
+from tasks.evaluate.nmi import faiss_gpus
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -36,3 +37,16 @@ def test_kmeans_assign_is_seeded() -> None:
     a = kmeans_assign(x, 6, seed=3)
     assert a.shape == (120,) and a.dtype == np.int64 and set(a) <= set(range(6))
     np.testing.assert_array_equal(a, kmeans_assign(x, 6, seed=3))
+
+
+def test_kmeans_assign_is_faiss_kmeans() -> None:
+    """The clustering is faiss.Kmeans's (same seed, iterations, final assignment), on the CPU."""
+    faiss = pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    km = faiss.Kmeans(6, 9, niter=20, seed=4, min_points_per_centroid=1)
+    km.train(x)
+    expected = km.index.search(x, 1)[1][:, 0]
+    np.testing.assert_array_equal(kmeans_assign(x, 9, seed=4), expected)
+    # asking for a GPU without faiss GPU support clusters on the CPU
+    np.testing.assert_array_equal(kmeans_assign(x, 9, seed=4, gpu=None if faiss_gpus() else 0), expected)
