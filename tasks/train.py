@@ -92,13 +92,29 @@ def evaluate_classes(
     config: TrialConfig,
     device: torch.device,
 ) -> dict[str, float]:
-    """Retrieval metrics over all images of ``classes`` (query = each image, gallery = the others)."""
+    """Retrieval metrics over all images of ``classes`` (query = each image, gallery = the others), computed
+    on the trial's device (``tasks.evaluate``: same values on every device)."""
     indices = images.indices_of(classes)
     embeddings = embed(
         model, images, indices, device, num_workers=config.data.num_workers, amp=config.training.amp
     )
     labels = np.asarray(images.labels)[indices]
-    return retrieval_metrics(embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi)
+    return retrieval_metrics(
+        embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi, device=device
+    )
+
+
+def evaluates_test_curve(config: TrialConfig, epoch: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) evaluates the test classes: every epoch under protocol ``paper``
+    (it selects on them); else, with ``record_test_curve``, every ``test_curve_every`` epochs (None:
+    ``ceil(epochs / 20)``, about 20 points) and always the last epoch."""
+    tc = config.training
+    if not config.evaluate_test:
+        return False
+    if tc.protocol == "paper":
+        return True
+    every = tc.test_curve_every or math.ceil(tc.epochs / 20)
+    return tc.record_test_curve and ((epoch + 1) % every == 0 or epoch + 1 == tc.epochs)
 
 
 UNTRAINED_EPOCH = -1  # ``selected_epoch`` of a model evaluated as built (no training)
@@ -331,7 +347,7 @@ def train_model(
         if tc.protocol == "validated":
             val = evaluate_classes(model, images, split.split_val, config, device)
             record.update({f"val/{k}": v for k, v in val.items()})
-        if config.evaluate_test and (tc.record_test_curve or tc.protocol == "paper"):
+        if evaluates_test_curve(config, epoch):
             test = evaluate_classes(model, images, split.test, config, device)
             record.update({f"test/{k}": v for k, v in test.items()})
         score = selection_score(record, config)
