@@ -1,21 +1,33 @@
-"""FID and split-progression speed against the textbook scipy ``sqrtm`` route, in the same run.
+"""FID and split-progression speed against references measured in the same run.
 
     python benchmarks/bench_fid.py [--classes 200] [--dim 2048]
+    python benchmarks/bench_fid.py --sop [--steps 20] [--old-steps 3] [--sqrtm]
 
-Times (1) one FID between two halves of ``classes`` class means by the fast route and by ``sqrtm``, and
-(2) all three progressions with the published CUB settings (25 harder, 15 easier, 35 removal steps),
-whose cost with ``sqrtm`` is estimated as (number of FID evaluations) x (one ``sqrtm`` FID).
+Default case: one FID between two halves of ``classes`` class means by the fast route and by the textbook
+scipy ``sqrtm``, and all three progressions with the published CUB settings (25 harder, 15 easier, 35
+removal steps), whose cost with ``sqrtm`` is estimated as (number of FID evaluations) x (one ``sqrtm`` FID).
+
+``--sop``: the SOP-size harder progression (22,634 synthetic class means, 2048-d, K=1000 swaps per step,
+H=1000, N=20 steps) by ``tasks.splits.progressions.swap_progression`` against round 1's route, kept
+below as ``_old_*`` (full ``np.cov`` covariances, numpy Cholesky + ``eigvalsh`` at every step, full
+difference arrays for the scores, a Python walk for the picks). The old route costs the same at every
+step (nothing is carried between steps), so it runs ``--old-steps`` steps and its time is extrapolated
+linearly to N steps: old_N = old_m * N / m. Its recorded FIDs and class lists for those m steps are
+compared with the new route's (lists identical, FIDs to 1e-6 relative); the new route's last recorded FID
+is compared with a fresh recomputation from the class means (and with ``sqrtm`` under ``--sqrtm``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 
 import tasks.splits.progressions as progressions
 from tasks.splits.fid import _fid_from_covariances, fid, fid_reference
+from tasks.splits.progressions import PartitionFID, ProgressionSettings, swap_progression
 
 
 def _timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -25,11 +37,143 @@ def _timed(fn, repeat: int = 1) -> tuple[float, object]:
     return (time.perf_counter() - start) / repeat, value
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--classes", type=int, default=200)
-    parser.add_argument("--dim", type=int, default=2048)
-    args = parser.parse_args()
+def _load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+# ---- round 1's route, verbatim apart from names (the reference of the --sop case) -----------------------
+
+
+def _old_fid_from_covariances(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> float:
+    d = a.shape[1]
+    ca = np.cov(a, rowvar=False)
+    cb = np.cov(b, rowvar=False)
+    chol = np.linalg.cholesky(ca + eps * np.eye(d))
+    eig = np.linalg.eigvalsh(chol.T @ (cb + eps * np.eye(d)) @ chol)
+    cross = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    return float(diff @ diff + np.trace(ca) + np.trace(cb) - 2.0 * cross)
+
+
+def _old_shift_scores(means, train, test):
+    t, s = means[train], means[test]
+    mean_t, mean_s = t.mean(axis=0), s.mean(axis=0)
+    train_scores = np.linalg.norm(t - mean_s, axis=1) - np.linalg.norm(t - mean_t, axis=1)
+    test_scores = np.linalg.norm(s - mean_t, axis=1) - np.linalg.norm(s - mean_s, axis=1)
+    return train_scores, test_scores
+
+
+class _OldSwapPicker:
+    def __init__(self, history: int):
+        self.history = history
+        self.train_chosen: list[int] = []
+        self.test_chosen: list[int] = []
+
+    def _recent(self, chosen):
+        return set(chosen[-self.history :]) if self.history else set()
+
+    def pick(self, train_order, test_order, k):
+        recent_train, recent_test = self._recent(self.train_chosen), self._recent(self.test_chosen)
+        found_train = found_test = None
+        for position in range(k, max(len(train_order), len(test_order))):
+            if (
+                found_train is None
+                and position < len(train_order)
+                and int(train_order[position]) not in recent_train
+            ):
+                found_train = int(train_order[position])
+            if (
+                found_test is None
+                and position < len(test_order)
+                and int(test_order[position]) not in recent_test
+            ):
+                found_test = int(test_order[position])
+            if found_train is not None and found_test is not None:
+                break
+        self.train_chosen.append(found_train)
+        self.test_chosen.append(found_test)
+        return found_train, found_test
+
+    def pick_step(self, means, train, test, k_swaps, harder):
+        train_scores, test_scores = _old_shift_scores(means, train, test)
+        sign = 1.0 if harder else -1.0
+        train_order = np.argsort(sign * train_scores, kind="stable")
+        test_order = np.argsort(sign * test_scores, kind="stable")
+        return [self.pick(train_order, test_order, k) for k in range(k_swaps)]
+
+
+def _old_harder_progression(means, train, test, steps, k_swaps, history):
+    """Round 1's ``swap_progression`` on the n >= d route: (FID, train, test) of each recorded step."""
+    train, test = np.array(train, copy=True), np.array(test, copy=True)
+    picker = _OldSwapPicker(history)
+    recorded = []
+    for _ in range(steps):
+        recorded.append((_old_fid_from_covariances(means[train], means[test]), train.copy(), test.copy()))
+        for i, j in picker.pick_step(means, train, test, k_swaps, True):
+            train[i], test[j] = test[j], train[i]
+    return recorded
+
+
+# ---- cases ---------------------------------------------------------------------------------------------
+
+
+def sop_like_means(classes: int = 22634, dim: int = 2048, seed: int = 0) -> np.ndarray:
+    """Synthetic class means shaped like pooled ResNet50 features: non-negative, a decaying low-rank part
+    (64 factors, scale 1/sqrt(rank)) plus independent noise, so the covariance has a realistic spectrum."""
+    rng = np.random.default_rng(seed)
+    factors = rng.normal(size=(classes, 64)) / np.sqrt(np.arange(1, 65))
+    loadings = rng.normal(size=(64, dim))
+    return np.maximum(0.5 + 0.0375 * (factors @ loadings) + 0.1 * rng.normal(size=(classes, dim)), 0.0)
+
+
+def sop_case(args: argparse.Namespace) -> None:
+    means = sop_like_means(seed=args.seed)
+    n = len(means)
+    names = [f"p{i}" for i in range(n)]
+    order = np.random.default_rng(args.seed + 1).permutation(n)
+    train, test = order[:11318], order[11318:]  # SOP's default split sizes
+    settings = ProgressionSettings(steps=args.steps, swaps_per_step=1000, history=1000)
+    print(f"SOP-size harder progression: {n} classes, d={means.shape[1]}, K=1000, H=1000, N={args.steps}")
+
+    print(f"  before new route: {_load()}", flush=True)
+    t_new, (steps, _, _) = _timed(
+        lambda: swap_progression(means, names, train, test, settings, True, PartitionFID(means))
+    )
+    print(f"  new route: {t_new:.1f} s ({t_new / args.steps:.2f} s/step); {_load()}", flush=True)
+
+    t_old, old = _timed(lambda: _old_harder_progression(means, train, test, args.old_steps, 1000, 1000))
+    old_n = t_old * args.steps / args.old_steps
+    print(
+        f"  old route: {t_old:.1f} s for {args.old_steps} steps ({t_old / args.old_steps:.2f} s/step), "
+        f"extrapolated to {args.steps} steps {old_n:.1f} s; {_load()}"
+    )
+    print(f"  ratio old/new {old_n / t_new:.2f}x; new route under 40 s: {t_new < 40}")
+
+    worst = 0.0
+    for step, (value, old_train, old_test) in zip(steps, old, strict=False):
+        assert list(step.train) == [names[c] for c in old_train], f"class lists differ at step {step.key}"
+        assert list(step.test) == [names[c] for c in old_test], f"class lists differ at step {step.key}"
+        worst = max(worst, abs(step.fid - value) / abs(value))
+    print(
+        f"  first {len(old)} steps: class lists identical to the old route's; FID max rel. diff {worst:.1e}"
+    )
+    last = steps[-1]
+    index = {c: i for i, c in enumerate(names)}
+    a, b = means[[index[c] for c in last.train]], means[[index[c] for c in last.test]]
+    fresh = _old_fid_from_covariances(a, b)
+    print(
+        f"  last step {last.key}: recorded {last.fid:.12g}, fresh recomputation {fresh:.12g} "
+        f"(rel. diff {abs(last.fid - fresh) / abs(fresh):.1e})"
+    )
+    if args.sqrtm:
+        textbook = fid_reference(a, b)
+        print(
+            f"  last step vs sqrtm {textbook:.12g} (rel. diff {abs(last.fid - textbook) / abs(textbook):.1e})"
+        )
+    print(f"  FIDs by step: {', '.join(f'{s.fid:.3g}' for s in steps)}")
+
+
+def cub_case(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     # ResNet-like class means: non-negative, correlated, a shared direction plus class-specific parts.
     means = np.abs(rng.normal(size=(args.classes, args.dim)) + rng.normal(size=(args.classes, 1)))
@@ -42,9 +186,9 @@ def main() -> None:
     t_cov, v_cov = _timed(lambda: _fid_from_covariances(a, b, 1e-8))
     print(
         f"one FID ({half} vs {args.classes - half} vectors, d={args.dim}): fast {t_fast * 1e3:.1f} ms, "
-        f"sqrtm {t_ref * 1e3:.0f} ms, ratio {t_ref / t_fast:.0f}x\n"
+        f"sqrtm {t_ref * 1e3:.0f} ms, ratio {t_ref / t_fast:.0f}x; {_load()}\n"
         f"  values: fast {v_fast:.12g}, sqrtm {v_ref:.12g} (rel. diff {abs(v_fast - v_ref) / abs(v_ref):.1e}), "
-        f"d x d Cholesky+eigvalsh route {v_cov:.12g} (rel. diff {abs(v_fast - v_cov) / abs(v_cov):.1e}, "
+        f"d x d Cholesky+eigenvalue route {v_cov:.12g} (rel. diff {abs(v_fast - v_cov) / abs(v_cov):.1e}, "
         f"{t_cov:.1f} s)"
     )
 
@@ -67,8 +211,21 @@ def main() -> None:
     estimate = calls * t_ref
     print(
         f"progressions (CUB settings, {steps} recorded steps, {calls} FID evaluations): {t_prog:.2f} s; "
-        f"with sqrtm about {estimate:.0f} s; ratio {estimate / t_prog:.0f}x"
+        f"with sqrtm about {estimate:.0f} s; ratio {estimate / t_prog:.0f}x; {_load()}"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, default=200)
+    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--sop", action="store_true", help="the SOP-size harder progression instead")
+    parser.add_argument("--steps", type=int, default=20, help="--sop: recorded steps N")
+    parser.add_argument("--old-steps", type=int, default=3, help="--sop: steps the old route runs")
+    parser.add_argument("--seed", type=int, default=0, help="--sop: seed of the synthetic class means")
+    parser.add_argument("--sqrtm", action="store_true", help="--sop: also check the last FID with sqrtm")
+    args = parser.parse_args()
+    sop_case(args) if args.sop else cub_case(args)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ Two fast routes compute that trace exactly (no general matrix square root):
 * ``n < d`` (e.g. 200 CUB classes, 2048-d): both covariances live in the row space S of the stacked,
   centred data, of dimension r <= n_A + n_B. On the orthogonal complement P Q = eps^2 I, which adds
   (d - r) * eps; on S everything is an r x r problem built from the small Gram matrix of the data.
-* ``n >= d`` (e.g. SOP's 11k classes): one Cholesky factor and one symmetric eigenvalue problem of size d.
+* ``n >= d`` (e.g. SOP's 11k classes): one Cholesky factor and one symmetric eigenvalue problem of size d,
+  computed from each side's sum and scatter matrix ``X^T X`` (``fid_from_scatter``). ``SubsetScatter``
+  keeps those two for a subset of the rows of a fixed matrix and updates them by the rows that enter and
+  leave, so a split progression that moves K classes pays a rank-2K update instead of two full
+  covariances (DESIGN.md section 3).
+
+The ``n >= d`` route runs all its d x d work (scatter, Cholesky, triangular products, eigenvalues) in
+scipy's BLAS/LAPACK: numpy's ``@`` and ``numpy.linalg`` use a second OpenBLAS whose idle threads spin
+against scipy's on a 2-core box (measured: ``numpy.linalg.eigvalsh`` several times slower there).
 
 ``fid_reference`` is the textbook route through ``scipy.linalg.sqrtm`` and is kept for tests only.
 """
@@ -20,8 +28,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import blas, lapack
 
 EPS = 1e-8
+# A SubsetScatter recomputes its scatter matrix from the rows after this many low-rank updates. Each
+# update adds rounding of about 2^-53 times the matrix's scale; 64 of them stay far below the 1e-6
+# relative exactness required of a recorded FID (tests compare long update chains with a recomputation).
+REFRESH_AFTER_UPDATES = 64
 
 
 def _as_sets(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,13 +85,118 @@ def fid_from_gram(gram: np.ndarray, a: np.ndarray, b: np.ndarray, dim: int, eps:
     return float(mean_term + np.trace(saa) + np.trace(sbb) - 2.0 * cross)
 
 
+def scatter_lower(rows: np.ndarray) -> np.ndarray:
+    """``rows^T rows`` (d x d, Fortran order); only the lower triangle is computed, the upper is zero."""
+    rows = np.asarray(rows, dtype=np.float64)
+    # rows.T is a Fortran-ordered view, so f2py passes it without a copy: C = A A^T with A = rows^T.
+    return blas.dsyrk(1.0, rows.T, trans=0, lower=1)
+
+
+def _covariance_lower(total: np.ndarray, scatter: np.ndarray, n: int) -> np.ndarray:
+    """Sample covariance (divisor n - 1) from the sum and scatter of n vectors; lower triangle valid."""
+    mean = total / n
+    return np.asfortranarray((scatter - np.outer(total, mean)) / (n - 1))
+
+
+def _symmetrize_lower(a: np.ndarray) -> np.ndarray:
+    full = np.tril(a)
+    full += np.tril(a, -1).T
+    return np.asfortranarray(full)
+
+
+def sqrt_trace_product_lower(p: np.ndarray, q: np.ndarray) -> float:
+    """tr((P Q)^(1/2)) for symmetric positive definite P and Q given by their lower triangles.
+
+    P = L L^T (Cholesky); the eigenvalues of P Q are those of the symmetric L^T Q L, whose square roots
+    are summed. Overwrites ``p`` and reads only the lower triangles of both.
+    """
+    chol, info = lapack.dpotrf(p, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"covariance + eps * I is not positive definite (dpotrf info {info})")
+    q_chol = blas.dtrmm(1.0, chol, _symmetrize_lower(q), side=1, lower=1, overwrite_b=1)  # Q L
+    inner = blas.dtrmm(1.0, chol, q_chol, side=0, lower=1, trans_a=1, overwrite_b=1)  # L^T Q L
+    # 'evr' (MRRR) was the fastest eigenvalues-only driver at d = 2048 here (benchmarks/bench_fid.py).
+    eig = linalg.eigh(
+        inner, lower=True, eigvals_only=True, driver="evr", overwrite_a=True, check_finite=False
+    )
+    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+
+
+def fid_from_scatter(
+    total_a: np.ndarray,
+    scatter_a: np.ndarray,
+    n_a: int,
+    total_b: np.ndarray,
+    scatter_b: np.ndarray,
+    n_b: int,
+    eps: float = EPS,
+) -> float:
+    """FID of two sets given each one's vector sum, scatter matrix X^T X (lower triangle) and size.
+
+    The vectors should be centred near their joint mean (FID is translation invariant): the covariance
+    is the scatter minus n mu mu^T, which loses precision when mu is large against the spread.
+    """
+    d = len(total_a)
+    cov_a = _covariance_lower(total_a, scatter_a, n_a)
+    cov_b = _covariance_lower(total_b, scatter_b, n_b)
+    traces = float(np.trace(cov_a) + np.trace(cov_b))
+    diff = total_a / n_a - total_b / n_b
+    cov_a[np.diag_indices(d)] += eps
+    cov_b[np.diag_indices(d)] += eps
+    cross = sqrt_trace_product_lower(cov_a, cov_b)
+    return float(diff @ diff + traces - 2.0 * cross)
+
+
 def _fid_from_covariances(a: np.ndarray, b: np.ndarray, eps: float) -> float:
-    d = a.shape[1]
-    ca = np.cov(a, rowvar=False)
-    cb = np.cov(b, rowvar=False)
-    cross = _sqrt_eig_sum(ca + eps * np.eye(d), cb + eps * np.eye(d))
-    diff = a.mean(axis=0) - b.mean(axis=0)
-    return float(diff @ diff + np.trace(ca) + np.trace(cb) - 2.0 * cross)
+    centre = (a.sum(axis=0) + b.sum(axis=0)) / (len(a) + len(b))
+    a, b = a - centre, b - centre
+    return fid_from_scatter(
+        a.sum(axis=0), scatter_lower(a), len(a), b.sum(axis=0), scatter_lower(b), len(b), eps
+    )
+
+
+class SubsetScatter:
+    """Sum and scatter matrix ``X^T X`` of a changing subset of the rows of a fixed matrix.
+
+    ``move_to(mask)`` updates both by the rows that entered and left the subset (two rank-k ``dsyrk``
+    products, in float64) instead of recomputing them from all member rows; after
+    ``REFRESH_AFTER_UPDATES`` updates, or when more rows move than stay, it recomputes them. The rows
+    that enter and those that leave are multiplied out separately and their difference added, so moving
+    a class out and an identical vector in leaves the state bit for bit as it was.
+    """
+
+    def __init__(self, rows: np.ndarray, mask: np.ndarray):
+        self.rows = rows
+        self._recompute(mask)
+
+    def _recompute(self, mask: np.ndarray) -> None:
+        self.mask = mask.copy()
+        members = self.rows[np.flatnonzero(mask)]
+        self.count = len(members)
+        self.total = members.sum(axis=0)
+        self.scatter = scatter_lower(members)
+        self.updates = 0
+
+    def move_to(self, mask: np.ndarray) -> None:
+        entered = np.flatnonzero(mask & ~self.mask)
+        left = np.flatnonzero(self.mask & ~mask)
+        moved = len(entered) + len(left)
+        if moved == 0:
+            return
+        count = int(np.count_nonzero(mask))
+        if self.updates >= REFRESH_AFTER_UPDATES or moved >= count:
+            self._recompute(mask)
+            return
+        d = self.rows.shape[1]
+        into, out = self.rows[entered], self.rows[left]
+        gain = scatter_lower(into) if len(entered) else np.zeros((d, d), order="F")
+        if len(left):
+            gain -= scatter_lower(out)
+        self.scatter += gain
+        self.total += into.sum(axis=0) - out.sum(axis=0)
+        self.mask = mask.copy()
+        self.count = count
+        self.updates += 1
 
 
 def fid(a: np.ndarray, b: np.ndarray, eps: float = EPS) -> float:
