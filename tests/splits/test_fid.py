@@ -39,3 +39,25 @@ def test_bad_shapes_are_refused():
         fid(np.zeros((1, 4)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="dimension"):
         fid(np.zeros((3, 4)), np.zeros((3, 5)))
+
+
+def test_scatter_route_matches_textbook_and_an_exchange_of_equal_vectors_is_exact():
+    from tasks.splits.fid import SubsetScatter, fid_from_scatter, scatter_lower
+
+    rng = np.random.default_rng(11)
+    rows = rng.normal(size=(200, 24)) @ rng.normal(size=(24, 24)) + 0.5
+    rows[150] = rows[20]  # class 150 (not in the subset) has the same vector as class 20 (in it)
+    a, b = rows[:100], rows[100:]
+    value = fid_from_scatter(a.sum(0), scatter_lower(a), 100, b.sum(0), scatter_lower(b), 100)
+    assert value == pytest.approx(fid_reference(a, b), rel=1e-6)
+
+    mask = np.zeros(200, dtype=bool)
+    mask[:100] = True
+    tracked = SubsetScatter(rows, mask)
+    before = (tracked.total.copy(), tracked.scatter.copy())
+    mask[20], mask[150] = False, True
+    tracked.move_to(mask)
+    assert tracked.updates == 1
+    assert np.array_equal(tracked.total, before[0]) and np.array_equal(tracked.scatter, before[1])
+    members = rows[mask]
+    assert np.allclose(np.tril(tracked.scatter), np.tril(members.T @ members), rtol=1e-12, atol=1e-9)

@@ -145,3 +145,94 @@ def test_bad_partitions_are_refused():
         build_progressions(means, names, ["a", "b", "c"], ["c", "d", "e"])
     with pytest.raises(ValueError, match="without features"):
         build_progressions(means, names, ["a", "b", "z"], ["d", "e", "f"])
+
+
+def _mid_size_means(rng, classes=600, dim=64):
+    """Non-negative class means with a decaying low-rank part plus noise, like pooled CNN features."""
+    factors = rng.normal(size=(classes, 8)) / np.sqrt(np.arange(1, 9))
+    return np.maximum(
+        0.5 + 0.3 * factors @ rng.normal(size=(8, dim)) + 0.1 * rng.normal(size=(classes, dim)), 0
+    )
+
+
+def test_mid_size_progressions_are_exact_and_pick_as_the_literal_reference():
+    """600 classes, d = 64, K = 20: the covariance route with scatter updates (n >= d). Every recorded
+    FID equals the textbook sqrtm value to 1e-6 relative and every class list the literal procedure's."""
+    rng = np.random.default_rng(600)
+    means = _mid_size_means(rng)
+    names = [f"m{i:03d}" for i in range(600)]
+    order = rng.permutation(600)
+    init_train, init_test = [names[i] for i in order[:300]], [names[i] for i in order[300:]]
+    config = ProgressionConfig(
+        harder=ProgressionSettings(steps=8, swaps_per_step=20, history=30),
+        easier=ProgressionSettings(steps=3, swaps_per_step=20, history=20),
+        removal=ProgressionSettings(steps=6, swaps_per_step=20, history=20),
+    )
+    result = build_progressions(means, names, init_train, init_test, config)
+    idx = {n: i for i, n in enumerate(names)}
+    t0, s0 = [idx[c] for c in init_train], [idx[c] for c in init_test]
+    expected, end_t, end_s = _reference_swap_progression(means, names, t0, s0, 8, 20, 30, True)
+    expected_easier, _, _ = _reference_swap_progression(means, names, t0, s0, 3, 20, 20, False)
+    expected_removal = _reference_removal(means, end_t, end_s, 6, 20, 20)
+    for got, want in (
+        (result["harder"], expected),
+        (result["easier"], expected_easier),
+        (result["removal"], expected_removal),
+    ):
+        assert len(got) == len(want)
+        for step, (_, value, train, test) in zip(got, want, strict=True):
+            assert list(step.train) == [names[c] for c in train]
+            assert list(step.test) == [names[c] for c in test]
+            assert step.fid == pytest.approx(value, rel=1e-6)
+    assert result["harder"][-1].fid > 2 * result["harder"][0].fid
+
+
+def test_partition_fid_after_many_updates_equals_a_fresh_recomputation():
+    """A long chain of low-rank updates (swaps, removals, a refresh) against a fresh FID per partition."""
+    from tasks.splits.progressions import PartitionFID
+
+    rng = np.random.default_rng(7)
+    means = _mid_size_means(rng, classes=300, dim=32) * 10 + 3  # far from the origin: centring matters
+    fid_of = PartitionFID(means)
+    train, test = np.arange(150), np.arange(150, 300)
+    for step in range(90):  # more than REFRESH_AFTER_UPDATES
+        i, j = rng.choice(len(train), 7, replace=False), rng.choice(len(test), 7, replace=False)
+        train[i], test[j] = test[j], train[i]
+        if step % 15 == 14:
+            train, test = train[:-2], test[:-3]
+        assert fid_of(train, test) == pytest.approx(fid(means[train], means[test]), rel=1e-9)
+    assert fid_of(train, test) == pytest.approx(fid_reference(means[train], means[test]), rel=1e-6)
+
+
+def test_scores_are_bit_identical_to_the_literal_norm_expressions():
+    from tasks.splits.progressions import shift_scores
+
+    rng = np.random.default_rng(3)
+    means = np.abs(rng.normal(size=(1000, 300)))  # more rows than one scoring block
+    train, test = rng.permutation(1000)[:613], rng.permutation(1000)[613:]
+    t, s = means[train], means[test]
+    mt, ms = t.mean(axis=0), s.mean(axis=0)
+    got_t, got_s = shift_scores(means, train, test)
+    assert np.array_equal(got_t, np.linalg.norm(t - ms, axis=1) - np.linalg.norm(t - mt, axis=1))
+    assert np.array_equal(got_s, np.linalg.norm(s - mt, axis=1) - np.linalg.norm(s - ms, axis=1))
+
+
+@pytest.mark.parametrize("history", [0, 1, 7, 40])
+def test_swap_walk_picks_as_the_literal_walk(history):
+    from tasks.splits.progressions import _SwapPicker
+
+    rng = np.random.default_rng(history)
+    picker = _SwapPicker(history)
+    hist_t, hist_s = [], []
+    n_t, n_s = 60, 50
+    for _ in range(12):
+        order_t, order_s = rng.permutation(n_t), rng.permutation(n_s)
+        for k in range(5):
+            recent_t = set(hist_t[-history:]) if history else set()
+            recent_s = set(hist_s[-history:]) if history else set()
+            want_t = next(int(order_t[p]) for p in range(k, n_t) if order_t[p] not in recent_t)
+            want_s = next(int(order_s[p]) for p in range(k, n_s) if order_s[p] not in recent_s)
+            hist_t.append(want_t)
+            hist_s.append(want_s)
+            assert picker.pick(order_t, order_s, k) == (want_t, want_s)
+        n_t, n_s = n_t - 2, n_s - 1  # shrinking lists, as after removals: old positions stay in the history
