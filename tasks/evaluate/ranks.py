@@ -84,13 +84,13 @@ def positive_ranks(
         block = CPU_BLOCK if device.type == "cpu" else CUDA_BLOCK
     # a candidate's key packs its row in the block, its similarity (32 bits) and index in an int64
     block = min(block, 1 << (31 - index_bits))
-    with _full_fp32():
+    numpy_kernels = _numpy_kernels(device)
+    with _full_fp32(), one_thread_on_cpu(device):
         left, right = _operands(embeddings, metric)
         counts = _Counts(_Positives.build(left, right, codes, index_bits), codes, depth, index_bits)
         if counts.num_slots == 0:  # no query has a positive: nothing to rank
             return counts.result()
         theta = counts.thresholds(0, n)
-        numpy_kernels = _numpy_kernels(device)
         scratch = np.empty(block * block, bool) if numpy_kernels else None
         for i0, j0, sims in _blocks(left, right, block, numpy_kernels):
             i1, j1 = i0 + sims.shape[0], j0 + sims.shape[1]
@@ -104,6 +104,22 @@ def positive_ranks(
                 counts.add(query, gallery + i0, vals, j0, j1)
                 theta[j0:j1] = counts.thresholds(j0, j1)
     return counts.result()
+
+
+@contextmanager
+def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """torch's CPU ops on one thread (on another device: unchanged) while the block products run in
+    numpy's own threads: the bookkeeping's small ops gain nothing from OpenMP threads that compete with
+    the products (measured on a busy 2-core box: 10-20x slower with two threads)."""
+    if device.type != "cpu":
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 @contextmanager
@@ -140,8 +156,7 @@ def _blocks(
 
     On a GPU torch's product, queued like every other kernel. On the CPU numpy's (OpenBLAS, its own
     threads: measured 1.6x torch's MKL product on this AMD CPU), computed in a background thread while
-    the caller works on the current block with torch held to one thread, so that the two never compete
-    for the same thread pool.
+    the caller works on the current block (torch held to one thread: the two share no thread pool).
     """
     starts = range(0, len(left), block)
     pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
@@ -154,18 +169,13 @@ def _blocks(
     def product(i0: int, j0: int) -> torch.Tensor:
         return torch.from_numpy(a[i0 : i0 + block] @ b[j0 : j0 + block].T)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(product, *pairs[0])
-            for k, (i0, j0) in enumerate(pairs):
-                sims = pending.result()
-                if k + 1 < len(pairs):
-                    pending = pool.submit(product, *pairs[k + 1])
-                yield i0, j0, sims
-    finally:
-        torch.set_num_threads(threads)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(product, *pairs[0])
+        for k, (i0, j0) in enumerate(pairs):
+            sims = pending.result()
+            if k + 1 < len(pairs):
+                pending = pool.submit(product, *pairs[k + 1])
+            yield i0, j0, sims
 
 
 def _above(

@@ -9,7 +9,7 @@ import torch
 
 from tasks.evaluate.metrics import MAP_DEPTH, map_at_1000_oodml, map_at_r, recall_at_k
 from tasks.evaluate.nmi import faiss_gpus, kmeans_assign, normalized_mutual_info
-from tasks.evaluate.ranks import positive_ranks
+from tasks.evaluate.ranks import one_thread_on_cpu, positive_ranks
 
 DEFAULT_KS = (1, 2, 4, 8)
 
@@ -40,10 +40,13 @@ def retrieval_metrics(
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
-    pr = positive_ranks(x, codes, depth=max(max(ks), MAP_DEPTH), metric=metric)
-    out = {f"recall@{k}": recall_at_k(pr, k) for k in ks}
-    out["map@r"] = map_at_r(pr)
-    out["map@1000"] = map_at_1000_oodml(pr)
+    with one_thread_on_cpu(x.device):
+        if not torch.isfinite(x).all():
+            raise ValueError("embeddings contain non-finite values")
+        pr = positive_ranks(x, codes, depth=max(max(ks), MAP_DEPTH), metric=metric)
+        out = {f"recall@{k}": recall_at_k(pr, k) for k in ks}
+        out["map@r"] = map_at_r(pr)
+        out["map@1000"] = map_at_1000_oodml(pr)
     if with_nmi:
         gpu = (x.device.index or 0) if x.device.type == "cuda" and faiss_gpus() > 0 else None
         clusters = kmeans_assign(x.cpu().numpy(), int(codes.max()) + 1, seed=seed, gpu=gpu)
@@ -59,8 +62,6 @@ def _embeddings(embeddings: np.ndarray | torch.Tensor, device: str | torch.devic
     x = x.to(device=target, dtype=torch.float32).contiguous()
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"embeddings must be an (n, d) array with n >= 2, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("embeddings contain non-finite values")
     return x
 
 
