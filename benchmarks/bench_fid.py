@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+import tasks.splits.fid as fid_module
 import tasks.splits.progressions as progressions
 from tasks.splits.fid import _fid_from_covariances, fid, fid_reference
 from tasks.splits.progressions import PartitionFID, ProgressionSettings, swap_progression
@@ -133,7 +134,10 @@ def sop_case(args: argparse.Namespace) -> None:
     order = np.random.default_rng(args.seed + 1).permutation(n)
     train, test = order[:11318], order[11318:]  # SOP's default split sizes
     settings = ProgressionSettings(steps=args.steps, swaps_per_step=1000, history=1000)
-    print(f"SOP-size harder progression: {n} classes, d={means.shape[1]}, K=1000, H=1000, N={args.steps}")
+    print(
+        f"SOP-size harder progression: {n} classes, d={means.shape[1]}, K=1000, H=1000, N={args.steps}; "
+        f"eigenvalue step on {fid_module.EIGEN_THREADS or 'all'} BLAS threads"
+    )
 
     print(f"  before new route: {_load()}", flush=True)
     t_new, (steps, _, _) = _timed(
@@ -223,8 +227,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="--sop: recorded steps N")
     parser.add_argument("--old-steps", type=int, default=3, help="--sop: steps the old route runs")
     parser.add_argument("--seed", type=int, default=0, help="--sop: seed of the synthetic class means")
+    parser.add_argument(
+        "--eigen-threads",
+        type=int,
+        default=None,
+        help="BLAS threads of the eigenvalue step (0: all; default: fid's)",
+    )
     parser.add_argument("--sqrtm", action="store_true", help="--sop: also check the last FID with sqrtm")
     args = parser.parse_args()
+    if args.eigen_threads is not None:
+        fid_module.EIGEN_THREADS = args.eigen_threads or None  # 0: all threads
     sop_case(args) if args.sop else cub_case(args)
 
 

@@ -29,12 +29,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 from scipy.linalg import blas, lapack
+from threadpoolctl import threadpool_limits
 
 EPS = 1e-8
 # A SubsetScatter recomputes its scatter matrix from the rows after this many low-rank updates. Each
 # update adds rounding of about 2^-53 times the matrix's scale; 64 of them stay far below the 1e-6
 # relative exactness required of a recorded FID (tests compare long update chains with a recomputation).
 REFRESH_AFTER_UPDATES = 64
+# BLAS threads for the d x d eigenvalue problem (None: the library's setting). Its tridiagonal reduction
+# makes thousands of small matrix-vector calls, each a barrier for all threads: on a busy 2-core box two
+# threads took 2-14 s at d = 2048 where one took 0.8-1.2 s (load average 6-7, benchmarks/bench_fid.py).
+EIGEN_THREADS: int | None = 1
 
 
 def _as_sets(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,14 +99,17 @@ def scatter_lower(rows: np.ndarray) -> np.ndarray:
 
 def _covariance_lower(total: np.ndarray, scatter: np.ndarray, n: int) -> np.ndarray:
     """Sample covariance (divisor n - 1) from the sum and scatter of n vectors; lower triangle valid."""
-    mean = total / n
-    return np.asfortranarray((scatter - np.outer(total, mean)) / (n - 1))
+    cov = np.array(scatter, order="F")
+    cov = blas.dsyr(-1.0 / n, total, lower=1, a=cov, overwrite_a=1)  # scatter - n mu mu^T, lower part
+    cov *= 1.0 / (n - 1)
+    return cov
 
 
 def _symmetrize_lower(a: np.ndarray) -> np.ndarray:
-    full = np.tril(a)
-    full += np.tril(a, -1).T
-    return np.asfortranarray(full)
+    low = np.tril(a)
+    full = low + low.T
+    full[np.diag_indices(len(a))] = low.diagonal()
+    return full if full.flags.f_contiguous else full.T  # symmetric: its transpose is the same matrix
 
 
 def sqrt_trace_product_lower(p: np.ndarray, q: np.ndarray) -> float:
@@ -116,9 +124,10 @@ def sqrt_trace_product_lower(p: np.ndarray, q: np.ndarray) -> float:
     q_chol = blas.dtrmm(1.0, chol, _symmetrize_lower(q), side=1, lower=1, overwrite_b=1)  # Q L
     inner = blas.dtrmm(1.0, chol, q_chol, side=0, lower=1, trans_a=1, overwrite_b=1)  # L^T Q L
     # 'evr' (MRRR) was the fastest eigenvalues-only driver at d = 2048 here (benchmarks/bench_fid.py).
-    eig = linalg.eigh(
-        inner, lower=True, eigvals_only=True, driver="evr", overwrite_a=True, check_finite=False
-    )
+    with threadpool_limits(limits=EIGEN_THREADS, user_api="blas"):
+        eig = linalg.eigh(
+            inner, lower=True, eigvals_only=True, driver="evr", overwrite_a=True, check_finite=False
+        )
     return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
