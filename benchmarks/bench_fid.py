@@ -1,7 +1,8 @@
 """FID and split-progression speed against references measured in the same run.
 
     python benchmarks/bench_fid.py [--classes 200] [--dim 2048]
-    python benchmarks/bench_fid.py --sop [--steps 20] [--old-steps 3] [--sqrtm]
+    python benchmarks/bench_fid.py --sop [--steps 20] [--old-steps 3] [--sqrtm] [--blas-threads T]
+                                         [--eigen-threads T]
 
 Default case: one FID between two halves of ``classes`` class means by the fast route and by the textbook
 scipy ``sqrtm``, and all three progressions with the published CUB settings (25 harder, 15 easier, 35
@@ -24,6 +25,7 @@ import os
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import tasks.splits.fid as fid_module
 import tasks.splits.progressions as progressions
@@ -136,13 +138,15 @@ def sop_case(args: argparse.Namespace) -> None:
     settings = ProgressionSettings(steps=args.steps, swaps_per_step=1000, history=1000)
     print(
         f"SOP-size harder progression: {n} classes, d={means.shape[1]}, K=1000, H=1000, N={args.steps}; "
-        f"eigenvalue step on {fid_module.EIGEN_THREADS or 'all'} BLAS threads"
+        f"new route on {args.blas_threads or 'all'} BLAS threads, its eigenvalue step on "
+        f"{fid_module.EIGEN_THREADS or 'all'}"
     )
 
     print(f"  before new route: {_load()}", flush=True)
-    t_new, (steps, _, _) = _timed(
-        lambda: swap_progression(means, names, train, test, settings, True, PartitionFID(means))
-    )
+    with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+        t_new, (steps, _, _) = _timed(
+            lambda: swap_progression(means, names, train, test, settings, True, PartitionFID(means))
+        )
     print(f"  new route: {t_new:.1f} s ({t_new / args.steps:.2f} s/step); {_load()}", flush=True)
 
     t_old, old = _timed(lambda: _old_harder_progression(means, train, test, args.old_steps, 1000, 1000))
@@ -232,6 +236,9 @@ def main() -> None:
         type=int,
         default=None,
         help="BLAS threads of the eigenvalue step (0: all; default: fid's)",
+    )
+    parser.add_argument(
+        "--blas-threads", type=int, default=None, help="--sop: BLAS threads of the new route (default: all)"
     )
     parser.add_argument("--sqrtm", action="store_true", help="--sop: also check the last FID with sqrtm")
     args = parser.parse_args()
