@@ -238,10 +238,16 @@ def main() -> None:
         help="BLAS threads of the eigenvalue step (0: all; default: fid's)",
     )
     parser.add_argument(
-        "--blas-threads", type=int, default=None, help="--sop: BLAS threads of the new route (default: all)"
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="--sop: BLAS threads of the new route (0: all; default: build_progressions' BLAS_THREADS)",
     )
     parser.add_argument("--sqrtm", action="store_true", help="--sop: also check the last FID with sqrtm")
     args = parser.parse_args()
+    if args.blas_threads is None:
+        args.blas_threads = progressions.BLAS_THREADS
+    args.blas_threads = args.blas_threads or None  # 0: all threads
     if args.eigen_threads is not None:
         fid_module.EIGEN_THREADS = args.eigen_threads or None  # 0: all threads
     sop_case(args) if args.sop else cub_case(args)

@@ -17,6 +17,15 @@ from threadpoolctl import threadpool_limits
 
 from tasks.splits.fid import EPS, SubsetScatter, fid, fid_from_gram, fid_from_scatter
 
+# BLAS threads while building progressions (None: the library's default). One: the Gram route works on
+# matrices of at most C x C, where threads spinning against a busy second core made it 4x slower; on the
+# scatter route (SOP size) a busy 2-core box (load average 4.5-6) ran the 20-step harder progression in
+# 48 s on one thread against 80-143 s on two, whose barriers wait for preempted threads
+# (benchmarks/bench_fid.py --sop). On an idle box two threads could only speed up the BLAS-3 share of
+# a step (Cholesky, triangular products, scatter updates); the eigenvalue problem runs on one thread
+# anyway (fid.EIGEN_THREADS).
+BLAS_THREADS: int | None = 1
+
 
 @dataclass(frozen=True)
 class ProgressionSettings:
@@ -298,9 +307,7 @@ def build_progressions(
     test = np.array([index[c] for c in initial_test])
     means = np.asarray(means, dtype=np.float64)
     fid_of = PartitionFID(means)
-    # The Gram route works on matrices of at most C x C: one BLAS thread is fastest there, and threads
-    # spinning against a busy second core made it 4x slower (measured). Large routes keep all threads.
-    with threadpool_limits(limits=1 if len(means) <= means.shape[1] else None, user_api="blas"):
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
         harder, end_train, end_test = swap_progression(means, names, train, test, config.harder, True, fid_of)
         easier, _, _ = swap_progression(means, names, train, test, config.easier, False, fid_of)
         removal = removal_progression(means, names, end_train, end_test, config.removal, fid_of)
