@@ -115,30 +115,61 @@ class PartitionFID:
 _SCORE_BLOCK = 128
 
 
-def _distances(rows: np.ndarray, centre: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """``np.linalg.norm(rows - centre, axis=1)``, bit for bit, a block of rows at a time in ``scratch``."""
-    out = np.empty(len(rows))
+def _gather(means: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return np.take(means, rows, axis=0, out=out[: len(rows)])
+
+
+def _sequential_mean(means: np.ndarray, rows: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """``means[rows].mean(axis=0)``, bit for bit, without gathering all rows.
+
+    numpy reduces a C-ordered (n, d) array over axis 0 row after row, so the block-wise sum that carries
+    its running total in the buffer's first row adds in the same order.
+    """
+    total = np.zeros(means.shape[1])
+    first = True
     for start in range(0, len(rows), _SCORE_BLOCK):
         block = rows[start : start + _SCORE_BLOCK]
-        diff = scratch[: len(block)]
-        np.subtract(block, centre, out=diff)
-        np.multiply(diff, diff, out=diff)  # what norm does for a real array: sqrt(add.reduce(x * x))
-        np.add.reduce(diff, axis=1, out=out[start : start + len(block)])
-    return np.sqrt(out, out=out)
+        if first:
+            total = np.add.reduce(_gather(means, block, buffer), axis=0)
+            first = False
+        else:
+            buffer[0] = total
+            _gather(means, block, buffer[1:])
+            total = np.add.reduce(buffer[: len(block) + 1], axis=0)
+    return total / len(rows)
+
+
+def _distance_difference(
+    means: np.ndarray, rows: np.ndarray, far: np.ndarray, near: np.ndarray, buffer: np.ndarray
+) -> np.ndarray:
+    """``norm(X - far, axis=1) - norm(X - near, axis=1)`` for X = means[rows], bit for bit, block-wise.
+
+    ``np.linalg.norm`` of a real array over axis 1 is ``sqrt(add.reduce(x * x, axis=1))``.
+    """
+    to_far, to_near = np.empty(len(rows)), np.empty(len(rows))
+    diff = np.empty((_SCORE_BLOCK, means.shape[1]))
+    for start in range(0, len(rows), _SCORE_BLOCK):
+        block = _gather(means, rows[start : start + _SCORE_BLOCK], buffer)
+        part = diff[: len(block)]
+        for centre, out in ((far, to_far), (near, to_near)):
+            np.subtract(block, centre, out=part)
+            np.multiply(part, part, out=part)
+            np.add.reduce(part, axis=1, out=out[start : start + len(block)])
+    return np.sqrt(to_far, out=to_far) - np.sqrt(to_near, out=to_near)
 
 
 def shift_scores(means: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-position scores: |T_i - mS| - |T_i - mT| for train, |S_j - mT| - |S_j - mS| for test.
 
-    The side means are ``mean(axis=0)`` of the gathered vectors in list order, and the distances are
-    those of ``np.linalg.norm``, computed block-wise without the full difference arrays: the scores, and
-    so the sort orders and swap picks, are bit for bit those of the literal expressions.
+    Bit for bit the literal expressions on the gathered vectors (``mean(axis=0)`` in list order,
+    ``np.linalg.norm``), so the sort orders and swap picks are theirs; computed a block of rows at a time
+    in buffers that stay in cache instead of materializing the gathered sides and their differences.
     """
-    t, s = means[train], means[test]
-    mean_t, mean_s = t.mean(axis=0), s.mean(axis=0)
-    scratch = np.empty((_SCORE_BLOCK, means.shape[1]))
-    train_scores = _distances(t, mean_s, scratch) - _distances(t, mean_t, scratch)
-    test_scores = _distances(s, mean_t, scratch) - _distances(s, mean_s, scratch)
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    buffer = np.empty((_SCORE_BLOCK + 1, means.shape[1]))
+    mean_t, mean_s = _sequential_mean(means, train, buffer), _sequential_mean(means, test, buffer)
+    train_scores = _distance_difference(means, train, mean_s, mean_t, buffer)
+    test_scores = _distance_difference(means, test, mean_t, mean_s, buffer)
     return train_scores, test_scores
 
 
