@@ -20,7 +20,6 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tasks.config import TrialConfig
@@ -96,8 +95,9 @@ def run_trial(
     if config.evaluate_test:
         measurements += _zeroshot("test", evaluate_classes(trained.model, images, split.test, config, device))
         test_curve = curves.values.get("test/recall@1")
-        if test_curve:  # what selecting on test would pick (recorded, never used)
-            best = int(np.argmax(test_curve))
+        scored = [i for i, value in enumerate(test_curve or ()) if value is not None]  # test_curve_every
+        if scored:  # what selecting on test would pick among the evaluated epochs (recorded, never used)
+            best = max(scored, key=lambda i: test_curve[i])
             oracle = {
                 "test_selected_epoch": curves.epochs[best],
                 "test_selected_recall_at_1": test_curve[best],
