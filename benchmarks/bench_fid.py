@@ -149,10 +149,11 @@ def sop_case(args: argparse.Namespace) -> None:
         )
     print(f"  new route: {t_new:.1f} s ({t_new / args.steps:.2f} s/step); {_load()}", flush=True)
 
-    t_old, old = _timed(lambda: _old_harder_progression(means, train, test, args.old_steps, 1000, 1000))
+    with threadpool_limits(limits=args.old_blas_threads or None, user_api="blas"):
+        t_old, old = _timed(lambda: _old_harder_progression(means, train, test, args.old_steps, 1000, 1000))
     old_n = t_old * args.steps / args.old_steps
     print(
-        f"  old route: {t_old:.1f} s for {args.old_steps} steps ({t_old / args.old_steps:.2f} s/step), "
+        f"  old route ({args.old_blas_threads or 'all'} BLAS threads): {t_old:.1f} s for {args.old_steps} steps ({t_old / args.old_steps:.2f} s/step), "
         f"extrapolated to {args.steps} steps {old_n:.1f} s; {_load()}"
     )
     print(f"  ratio old/new {old_n / t_new:.2f}x; new route under 40 s: {t_new < 40}")
@@ -242,6 +243,12 @@ def main() -> None:
         type=int,
         default=None,
         help="--sop: BLAS threads of the new route (0: all; default: build_progressions' BLAS_THREADS)",
+    )
+    parser.add_argument(
+        "--old-blas-threads",
+        type=int,
+        default=0,
+        help="--sop: BLAS threads of the old route (0: all, as it ran)",
     )
     parser.add_argument("--sqrtm", action="store_true", help="--sop: also check the last FID with sqrtm")
     args = parser.parse_args()
