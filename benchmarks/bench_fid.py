@@ -2,7 +2,7 @@
 
     python benchmarks/bench_fid.py [--classes 200] [--dim 2048]
     python benchmarks/bench_fid.py --sop [--steps 20] [--old-steps 3] [--sqrtm] [--blas-threads T]
-                                         [--eigen-threads T]
+                                         [--eigen-threads T] [--old-blas-threads T]
 
 Default case: one FID between two halves of ``classes`` class means by the fast route and by the textbook
 scipy ``sqrtm``, and all three progressions with the published CUB settings (25 harder, 15 easier, 35
@@ -16,6 +16,9 @@ step (nothing is carried between steps), so it runs ``--old-steps`` steps and it
 linearly to N steps: old_N = old_m * N / m. Its recorded FIDs and class lists for those m steps are
 compared with the new route's (lists identical, FIDs to 1e-6 relative); the new route's last recorded FID
 is compared with a fresh recomputation from the class means (and with ``sqrtm`` under ``--sqrtm``).
+The new route runs on ``build_progressions``' BLAS thread count (one), the old one on all threads as
+round 1 ran it; ``--old-blas-threads 1`` gives the like-for-like ratio on a busy box, where two BLAS
+threads slow down far more than one.
 """
 
 from __future__ import annotations
