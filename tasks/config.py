@@ -95,9 +95,9 @@ class TrainingConfig(_Strict):
         ge=1,
         description="epochs between test-curve evaluations, the last epoch always included; None: "
         "ceil(epochs / 20), at most about 20 evaluations, so that on SOP (150 epochs: every 8) they cost "
-        "about 5% of the training time (docs/performance.md: a test evaluation of 60,502 images, about "
-        "30 s on a GPU, vs a 60 s epoch at 1,000 img/s). Protocol paper evaluates the test classes every "
-        "epoch (it selects on them)",
+        "5-8% of the training time (docs/performance.md: a test evaluation of 60,502 images estimated at "
+        "25-40 s on a GPU, vs a 60 s epoch at an assumed 1,000 img/s). Protocol paper evaluates the test "
+        "classes every epoch (it selects on them)",
     )
     ks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
     with_nmi: bool = True
