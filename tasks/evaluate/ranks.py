@@ -16,9 +16,9 @@ ranking, so instead of top-k lists we count, for each positive, the non-positive
 
 Everything runs on the device of the embeddings (CUDA in a trial with a GPU): the block products,
 the comparisons and the bookkeeping. On the CPU the block products are numpy's (OpenBLAS) and the
-comparison and flat ``nonzero`` of a block go through numpy views of the same memory (measured
-1.6x and 3-4x faster than torch's CPU kernels here); every other step is the same torch code on
-every device.
+comparison and flat ``nonzero`` of a block go through numpy views of the same memory (its own
+BLAS threads, which torch's bookkeeping then does not compete with; comparisons 3-4x faster than
+torch's CPU kernels here); every other step is the same torch code on every device.
 
 Ordering: similarity descending ("ip": inner product; "l2": minus squared Euclidean distance, by the
 expansion ``2 x.y - |x|^2 - |y|^2`` as in faiss); ties are broken by gallery index, lower first, i.e.
@@ -155,7 +155,7 @@ def _blocks(
     """``(i0, j0, left[I] @ right[J]^T)`` for the block pairs J >= I, as float32 tensors.
 
     On a GPU torch's product, queued like every other kernel. On the CPU numpy's (OpenBLAS, its own
-    threads: measured 1.6x torch's MKL product on this AMD CPU), computed in a background thread while
+    threads; as fast as torch's MKL product on an idle 2-core box, 1.6x on a busy one), computed in a background thread while
     the caller works on the current block (torch held to one thread: the two share no thread pool).
     """
     starts = range(0, len(left), block)
