@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
 from tasks.methods.distance_weighted import DistanceWeightedSampler
-from tasks.methods.margin import MarginLoss
+from tasks.methods.margin import MarginLoss, margin_hyperparameters
 
 # The order of the original's ``diva_features``, which is the order of the evaluated concatenation.
 TASKS = ("discriminative", "shared", "selfsimilarity", "intra")
@@ -464,10 +464,7 @@ SPEC = MethodSpec(
         "temperature": Hyperparameter(0.01, 0.001, 0.1, log=True),
         "momentum": Hyperparameter(0.9, 0.5, 0.999),
         "n_key_batches": Hyperparameter(30, 1, 100),
-        "beta": Hyperparameter(1.2, 0.5, 1.6),
-        "margin": Hyperparameter(0.2, 0.05, 0.5),
-        "nu": Hyperparameter(0.0, 0.0, 0.1),
-        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
+        **margin_hyperparameters(),
     },
     description="DiVA: Milbich et al., DiVA: Diverse Visual Feature Aggregation for Deep Metric Learning, "
     "ECCV 2020; four 128-d embeddings (margin/distance, shared, intra, fast MoCo) with adversarial "

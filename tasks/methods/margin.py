@@ -108,15 +108,26 @@ def build(
     )
 
 
+BETA = Hyperparameter(1.2, 0.5, 1.6)
+LOSS_LR = Hyperparameter(5e-4, 1e-5, 1e-2, log=True)
+
+
+def margin_hyperparameters(
+    beta: Hyperparameter = BETA, loss_lr: Hyperparameter = LOSS_LR
+) -> dict[str, Hyperparameter]:
+    """The margin loss's hyperparameters (at its ooDML values by default), for every method built on it."""
+    return {
+        "beta": beta,
+        "margin": Hyperparameter(0.2, 0.05, 0.5),
+        "nu": Hyperparameter(0.0, 0.0, 0.1),
+        "loss_lr": loss_lr,
+    }
+
+
 SPEC = MethodSpec(
     name="margin",
     build=build,
-    hyperparameters={
-        "beta": Hyperparameter(1.2, 0.5, 1.6),
-        "margin": Hyperparameter(0.2, 0.05, 0.5),
-        "nu": Hyperparameter(0.0, 0.0, 0.1),
-        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
-    },
+    hyperparameters=margin_hyperparameters(),
     description="Margin loss + distance-weighted sampling: Wu et al., Sampling Matters in Deep Embedding "
     "Learning, ICCV 2017; settings of Milbich, Roth et al., NeurIPS 2021 (ooDML).",
     variants={

@@ -12,7 +12,7 @@ triplets / number of triplets with a non-zero term); the triplets come from
 from __future__ import annotations
 
 from tasks.methods.base import Hyperparameter, MethodSpec
-from tasks.methods.margin import MarginLoss
+from tasks.methods.margin import LOSS_LR, MarginLoss, margin_hyperparameters
 from tasks.methods.rho_distance import RhoDistanceSampler
 
 
@@ -31,16 +31,17 @@ def build(
     )
 
 
+def rmargin_hyperparameters(loss_lr: Hyperparameter = LOSS_LR) -> dict[str, Hyperparameter]:
+    """R-Margin's hyperparameters at its ooDML values (CUB200), for every method built on it."""
+    return margin_hyperparameters(beta=Hyperparameter(0.6, 0.3, 1.6), loss_lr=loss_lr) | {
+        "rho": Hyperparameter(0.4, 0.0, 0.6)
+    }
+
+
 SPEC = MethodSpec(
     name="rmargin",
     build=build,
-    hyperparameters={
-        "beta": Hyperparameter(0.6, 0.3, 1.6),
-        "margin": Hyperparameter(0.2, 0.05, 0.5),
-        "nu": Hyperparameter(0.0, 0.0, 0.1),
-        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
-        "rho": Hyperparameter(0.4, 0.0, 0.6),
-    },
+    hyperparameters=rmargin_hyperparameters(),
     description="Margin loss + rho-distance sampling (R-Margin): Roth et al., Revisiting Training "
     "Strategies and Generalization Performance in Deep Metric Learning, ICML 2020.",
 )

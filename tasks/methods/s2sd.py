@@ -46,6 +46,7 @@ from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.margin import MarginLoss
 from tasks.methods.rho_distance import RhoDistanceSampler
+from tasks.methods.rmargin import rmargin_hyperparameters
 
 
 def similarity_kl(source: Tensor, target: Tensor, temperature: float) -> Tensor:
@@ -195,11 +196,7 @@ SPEC = MethodSpec(
     build=build,
     hyperparameters={
         # the source and target criteria: R-Margin at the S2SD runs' settings (CUB200)
-        "beta": Hyperparameter(0.6, 0.3, 1.6),
-        "margin": Hyperparameter(0.2, 0.05, 0.5),
-        "nu": Hyperparameter(0.0, 0.0, 0.1),
-        "loss_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True),
-        "rho": Hyperparameter(0.4, 0.0, 0.6),
+        **rmargin_hyperparameters(loss_lr=Hyperparameter(1e-5, 1e-6, 1e-2, log=True)),
         # S2SD's own (ood_main.py --loss_s2sd_*)
         "head_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True),
         "temperature": Hyperparameter(1.0, 0.1, 10.0, log=True),

@@ -37,7 +37,7 @@ from torch.func import functional_call
 
 from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
 from tasks.methods.distance_weighted import DistanceWeightedSampler
-from tasks.methods.margin import MarginLoss
+from tasks.methods.margin import MarginLoss, margin_hyperparameters
 
 
 class Discriminator(nn.Module):
@@ -186,11 +186,7 @@ SPEC = MethodSpec(
     name="uniformity",
     build=build,
     hyperparameters={
-        # the margin method's, at its ooDML values
-        "beta": Hyperparameter(1.2, 0.5, 1.6),
-        "margin": Hyperparameter(0.2, 0.05, 0.5),
-        "nu": Hyperparameter(0.0, 0.0, 0.1),
-        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
+        **margin_hyperparameters(),  # at the margin method's ooDML values
         # the prior's (ood_main.py --maxentropy_*; w 0.2 as the CUB/CARS runs set it)
         "weight": Hyperparameter(0.2, 0.0, 1.0),
         "disc_every": Hyperparameter(10, 1, 500),
