@@ -167,7 +167,8 @@ def check_whole_class_budgets(
 
 
 def check_feature_weights(entry: DatasetEntry, images: LabelledImages, field: str) -> None:
-    """The FID feature extractor that will build the splits has its weights (none are downloaded)."""
+    """The FID feature extractors that will build the splits (and measure their shift) have their weights
+    (none are downloaded)."""
     extractor = entry.build.extractor or default_extractor(entry.dataset)
     try:
         extractor_weights(images, extractor, entry.build.weights)
@@ -175,6 +176,14 @@ def check_feature_weights(entry: DatasetEntry, images: LabelledImages, field: st
         raise SpecError(
             f"{field}.splits.weights: {extractor} features build this dataset's splits: {err}"
         ) from None
+    for other in entry.build.shift_extractors or ():
+        try:
+            extractor_weights(images, other)
+        except FileNotFoundError as err:
+            raise SpecError(
+                f"{field}.splits.shift_extractors: {other} features give this dataset's splits a shift "
+                f"measure: {err}"
+            ) from None
 
 
 def check_class_sizes(

@@ -22,6 +22,8 @@ def build_request(entry: DatasetEntry, shots: list[int]) -> dict[str, Any]:
     """Everything ``entry``'s built split file depends on, as JSON types (what ``OPTIONS_FILE`` holds)."""
     settings = entry.build.model_dump(mode="json")
     settings["shots"] = settings["shots"] if settings["shots"] is not None else list(shots)
+    if not settings["shift_extractors"]:  # absent when none: split files built before the option still match
+        del settings["shift_extractors"]
     return {"dataset": entry.dataset, "root": entry.root, "options": entry.loader_options(), **settings}
 
 
@@ -64,6 +66,7 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
         support=s.support,
         seed=s.seed,
         dataset_options=options_of_loader,
+        shift_extractors=s.shift_extractors or (),
     )
     report(built_file, out)
     return built

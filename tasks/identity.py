@@ -29,8 +29,9 @@ def code_versions() -> dict[str, str | int]:
 
 
 def split_hash(split: Split) -> str:
-    """A hash of the split's class lists, division and episodes (what a trial's result depends on)."""
-    payload = split.model_dump(mode="json", exclude={"id", "progression"})
+    """A hash of the split's class lists, division and episodes (what a trial's result depends on; its
+    shift measures describe it and leave trial ids unchanged)."""
+    payload = split.model_dump(mode="json", exclude={"id", "progression", "shift"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -21,6 +21,7 @@ from tasks.splits.files import Split, SplitFile, SplitFileError, Step, write_jso
 from tasks.splits.progressions import ProgressionConfig, SplitStep, build_progressions
 from tasks.splits.selection import select
 from tasks.splits.settings import default_settings, default_support
+from tasks.splits.shift import shift_measures
 
 
 def build_split_file(
@@ -37,21 +38,30 @@ def build_split_file(
     support: Support = "images",
     seed: int = 0,
     provenance: Mapping | None = None,
+    shift_features: Mapping[str, np.ndarray] | None = None,
 ) -> SplitFile:
     """Run the three progressions, select the benchmark splits and prepare each for training and few-shot.
 
     Without ``images_by_class`` (e.g. from precomputed features) the splits carry no few-shot episodes.
     ``support`` chooses the episodes' support: ``images`` per test class, or whole test ``classes``.
+    Every selected split gets its shift measures beyond FID (``tasks.splits.shift``): MMD, and the FID
+    under each extractor of ``shift_features`` (its class means, rows aligned with ``class_names``).
     """
     progressions = build_progressions(class_means, class_names, initial_train, initial_test, config)
     selected = select(progressions, selection)
+    measures, shift = shift_measures(
+        class_names, class_means, [(s.train, s.test) for s in selected], shift_features
+    )
     splits = [
-        _prepare(split_id, step, images_by_class, shots, episodes, support, seed)
-        for split_id, step in enumerate(selected, start=1)
+        _prepare(split_id, step, images_by_class, shots, episodes, support, seed).model_copy(
+            update={"shift": measured}
+        )
+        for (split_id, step), measured in zip(enumerate(selected, start=1), measures, strict=True)
     ]
     return SplitFile(
         provenance={
             **(provenance or {}),
+            "shift": shift,
             "progression_settings": asdict(config),
             "selection": selection if isinstance(selection, int) else list(selection),
             "shots": list(shots) if images_by_class is not None else [],
@@ -83,6 +93,7 @@ def build_from_dataset(
     support: Support | None = None,
     seed: int = 0,
     dataset_options: Mapping | None = None,
+    shift_extractors: Sequence[str] = (),
 ) -> SplitFile:
     """The split file of a dataset, written to ``out_dir`` (``splits.json``, ``splits.pkl``, and the
     class means as ``class_means.npz`` for the dashboard's projection of splits).
@@ -90,13 +101,18 @@ def build_from_dataset(
     FID features come from ``extractor`` (the dataset's default when None); unset settings take the
     dataset's (``dataset`` is its registry name): published progressions (scaled to the initial
     partition for a dataset without published ones), few-shot ``support`` and the shot budgets that go
-    with it.
+    with it. Each of ``shift_extractors`` gives the splits one more shift measure, their FID under its
+    features (``fid@<extractor>``; its default weights, computed as the main extractor's).
     """
     from tasks.splits.features import class_mean_features, default_extractor
 
     extractor = extractor or default_extractor(dataset)
     support = support or default_support(dataset)
     features = class_mean_features(images, extractor, cache_dir=cache_dir, weights=weights, device=device)
+    others = {
+        name: class_mean_features(images, name, cache_dir=cache_dir, device=device)
+        for name in shift_extractors
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     features.save_npz(out / "class_means.npz")
@@ -119,7 +135,9 @@ def build_from_dataset(
             "dataset_options": dict(dataset_options or {}),
             "extractor": extractor,
             "feature_hash": features.feature_hash,
+            "shift_feature_hashes": {name: other.feature_hash for name, other in others.items()},
         },
+        shift_features={name: other.means for name, other in others.items()},
     )
     write_split_outputs(split_file, out)
     return split_file

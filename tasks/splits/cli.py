@@ -129,11 +129,17 @@ def _from_dataset(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
         support=s.support,
         seed=s.seed,
         dataset_options=options,
+        shift_extractors=s.shift_extractors or (),
     )
 
 
 def _from_features(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
     """Splits from precomputed class means: no image lists, so no few-shot episodes."""
+    if s.shift_extractors:
+        raise ValueError(
+            "--shift-extractors needs the images (--dataset NAME): precomputed class means (--features) "
+            "have no features under other extractors"
+        )
     names, means, train, test = load_features_npz(args.features)
     split_file = build_split_file(
         names,
@@ -186,17 +192,26 @@ def split_rows(split_file: SplitFile) -> list[dict]:
             "fid": s.fid,
             "train_classes": len(s.train),
             "test_classes": len(s.test),
+            "shift": s.shift,
         }
         for s in split_file.splits
     ]
 
 
 def format_table(split_file: SplitFile) -> str:
-    lines = [f"{'id':>3}  {'key':>6}  {'progression':<11}  {'FID':>10}  {'#train':>6}  {'#test':>6}"]
-    for r in split_rows(split_file):
+    """One line per split; a column per shift measure beyond FID that the splits store."""
+    rows = split_rows(split_file)
+    measures = sorted({name for r in rows for name in r["shift"] or {}})
+    lines = [
+        f"{'id':>3}  {'key':>6}  {'progression':<11}  {'FID':>10}  {'#train':>6}  {'#test':>6}"
+        + "".join(f"  {name:>12}" for name in measures)
+    ]
+    for r in rows:
+        measured = r["shift"] or {}
         lines.append(
             f"{r['id']:>3}  {r['key']:>6}  {r['progression']:<11}  {r['fid']:>10.3f}  "
             f"{r['train_classes']:>6}  {r['test_classes']:>6}"
+            + "".join(f"  {measured.get(name, float('nan')):>12.5g}" for name in measures)
         )
     return "\n".join(lines)
 

@@ -54,6 +54,9 @@ class Split(_Strict):
     split_val: list[str]
     episodes: dict[int, list[Episode]] = Field(default_factory=dict)
     too_small: dict[int, list[str]] = Field(default_factory=dict)
+    # shift measures beside ``fid`` (``tasks.splits.shift``): ``mmd`` (MMD^2_u), ``fid@<extractor>``;
+    # None in files written before them, and in ooDML pickles, which have no place for them
+    shift: dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Split:
@@ -240,7 +243,9 @@ def _stored_episode(episode: Episode) -> Any:
 
 
 def write_pickle(split_file: SplitFile, path: str | Path) -> Path:
-    """The selected splits in the ooDML layout (numpy strings and floats; support files by base name)."""
+    """The selected splits in the ooDML layout (numpy strings and floats; support files by base name).
+
+    The layout has no place for a split's ``shift`` measures beyond FID: they are kept in the JSON only."""
     names = lambda classes: [np.str_(c) for c in classes]  # noqa: E731
     payload = {
         s.id: {

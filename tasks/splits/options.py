@@ -63,6 +63,11 @@ class SplitOptions(ProgressionOverrides):
     )
     weights: str | None = Field(None, description="the extractor's pretrained weights (a file)")
     device: str = Field("cpu", description="where the FID features are computed")
+    shift_extractors: list[str] | None = Field(
+        None,
+        description="more feature extractors: each stores every split's FID under its features as the "
+        "shift measure fid@<extractor> (MMD is always stored); unset: none",
+    )
 
     @field_validator("select", mode="before")
     @classmethod
@@ -99,6 +104,23 @@ class SplitOptions(ProgressionOverrides):
         if name is not None and name not in EXTRACTORS:
             raise ValueError(f"feature extractor: {unknown_name(name, EXTRACTORS)}")
         return name
+
+    @field_validator("shift_extractors", mode="before")
+    @classmethod
+    def _extractor_list(cls, names: Any) -> Any:
+        return _comma_list(names)
+
+    @field_validator("shift_extractors")
+    @classmethod
+    def _extractors(cls, names: list[str] | None) -> list[str] | None:
+        if not names:
+            return names
+        from tasks.splits.features import EXTRACTORS  # torch: only when an extractor is named
+
+        for name in names:
+            if name not in EXTRACTORS:
+                raise ValueError(f"feature extractor: {unknown_name(name, EXTRACTORS)}")
+        return names
 
     @field_validator("weights")
     @classmethod
