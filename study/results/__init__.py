@@ -1,6 +1,7 @@
 """The Arrow/Parquet results dataset of a study and its aggregations (docs/results-schema.md)."""
 
 from study.results.aggregate import auc_summary, degradation_curves, fewshot_gain, normalized_auc, ranking
+from study.results.compare import Comparison, compare
 from study.results.files import ci95
 from study.results.layout import DEFAULT_SPLIT_KEY
 from study.results.report import add_results_arguments, format_summary, results
@@ -16,6 +17,7 @@ from study.results.store import (
 
 __all__ = [
     "CURVES_SCHEMA",
+    "Comparison",
     "DEFAULT_SPLIT_KEY",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -23,6 +25,7 @@ __all__ = [
     "add_results_arguments",
     "auc_summary",
     "ci95",
+    "compare",
     "completed_trial_ids",
     "degradation_curves",
     "fewshot_gain",

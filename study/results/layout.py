@@ -9,6 +9,7 @@
   status/trials.parquet      TRIAL_STATUS_FILE: one row per trial and stage the driver started
   status/driver.parquet      DRIVER_STATUS_FILE: the driver's state and heartbeat
   projections/<dataset>.parquet   2-D projections of the class means of a few splits
+  comparison.json            COMPARISON_FILE: paired comparisons of the methods, written when the study ends
   splits/<dataset>/          a split file built by the study (splits.json, build-options.json, class_means.npz)
   trials/<trial id>/         a trial's working folder (best.pt, last.pt: written by tasks/train.py)
   ray/                       Ray Tune's experiment folders
@@ -37,6 +38,7 @@ STATUS_DIR = "status"
 TRIAL_STATUS_FILE = "trials.parquet"
 DRIVER_STATUS_FILE = "driver.parquet"
 PROJECTIONS_DIR = "projections"
+COMPARISON_FILE = "comparison.json"  # study/results/compare.py write_comparison (the parent run's artifact)
 SPLITS_DIR = "splits"
 SPLIT_FILE = "splits.json"  # tasks/splits/build.py writes it (and splits.pkl) into the folder it is given
 SPLIT_OPTIONS_FILE = "build-options.json"

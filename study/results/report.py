@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from study.results.aggregate import auc_summary, degradation_curves, fewshot_gain, ranking
+from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison, compare
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.schema import SCHEMA
 from study.results.store import leftover_temporary_files, read_folder
@@ -17,9 +19,7 @@ from study.results.store import leftover_temporary_files, read_folder
 def format_summary(study_dir: str | Path, metric: str = "recall@1") -> str:
     """A plain-text report of a study's results folder."""
     study_dir = Path(study_dir)
-    if not (study_dir / RESULTS_DIR).is_dir():
-        raise FileNotFoundError(f"{study_dir} has no {RESULTS_DIR}/ folder: is it a study folder?")
-    table, skipped = read_folder(study_dir / RESULTS_DIR, SCHEMA)
+    table, skipped = _read_study(study_dir)
     names = sorted(set(table["study"].drop_null().to_pylist()))
     lines = [f"Study {', '.join(names) or '(no results yet)'}: {study_dir / RESULTS_DIR}"]
     lines += _trial_counts(table)
@@ -68,11 +68,55 @@ def format_summary(study_dir: str | Path, metric: str = "recall@1") -> str:
 def add_results_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_dir", type=Path, help="the study folder (holds results/)")
     parser.add_argument("--metric", default="recall@1", help="metric to summarise (default: recall@1)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="print the paired comparisons of the methods instead (docs/statistics.md)",
+    )
+    parser.add_argument("--json", action="store_true", help="with --compare: print the comparison as JSON")
 
 
 def results(args: argparse.Namespace) -> int:
+    if args.json and not args.compare:
+        raise ValueError("--json prints the comparison: use it with --compare")
+    if args.compare:
+        table, skipped = _read_study(args.study_dir)
+        for path, why in skipped:
+            print(f"unreadable, skipped: {path.name}: {why}", file=sys.stderr)
+        comparison = compare(table, args.metric)
+        print(comparison.to_json() if args.json else format_comparison(comparison, args.metric))
+        return 0
     print(format_summary(args.study_dir, args.metric))
     return 0
+
+
+def format_comparison(comparison: Comparison, metric: str = "recall@1") -> str:
+    """The three tables of ``compare`` as plain text, each under a title that says what it holds."""
+    sections = [
+        (
+            f"Paired differences in normalized AUC of test {metric} (zero-shot; method_a minus method_b on "
+            f"the (split, seed) cells both completed): 95% two-way bootstrap interval over seeds x splits "
+            f"({RESAMPLES} resamples), sign-flip p-value (exact up to {EXACT_UP_TO} cells, else {DRAWS} "
+            "random patterns), Holm over the dataset's pairs",
+            comparison.pairs,
+        ),
+        ("Per split: mean paired difference over seeds, bootstrap-over-seeds interval", comparison.splits),
+        (
+            "Ranking: rank = 1 + the number of methods significantly better (Holm p < alpha); "
+            "methods not told apart share a rank",
+            comparison.ranking,
+        ),
+    ]
+    lines = []
+    for title, table in sections:
+        lines += ["", f"{title}:", _text(table.drop_columns(["metric", "shots"]))]
+    return "\n".join(lines[1:])
+
+
+def _read_study(study_dir: Path) -> tuple[pa.Table, list[tuple[Path, str]]]:
+    if not (study_dir / RESULTS_DIR).is_dir():
+        raise FileNotFoundError(f"{study_dir} has no {RESULTS_DIR}/ folder: is it a study folder?")
+    return read_folder(study_dir / RESULTS_DIR, SCHEMA)
 
 
 def _trial_counts(table: pa.Table) -> list[str]:

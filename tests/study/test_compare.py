@@ -1,0 +1,256 @@
+"""Paired comparisons (study/results/compare.py) against slow references written from the definitions in
+its docstring, and the sign-flip test's size and power on many synthetic studies."""
+
+import argparse
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from study.results import (
+    add_results_arguments,
+    auc_summary,
+    compare,
+    read_results,
+    result_path,
+    results,
+)
+from study.results.compare import (
+    NO_AUC,
+    ONE_SEED,
+    bootstrap_statistic,
+    holm,
+    sign_flip_p_value,
+    split_weights,
+)
+from tests.records import SPLITS, write_grid
+
+FIDS = {split_id: fid for split_id, _, fid, _ in SPLITS}
+
+
+def trapezoid_weights(fid: np.ndarray) -> np.ndarray:
+    """w_j of the normalized AUC, from the trapezoid rule over the FID-sorted splits (DESIGN.md 7)."""
+    order = np.argsort(fid)
+    f = fid[order]
+    width = f[-1] - f[0]
+    w = np.zeros(len(f))
+    for k in range(len(f) - 1):  # segment k adds half its width to each of its two ends
+        w[k] += (f[k + 1] - f[k]) / 2 / width
+        w[k + 1] += (f[k + 1] - f[k]) / 2 / width
+    out = np.empty(len(f))
+    out[order] = w
+    return out
+
+
+def brute_force_p(x: np.ndarray) -> float:
+    """Share of all sign patterns whose |sum| is at least the observed |sum|."""
+    observed = abs(sum(x))
+    extreme = [
+        abs(sum(s * v for s, v in zip(signs, x, strict=True))) >= observed - 1e-12
+        for signs in itertools.product((1, -1), repeat=len(x))
+    ]
+    return sum(extreme) / len(extreme)
+
+
+def holm_loop(p: list[float]) -> list[float]:
+    """Holm's adjusted p-values by the textbook step-down loop over the sorted p-values."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    adjusted, running = [0.0] * m, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def grid_values(methods, seeds, rng, spread=0.2):
+    return {
+        m: {s[0]: rng.uniform(0.5 - spread, 0.5 + spread, size=len(seeds)) for s in SPLITS} for m in methods
+    }
+
+
+def test_split_weights_are_the_trapezoid_weights():
+    fid = np.array([35.0, 10.0, 20.0, 12.5])
+    assert split_weights(fid) == pytest.approx(trapezoid_weights(fid))
+    assert split_weights(fid).sum() == pytest.approx(1.0)
+    assert np.isnan(split_weights(np.array([3.0, 3.0]))).all()  # no FID range: no AUC
+
+
+def test_sign_flip_p_value_is_the_share_of_extreme_sign_patterns():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.01, 0.02, size=(6, 7))
+    assert sign_flip_p_value(x) == pytest.approx([brute_force_p(row) for row in x])
+    assert sign_flip_p_value(np.full(5, 0.1)) == pytest.approx(2 / 32)  # all one sign: both extremes
+    # beyond exact_up_to: (1 + count) / (1 + draws) random patterns, close to the exact share
+    row = x[0, :]
+    random = sign_flip_p_value(row, np.random.default_rng(1), exact_up_to=4, draws=20000)
+    assert random == pytest.approx(brute_force_p(row), abs=0.015)
+    assert sign_flip_p_value(np.full(20, 0.1), np.random.default_rng(2)) == pytest.approx(1 / 20001, rel=0.5)
+    with pytest.raises(ValueError, match="rng"):
+        sign_flip_p_value(np.ones(20))
+
+
+def test_bootstrap_statistic_follows_its_definition():
+    rng = np.random.default_rng(3)
+    d = rng.normal(size=(3, 4))
+    d[2, 1] = np.nan  # a missing cell
+    w = trapezoid_weights(np.array([10.0, 20.0, 35.0, 40.0]))
+    seeds = rng.integers(0, 3, size=(50, 3))
+    splits = rng.integers(0, 4, size=(50, 4))
+    expected = []
+    for drawn_seeds, drawn_splits in zip(seeds, splits, strict=True):
+        total = 0.0
+        for j in drawn_splits:
+            values = [d[s, j] for s in drawn_seeds if not np.isnan(d[s, j])]
+            total += w[j] * (np.mean(values) if values else np.nan)
+        expected.append(total)
+    counts = [
+        np.stack([np.bincount(row, minlength=n) for row in draws]) for draws, n in ((seeds, 3), (splits, 4))
+    ]
+    assert bootstrap_statistic(d, w, *counts) == pytest.approx(expected, nan_ok=True)
+    full = d.copy()
+    full[2, 1] = 0.3  # a full grid: the mean over drawn seeds of J times the mean over drawn splits
+    grid = [
+        np.mean([4 * np.mean([w[j] * full[s, j] for j in b]) for s in a])
+        for a, b in zip(seeds, splits, strict=True)
+    ]
+    assert bootstrap_statistic(full, w, *counts) == pytest.approx(grid)
+
+
+def test_holm_matches_the_step_down_loop():
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0, 0.1, size=9)
+    assert holm(p) == pytest.approx(holm_loop(list(p)))
+    with_untested = np.array([0.01, np.nan, 0.04, 0.03])
+    adjusted = holm(with_untested)
+    assert np.isnan(adjusted[1]) and adjusted[[0, 2, 3]] == pytest.approx(holm_loop([0.01, 0.04, 0.03]))
+
+
+def test_pairs_match_the_definitions_on_a_full_grid(tmp_path):
+    methods, seeds = ("a", "b", "c"), (0, 1, 2)
+    values = grid_values(methods, seeds, np.random.default_rng(5))
+    write_grid(tmp_path, methods=methods, seeds=seeds, values=values)
+    table = read_results(tmp_path)
+    result = compare(table)
+    auc = {r["method"]: r["auc"] for r in auc_summary(table).to_pylist()}
+    split_ids = sorted(FIDS)
+    w = trapezoid_weights(np.array([FIDS[j] for j in split_ids]))
+    pairs = result.pairs.to_pylist()
+    assert len(pairs) == 3
+    for pair in pairs:
+        a, b = pair["method_a"], pair["method_b"]
+        assert auc[a] >= auc[b]  # a pair's first method has the higher AUC
+        assert pair["diff"] == pytest.approx(auc[a] - auc[b]) and pair["auc_a"] == pytest.approx(auc[a])
+        x = [w[k] * (values[a][j][s] - values[b][j][s]) for k, j in enumerate(split_ids) for s in seeds]
+        assert pair["p_value"] == pytest.approx(brute_force_p(x))
+        assert (pair["n_seeds"], pair["n_splits"], pair["n_cells"], pair["note"]) == (3, 3, 9, None)
+        assert pair["ci_low"] <= pair["diff"] <= pair["ci_high"]
+    assert [p["p_holm"] for p in pairs] == pytest.approx(holm_loop([p["p_value"] for p in pairs]))
+    for row in result.splits.to_pylist():
+        j, a, b = row["split_id"], row["method_a"], row["method_b"]
+        assert row["diff"] == pytest.approx(np.mean(values[a][j] - values[b][j]))
+        assert (
+            row["weight"] == pytest.approx(w[split_ids.index(j)])
+            and row["ci_low"] <= row["diff"] <= row["ci_high"]
+        )
+    assert compare(table).pairs.equals(result.pairs)  # seeded: the same intervals again
+    assert not compare(table, seed=1).pairs["ci_low"].equals(result.pairs["ci_low"])
+
+
+def test_missing_cells_are_left_out_of_the_pair(tmp_path):
+    methods, seeds = ("a", "b"), (0, 1, 2)
+    values = grid_values(methods, seeds, np.random.default_rng(6))
+    write_grid(tmp_path, methods=methods, seeds=seeds, values=values)
+    result_path(tmp_path, "b-1-2", "eval").unlink()  # method b, split 1, seed 2
+    (pair,) = compare(read_results(tmp_path)).pairs.to_pylist()
+    a, b = pair["method_a"], pair["method_b"]
+    w = trapezoid_weights(np.array([FIDS[j] for j in sorted(FIDS)]))
+    cells = {j: [s for s in seeds if (j, s) != (1, 2)] for j in sorted(FIDS)}
+    per_split = [np.mean([values[a][j][s] - values[b][j][s] for s in cells[j]]) for j in sorted(FIDS)]
+    assert pair["n_cells"] == 8 and pair["diff"] == pytest.approx(w @ per_split)
+    x = [w[j] * (values[a][j][s] - values[b][j][s]) for j in sorted(FIDS) for s in cells[j]]
+    assert pair["p_value"] == pytest.approx(brute_force_p(x))
+
+
+def test_methods_not_told_apart_share_a_rank(tmp_path):
+    # a beats c by 0.2 on every cell; b is a plus or minus 0.3, alternating: neither a-b nor b-c is significant
+    seeds = (0, 1, 2)
+    a = {s[0]: np.full(3, 0.6) for s in SPLITS}
+    c = {j: v - 0.2 for j, v in a.items()}
+    b = {j: v + 0.3 * np.array([1, -1, 1]) * (-1) ** j for j, v in a.items()}
+    write_grid(tmp_path, methods=("a", "b", "c"), seeds=seeds, values={"a": a, "b": b, "c": c})
+    result = compare(read_results(tmp_path))
+    pairs = result.pairs.to_pylist()
+    assert [(p["method_a"], p["method_b"], p["significant"]) for p in pairs if p["significant"]] == [
+        ("a", "c", True)
+    ]
+    ranks = {r["method"]: (r["rank"], r["better_than"]) for r in result.ranking.to_pylist()}
+    assert ranks == {"a": (1, "c"), "b": (1, ""), "c": (2, "")}
+    for method, (rank, _) in ranks.items():  # rank = 1 + the methods significantly better, from the pairs
+        better = [
+            p
+            for p in pairs
+            if p["significant"]
+            and method in (p["method_a"], p["method_b"])
+            and (p["method_b"] if p["diff"] > 0 else p["method_a"]) == method
+        ]
+        assert rank == 1 + len(better)
+
+
+def test_one_seed_says_no_test_is_possible(tmp_path):
+    write_grid(tmp_path, seeds=(0,))
+    result = compare(read_results(tmp_path))
+    (pair,) = result.pairs.to_pylist()
+    assert pair["note"] == ONE_SEED and pair["p_value"] is None and pair["significant"] is None
+    assert np.isnan(pair["ci_low"]) and not np.isnan(pair["diff"])
+    assert {r["rank"] for r in result.ranking.to_pylist()} == {1}
+    assert all(np.isnan(r["ci_low"]) for r in result.splits.to_pylist())
+
+
+def test_a_pair_on_one_split_has_no_auc_and_no_test(tmp_path):
+    write_grid(tmp_path, seeds=(0, 1))
+    for split_id in (1, 2):  # multisim keeps split 0 only
+        for seed in (0, 1):
+            result_path(tmp_path, f"multisim-{split_id}-{seed}", "eval").unlink()
+    (pair,) = compare(read_results(tmp_path)).pairs.to_pylist()
+    assert (pair["n_cells"], pair["n_splits"], pair["note"]) == (2, 1, NO_AUC)
+    assert np.isnan(pair["diff"]) and pair["p_value"] is None and pair["significant"] is None
+
+
+def test_results_command_compares(tmp_path, capsys):
+    write_grid(tmp_path, seeds=(0, 1))
+    parser = argparse.ArgumentParser()
+    add_results_arguments(parser)
+    assert results(parser.parse_args([str(tmp_path), "--compare"])) == 0
+    out = capsys.readouterr().out
+    for title in ("Paired differences in normalized AUC", "Per split", "Ranking: rank = 1 +"):
+        assert title in out
+    assert "Few-shot gain" not in out and "margin" in out
+    assert results(parser.parse_args([str(tmp_path), "--compare", "--json"])) == 0
+    tables = json.loads(capsys.readouterr().out)
+    assert [len(tables[name]) for name in ("pairs", "splits", "ranking")] == [1, 3, 2]
+    assert tables["pairs"][0]["n_cells"] == 6 and tables["pairs"][0]["note"] is None
+    with pytest.raises(ValueError, match="--compare"):
+        results(parser.parse_args([str(tmp_path), "--json"]))
+    write_grid(tmp_path / "one", seeds=(0,))
+    results(parser.parse_args([str(tmp_path / "one"), "--compare", "--json"]))
+    (pair,) = json.loads(capsys.readouterr().out)["pairs"]  # NaN written as null: valid JSON
+    assert pair["note"] == ONE_SEED and pair["ci_low"] is None and pair["p_value"] is None
+
+
+def test_size_and_power_of_the_sign_flip_test_over_synthetic_studies():
+    """400 studies of 3 seeds x 4 splits: per-cell values share the split's and seed's effect, plus each
+    method's own noise (sd 0.02). Identical methods: rejections at alpha 0.05 within 3 binomial standard
+    errors of 0.05; a +0.05 difference: found nearly always."""
+    studies, seeds, alpha = 400, 3, 0.05
+    fid = np.array([17.8, 24.1, 36.9, 45.3])
+    w = split_weights(fid)
+    rng = np.random.default_rng(7)
+    shared = 0.7 - 0.005 * fid + rng.normal(0, 0.03, size=(studies, seeds, 1))  # split and seed effects
+    noise = rng.normal(0, 0.02, size=(2, studies, seeds, len(fid)))
+    for shift, low, high in ((0.0, alpha - 3 * 0.0109, alpha + 3 * 0.0109), (0.05, 0.98, 1.0)):
+        a, b = shared + shift + noise[0], shared + noise[1]
+        x = ((a - b) * w).reshape(studies, -1)
+        rate = (sign_flip_p_value(x) < alpha).mean()
+        assert low <= rate <= high, (shift, rate)
