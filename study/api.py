@@ -15,6 +15,7 @@ from study.results.layout import SPEC_FILE
 from study.spec import StudySpec, load_spec
 
 if TYPE_CHECKING:
+    from study.results import Comparison
     from study.runner import StudyOutcome
 
 
@@ -68,6 +69,14 @@ class StudyResult:
         from study.results import fewshot_gain
 
         return fewshot_gain(self.table, metric)
+
+    def compare(
+        self, metric: str = "recall@1", shots: int = 0, seed: int = 0, alpha: float = 0.05
+    ) -> Comparison:
+        """Paired comparisons of the methods: pairs, per-split and ranking tables (docs/statistics.md)."""
+        from study.results import compare
+
+        return compare(self.table, metric, shots, seed, alpha)
 
     def summary(self) -> str:
         from study.results import format_summary

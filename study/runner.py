@@ -27,6 +27,7 @@ from study.preflight import check_inputs
 from study.projection import write_split_projection
 from study.recording import TrialLog
 from study.results import auc_summary, completed_trial_ids, read_results
+from study.results.compare import write_comparison
 from study.results.files import write_text_atomic
 from study.results.layout import SPEC_FILE, THIRD_PARTY_LOG
 from study.spec import StudySpec
@@ -106,7 +107,8 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
         incomplete = tuple(t.label for t in trials if t.trial_id not in done)
         status = "FAILED" if incomplete or log.failed else "FINISHED"
         report = build_report(study_dir)  # from the results dataset on disk, like `oodml report`
-        tracker.finish_study(summary_metrics(study_dir), [study_dir / SPEC_FILE, report.parent], status)
+        artifacts = [study_dir / SPEC_FILE, report.parent, write_comparison(study_dir)]
+        tracker.finish_study(summary_metrics(study_dir), artifacts, status)
     return StudyOutcome(
         study_dir=study_dir,
         tracking_uri=tracker.tracking_uri,

@@ -62,6 +62,8 @@ def test_results_hold_every_method_split_and_budget(tiny):
     assert (result.study_dir / "splits" / "glyphs" / "splits.json").is_file()
     assert result.auc().num_rows == 2 and result.degradation_curves().num_rows == 4
     assert result.fewshot_gain().num_rows == 4 and "Normalized AUC" in result.summary()
+    (pair,) = result.compare().pairs.to_pylist()  # one seed: a difference but no test
+    assert pair["note"].startswith("1 seed") and pair["p_value"] is None and pair["n_cells"] == 2
     # the tables the dashboard reads: every trial started and ended, the driver finished, the projection
     status = read_trial_status(result.study_dir).to_pylist()
     assert len(status) == 8 and {r["status"] for r in status} == {"completed"}
@@ -94,6 +96,7 @@ def test_mlflow_parent_and_child_runs(tiny):
     assert (result.study_dir / "dashboard" / "index.html").is_file()
     dashboard = [a.path for a in client.list_artifacts(result.parent_run_id, "dashboard")]
     assert "dashboard/index.html" in dashboard and any(p.endswith(".png") for p in dashboard)
+    assert "comparison.json" in [a.path for a in client.list_artifacts(result.parent_run_id)]
 
 
 def test_rerun_executes_nothing_and_keeps_results(tiny, tiny_spec):
