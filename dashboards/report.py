@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dashboards.compare import compare_blocks
 from dashboards.degradation import degradation_blocks
 from dashboards.fewshot import fewshot_blocks
 from dashboards.page import Block, Header, Image, Note, Section, render_page
@@ -32,6 +33,7 @@ from study.results.store import read_folder
 RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] = [
     ("degradation", "Degradation curves", degradation_blocks),
     ("ranking", "AUC ranking", ranking_blocks),
+    ("compare", "Paired comparisons", compare_blocks),
     ("fewshot", "Few-shot gain", fewshot_blocks),
     ("splits", "Splits", splits_blocks),
 ]

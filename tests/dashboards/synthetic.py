@@ -29,7 +29,7 @@ SPLITS = [
 METHODS = {"multisimilarity": (0.66, 0.0062), "margin": (0.62, 0.0040), "triplet": (0.665, 0.0078)}
 RUNNING_TRIAL = "f00dfeedf00dfeed"
 # What the dashboard of ``make_study``'s folder holds.
-SECTIONS = ["degradation", "ranking", "fewshot", "splits", "projection", "status"]
+SECTIONS = ["degradation", "ranking", "compare", "fewshot", "splits", "projection", "status"]
 FIGURES = {f"{name}_{DATASET}.png" for name in SECTIONS[:-1]} | {"status.png"}
 
 
