@@ -23,6 +23,7 @@ from dashboards.fewshot import fewshot_blocks
 from dashboards.page import Block, Header, Image, Note, Section, render_page
 from dashboards.projection import projection_blocks, study_datasets
 from dashboards.ranking import ranking_blocks
+from dashboards.shift import shift_blocks
 from dashboards.splits import splits_blocks
 from dashboards.status import StudyStatus, read_status, status_blocks
 from study.results.files import write_text_atomic
@@ -36,6 +37,7 @@ RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] 
     ("compare", "Paired comparisons", compare_blocks),
     ("fewshot", "Few-shot gain", fewshot_blocks),
     ("splits", "Splits", splits_blocks),
+    ("shift", "Shift measures beyond FID", shift_blocks),
 ]
 
 

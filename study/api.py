@@ -50,15 +50,22 @@ class StudyResult:
 
         return read_results(self.study_dir)
 
-    def degradation_curves(self, metric: str = "recall@1", shots: int = 0) -> pa.Table:
+    def degradation_curves(self, metric: str = "recall@1", shots: int = 0, shift: str = "fid") -> pa.Table:
+        """Curves against FID, or another ``shift`` measure stored with the splits (``mmd``)."""
         from study.results import degradation_curves
 
-        return degradation_curves(self.table, metric, shots)
+        return degradation_curves(self.table, metric, shots, shift=shift)
 
-    def auc(self, metric: str = "recall@1", shots: int = 0) -> pa.Table:
+    def auc(self, metric: str = "recall@1", shots: int = 0, shift: str = "fid") -> pa.Table:
         from study.results import auc_summary
 
-        return auc_summary(self.table, metric, shots)
+        return auc_summary(self.table, metric, shots, shift=shift)
+
+    def shift_agreement(self) -> pa.Table:
+        """Per dataset and stored shift measure, Kendall's tau between its split order and FID's."""
+        from study.results import shift_agreement
+
+        return shift_agreement(self.table)
 
     def ranking(self, metric: str = "recall@1") -> pa.Table:
         from study.results import ranking
@@ -78,10 +85,10 @@ class StudyResult:
 
         return compare(self.table, metric, shots, seed, alpha)
 
-    def summary(self) -> str:
+    def summary(self, shift: str = "fid") -> str:
         from study.results import format_summary
 
-        return format_summary(self.study_dir)
+        return format_summary(self.study_dir, shift=shift)
 
 
 def run(

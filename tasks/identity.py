@@ -73,6 +73,7 @@ def describe(config: TrialConfig, split: Split | None = None, trial_id: str | No
             "fid": split.fid,
             "num_train_classes": len(split.train),
             "num_test_classes": len(split.test),
+            "shift": split.shift,
         }
     return TrialIdentity(
         trial_id=trial_id,

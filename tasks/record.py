@@ -42,6 +42,9 @@ class TrialIdentity:
     fid: float | None = field(default=None, metadata=_QUANTITY)
     num_train_classes: int | None = field(default=None, metadata=_QUANTITY)
     num_test_classes: int | None = field(default=None, metadata=_QUANTITY)
+    # the split's shift measures beyond FID (``tasks.splits.shift``: ``mmd``, ``fid@<extractor>``); None
+    # for a split file written before them
+    shift: dict[str, float] | None = None
     method: str | None = None  # the label: ``name``, or ``name[variant]`` for a non-default variant
     method_name: str | None = None
     method_variant: str | None = None  # resolved: the method's default variant when the config says none
@@ -198,6 +201,7 @@ class TrialRecord:
         out["test_selected/recall@1"] = self.test_selected_recall_at_1
         out |= {f"time/{k}": v for k, v in asdict(self.timings).items()}
         out["torch_threads"] = self.environment.torch_threads
+        out |= {f"shift/{name}": value for name, value in (self.identity.shift or {}).items()}
         return out
 
     def to_dict(self) -> dict[str, Any]:

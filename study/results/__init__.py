@@ -1,6 +1,13 @@
 """The Arrow/Parquet results dataset of a study and its aggregations (docs/results-schema.md)."""
 
-from study.results.aggregate import auc_summary, degradation_curves, fewshot_gain, normalized_auc, ranking
+from study.results.aggregate import (
+    auc_summary,
+    degradation_curves,
+    fewshot_gain,
+    normalized_auc,
+    ranking,
+    shift_agreement,
+)
 from study.results.compare import Comparison, compare
 from study.results.files import ci95
 from study.results.layout import DEFAULT_SPLIT_KEY
@@ -36,5 +43,6 @@ __all__ = [
     "read_results",
     "result_path",
     "results",
+    "shift_agreement",
     "write_trial_result",
 ]

@@ -2,7 +2,9 @@
 
 Each takes the table ``read_results`` returns, uses the completed rows of the evaluation stage only,
 and returns an Arrow table. Confidence intervals are the half-width of the 95% Student-t interval over
-seeds (NaN with one seed), as the paper reports them.
+seeds (NaN with one seed), as the paper reports them. Curves and AUC are drawn against a split's FID, or
+against another shift measure stored with its splits (``shift="mmd"``, ``"fid@<extractor>"``; the
+``shift`` column); ``shift_agreement`` says how far each measure orders the splits as FID does.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ CURVES_OUT = pa.schema(
     list(zip(METHOD, [_STR] * 3, strict=True))
     + list(zip(SPLIT, _SPLIT_TYPES, strict=True))
     + [("metric", _STR), ("shots", _I32), ("kind", _STR), ("mean", _F64), ("ci95", _F64), ("n_seeds", _I64)]
+    + [("shift", _STR), ("shift_value", _F64)]  # the x-axis: its measure and the split's value of it
 )
 AUC_OUT = pa.schema(
     list(zip(METHOD, [_STR] * 3, strict=True))
     + [("metric", _STR), ("shots", _I32), ("auc", _F64), ("ci95", _F64), ("n_seeds", _I64)]
     + [("n_splits", _I64), ("fid_min", _F64), ("fid_max", _F64), ("complete", pa.bool_()), ("rank", _F64)]
+    + [("shift", _STR), ("shift_min", _F64), ("shift_max", _F64)]  # the x-axis and its range
 )
 RANKING_OUT = pa.schema(
     list(zip(METHOD, [_STR] * 3, strict=True))
@@ -44,6 +48,13 @@ GAIN_OUT = pa.schema(
 )
 
 
+SHIFT_AGREEMENT_OUT = pa.schema(
+    [("dataset", _STR), ("shift", _STR), ("kendall_tau", _F64), ("p_value", _F64), ("n_splits", _I64)]
+)
+FID = "fid"  # the shift measure of the paper, a column of its own; the others are keys of ``shift``
+_SPLIT_OF = ["dataset", "split_id", "split_key", FID]  # the columns of ``split_shift`` before its measures
+
+
 def normalized_auc(fid: np.ndarray, value: np.ndarray) -> float:
     """Trapezoid area under value-vs-FID divided by the FID range (DESIGN.md 7); NaN below 2 FIDs."""
     order = np.argsort(fid, kind="stable")
@@ -55,46 +66,53 @@ def normalized_auc(fid: np.ndarray, value: np.ndarray) -> float:
 
 
 def degradation_curves(
-    table: pa.Table, metric: str = "recall@1", shots: int = 0, kind: str | None = None
+    table: pa.Table, metric: str = "recall@1", shots: int = 0, kind: str | None = None, shift: str = FID
 ) -> pa.Table:
     """Per dataset x method x split: mean and CI over seeds of ``metric`` (test classes).
 
     ``shots=0`` is the zero-shot evaluation on all test images; for ``shots>0`` the per-seed value is
     the mean over episodes of the adapted model (``kind="fewshot"``, default) or of the unadapted one.
+    ``shift_value`` is the split's value of the ``shift`` measure, the curve's x-axis (sorted by it).
     """
     kind = kind or ("zeroshot" if shots == 0 else "fewshot")
     rows = _per_seed(table, metric, shots=[shots], kinds=[kind])
     if rows.empty:
         return CURVES_OUT.empty_table()
+    rows = _with_shift(rows, table, shift)
     out = (
-        rows.groupby(METHOD + SPLIT, dropna=False)["value"]
+        rows.groupby(METHOD + SPLIT + ["shift_value"], dropna=False)["value"]
         .agg(mean="mean", ci95=ci95, n_seeds="count")
         .reset_index()
-        .assign(metric=metric, shots=shots, kind=kind)
-        .sort_values(METHOD + ["fid", "split_id"])
+        .assign(metric=metric, shots=shots, kind=kind, shift=shift)
+        .sort_values(METHOD + ["shift_value", "split_id"])
     )
     return _arrow(out, CURVES_OUT)
 
 
-def auc_summary(table: pa.Table, metric: str = "recall@1", shots: int = 0) -> pa.Table:
-    """Per dataset x method: normalized AUC of ``metric`` vs FID, mean and CI over per-seed AUCs.
+def auc_summary(table: pa.Table, metric: str = "recall@1", shots: int = 0, shift: str = FID) -> pa.Table:
+    """Per dataset x method: normalized AUC of ``metric`` vs FID (or the ``shift`` measure), mean and CI
+    over per-seed AUCs.
 
     ``complete`` says every seed covers every split the dataset has results for; otherwise seeds are
     averaged over the splits they have (``n_splits`` is the fewest any seed has). ``rank`` 1 is the
-    highest AUC within the dataset (ties share the average rank).
+    highest AUC within the dataset (ties share the average rank). ``shift_min``/``shift_max``: the range
+    of the x-axis the AUC is normalized by (the FID range when ``shift`` is FID).
     """
     rows = _per_seed(table, metric, shots=[shots], kinds=["zeroshot" if shots == 0 else "fewshot"])
     if rows.empty:
         return AUC_OUT.empty_table()
+    rows = _with_shift(rows, table, shift)
     splits_of = rows.groupby("dataset")["split_id"].nunique()
     per_seed = pd.DataFrame(
         [
             dict(zip(METHOD + ["seed"], key, strict=True))
             | {
-                "auc": normalized_auc(g["fid"].to_numpy(), g["value"].to_numpy()),
+                "auc": normalized_auc(g["shift_value"].to_numpy(), g["value"].to_numpy()),
                 "n_splits": g["split_id"].nunique(),
                 "fid_min": g["fid"].min(),
                 "fid_max": g["fid"].max(),
+                "shift_min": g["shift_value"].min(),
+                "shift_max": g["shift_value"].max(),
             }
             for key, g in rows.groupby(METHOD + ["seed"], dropna=False)
         ]
@@ -108,9 +126,11 @@ def auc_summary(table: pa.Table, metric: str = "recall@1", shots: int = 0) -> pa
             n_splits=("n_splits", "min"),
             fid_min=("fid_min", "min"),
             fid_max=("fid_max", "max"),
+            shift_min=("shift_min", "min"),
+            shift_max=("shift_max", "max"),
         )
         .reset_index()
-        .assign(metric=metric, shots=shots)
+        .assign(metric=metric, shots=shots, shift=shift)
     )
     out["complete"] = out["n_splits"] == out["dataset"].map(splits_of)
     out["rank"] = out.groupby("dataset")["auc"].rank(ascending=False, method="average")
@@ -197,6 +217,63 @@ def _per_seed(table: pa.Table, metric: str, shots: list[int] | None, kinds: list
             "method x split x seed: filter the table first"
         )
     return frame
+
+
+def split_shift(table: pa.Table) -> pd.DataFrame:
+    """Per dataset and split of the completed evaluation rows: its FID and one column per stored shift
+    measure (NaN for a split that lacks it, e.g. from a split file written before the measure)."""
+    frame = table.select(_SPLIT_OF + ["shift", "stage", "status"]).to_pandas()
+    frame = frame[(frame["stage"] == "eval") & (frame["status"] == "completed")]
+    frame = frame.drop_duplicates(["dataset", "split_id"])
+    measures = pd.DataFrame(
+        [dict(stored) if stored is not None else {} for stored in frame["shift"]], index=frame.index
+    )
+    return pd.concat([frame[_SPLIT_OF], measures], axis=1)
+
+
+def _measures(splits: pd.DataFrame) -> list[str]:
+    """The shift measures of ``split_shift``'s table besides FID."""
+    return sorted(c for c in splits.columns if c not in _SPLIT_OF)
+
+
+def shift_agreement(table: pa.Table) -> pa.Table:
+    """Per dataset and stored shift measure: Kendall's tau-b between the order it gives the splits and
+    FID's (``scipy.stats.kendalltau``, its two-sided p-value), over the ``n_splits`` splits that have
+    both; NaN below 2 such splits."""
+    splits = split_shift(table)
+    rows = []
+    for dataset, part in splits.groupby("dataset"):
+        for measure in (c for c in _measures(part) if part[c].notna().any()):
+            both = part[[FID, measure]].dropna()
+            tau, p_value = (float("nan"),) * 2
+            if len(both) >= 2:
+                tau, p_value = stats.kendalltau(both[FID], both[measure])
+            rows.append([dataset, measure, tau, p_value, len(both)])
+    frame = pd.DataFrame(rows, columns=SHIFT_AGREEMENT_OUT.names)
+    return _arrow(frame, SHIFT_AGREEMENT_OUT)
+
+
+def _with_shift(rows: pd.DataFrame, table: pa.Table, shift: str) -> pd.DataFrame:
+    """``rows`` with ``shift_value``: each split's value of the ``shift`` measure; refuses a measure
+    that some of the rows' splits lack, naming the measures they have."""
+    if shift == FID:
+        return rows.assign(shift_value=rows[FID])
+    splits = split_shift(table)
+    values = splits[["dataset", "split_id"]].assign(
+        shift_value=splits[shift] if shift in splits.columns else np.nan
+    )
+    out = rows.merge(values, on=["dataset", "split_id"], how="left")
+    lacking = out[out["shift_value"].isna()]
+    if not lacking.empty:
+        held = splits[splits["dataset"].isin(lacking["dataset"])]
+        present = [FID] + [c for c in _measures(held) if held[c].notna().all()]
+        raise ValueError(
+            f"shift measure {shift!r} is not stored for splits {sorted(lacking['split_key'].unique())} of "
+            f"dataset(s) {sorted(lacking['dataset'].unique())}; their splits have: {', '.join(present)}. "
+            "Split files built by this oodml store mmd (rebuild with `oodml splits build`), and "
+            "fid@<extractor> for each of their shift_extractors"
+        )
+    return out
 
 
 def _renamed(kind: str) -> dict[str, str]:

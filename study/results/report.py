@@ -9,15 +9,22 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from study.results.aggregate import auc_summary, degradation_curves, fewshot_gain, ranking
+from study.results.aggregate import (
+    FID,
+    auc_summary,
+    degradation_curves,
+    fewshot_gain,
+    ranking,
+    shift_agreement,
+)
 from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison, compare
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.schema import SCHEMA
 from study.results.store import leftover_temporary_files, read_folder
 
 
-def format_summary(study_dir: str | Path, metric: str = "recall@1") -> str:
-    """A plain-text report of a study's results folder."""
+def format_summary(study_dir: str | Path, metric: str = "recall@1", shift: str = FID) -> str:
+    """A plain-text report of a study's results folder; curves and AUC against the ``shift`` measure."""
     study_dir = Path(study_dir)
     table, skipped = _read_study(study_dir)
     names = sorted(set(table["study"].drop_null().to_pylist()))
@@ -30,23 +37,33 @@ def format_summary(study_dir: str | Path, metric: str = "recall@1") -> str:
             f"  {len(leftovers)} leftover .tmp files from interrupted writes (ignored; safe to delete)"
         )
     sections = [
-        (f"Normalized AUC of test {metric} over FID (zero-shot)", auc_summary(table, metric)),
+        (
+            f"Normalized AUC of test {metric} over {_named(shift)} (zero-shot)",
+            auc_summary(table, metric, shift=shift),
+        ),
         (
             f"Ranking by AUC vs by {metric} on the default split (key {DEFAULT_SPLIT_KEY})",
             ranking(table, metric),
         ),
     ]
+    hidden = ("shift",) if shift != FID else ("shift", "shift_min", "shift_max")  # the title names it
     for title, result in sections:
         lines += [
             "",
             f"{title}:",
-            _text(result.drop_columns([c for c in ("metric", "shots") if c in result.column_names])),
+            _text(result.drop_columns([c for c in ("metric", "shots", *hidden) if c in result.column_names])),
         ]
     lines += [
         "",
-        f"Degradation curves, test {metric} (zero-shot, mean over seeds; split key @ FID (test classes)):",
+        f"Degradation curves, test {metric} (zero-shot, mean over seeds; split key @ {_named(shift)} "
+        "(test classes)):",
     ]
-    lines.append(_curves_text(degradation_curves(table, metric)))
+    lines.append(_curves_text(degradation_curves(table, metric, shift=shift)))
+    lines += ["", "Agreement of each shift measure's split order with FID's (Kendall tau-b, per dataset):"]
+    agreement = shift_agreement(table)
+    lines.append(
+        _text(agreement) if agreement.num_rows else "(no shift measure besides FID stored with the splits)"
+    )
     gain = fewshot_gain(table, metric)
     if gain.num_rows:
         lines += ["", f"Few-shot gain in test {metric} (few-shot minus zero-shot on the episode queries):"]
@@ -69,6 +86,12 @@ def add_results_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_dir", type=Path, help="the study folder (holds results/)")
     parser.add_argument("--metric", default="recall@1", help="metric to summarise (default: recall@1)")
     parser.add_argument(
+        "--shift",
+        default=FID,
+        help="shift measure on the x-axis of curves and AUC: fid (default), mmd, or fid@<extractor> when "
+        "the split file stores it",
+    )
+    parser.add_argument(
         "--compare",
         action="store_true",
         help="print the paired comparisons of the methods instead (docs/statistics.md)",
@@ -86,7 +109,7 @@ def results(args: argparse.Namespace) -> int:
         comparison = compare(table, args.metric)
         print(comparison.to_json() if args.json else format_comparison(comparison, args.metric))
         return 0
-    print(format_summary(args.study_dir, args.metric))
+    print(format_summary(args.study_dir, args.metric, args.shift))
     return 0
 
 
@@ -138,18 +161,22 @@ def _trial_counts(table: pa.Table) -> list[str]:
     return lines
 
 
+def _named(shift: str) -> str:
+    return "FID" if shift == FID else shift
+
+
 def _curves_text(curves: pa.Table) -> str:
-    """One block per dataset: methods as rows, splits (key @ FID, in FID order) as columns."""
+    """One block per dataset: methods as rows, splits (key @ shift, in its order) as columns."""
     frame = curves.to_pandas()
     if frame.empty:
         return "(none)"
     frame["split"] = [
-        f"{key} @ {fid:.4g} ({n})"
-        for key, fid, n in zip(frame["split_key"], frame["fid"], frame["num_test_classes"], strict=True)
+        f"{key} @ {x:.4g} ({n})"
+        for key, x, n in zip(frame["split_key"], frame["shift_value"], frame["num_test_classes"], strict=True)
     ]
     blocks = []
     for dataset, part in frame.groupby("dataset"):
-        order = part.sort_values("fid")["split"].unique()
+        order = part.sort_values("shift_value")["split"].unique()
         wide = part.pivot_table(index=["backbone", "method"], columns="split", values="mean")[order]
         blocks.append(f"{dataset}:\n{wide.to_string(float_format='{:.4f}'.format)}")
     return "\n".join(blocks)

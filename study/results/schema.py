@@ -37,6 +37,7 @@ IDENTITY_FIELDS = [
     pa.field("fid", pa.float64()),
     pa.field("num_train_classes", pa.int32()),
     pa.field("num_test_classes", pa.int32()),
+    pa.field("shift", pa.map_(pa.string(), pa.float64())),  # the split's shift measures beyond FID
     pa.field("method", pa.string()),
     pa.field("method_name", pa.string()),
     pa.field("method_variant", pa.string()),

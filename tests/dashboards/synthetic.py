@@ -29,7 +29,7 @@ SPLITS = [
 METHODS = {"multisimilarity": (0.66, 0.0062), "margin": (0.62, 0.0040), "triplet": (0.665, 0.0078)}
 RUNNING_TRIAL = "f00dfeedf00dfeed"
 # What the dashboard of ``make_study``'s folder holds.
-SECTIONS = ["degradation", "ranking", "compare", "fewshot", "splits", "projection", "status"]
+SECTIONS = ["degradation", "ranking", "compare", "fewshot", "splits", "shift", "projection", "status"]
 FIGURES = {f"{name}_{DATASET}.png" for name in SECTIONS[:-1]} | {"status.png"}
 
 
@@ -62,6 +62,7 @@ def trial_record(method: str, split: tuple, seed: int, shots: tuple[int, ...]) -
             fid=fid,
             num_train_classes=n_train,
             num_test_classes=n_test,
+            shift={"mmd": 0.004 * fid - 0.05},  # MMD stored with the split, ordered as FID
             method=method,
             backbone="glyph_cnn",
             embedding_dim=64,

@@ -119,7 +119,8 @@ def test_a_new_metric_reaches_the_results_mlflow_and_the_dashboard_data(
     TrialLog(study_dir, "same", tracker).record(planned, record, str(study_dir / "trials" / planned.trial_id))
 
     table = read_results(study_dir)
-    spread = table.filter(pc.equal(table["metric"], "spread")).to_pylist()
+    rows = table.filter(pc.equal(table["metric"], "spread"))
+    spread = rows.to_pylist(maps_as_pydicts="strict")  # the split's shift measures (a map) as a dict
     assert {(r["subset"], r["shots"], r["kind"]) for r in spread} == {
         ("val", 0, "zeroshot"),
         ("test", 0, "zeroshot"),
