@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from study.results.aggregate import (
     FID,
@@ -132,6 +133,10 @@ def format_comparison(comparison: Comparison, metric: str = "recall@1") -> str:
     ]
     lines = []
     for title, table in sections:
+        if "note" in table.column_names:  # a pair with a test has no note: print nothing, not NaN
+            table = table.set_column(
+                table.schema.get_field_index("note"), "note", pc.fill_null(table["note"], "")
+            )
         lines += ["", f"{title}:", _text(table.drop_columns(["metric", "shots"]))]
     return "\n".join(lines[1:])
 
