@@ -16,9 +16,9 @@ bandwidth, the median over all its class means (the pooled train and test classe
 removal splits hold a subset of them): with a kernel of its own per split, MMDs of two splits would
 not be comparable, and ranking splits by shift is what the measure is for.
 
-The kernel sums run over blocks of ``BLOCK`` x ``BLOCK`` pairs in float64 (squared distances through a
-matrix product of centred points), the symmetric matrix's lower blocks skipped, and every split of a
-file is measured in the same pass over the blocks: no more than one block of the kernel matrix is held.
+The kernel sums run over blocks of at most ``BLOCK`` x ``BLOCK`` pairs in float64 (squared distances
+through a matrix product of centred points), the symmetric matrix's lower blocks skipped, and every split
+of a file is measured in the same pass over the blocks: no more than one block of the kernel is held.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def split_mmd2(
     sides = np.concatenate([train, test]).T.astype(np.float64)  # points x (2 splits): train, then test
     count = len(train)
     within_train, within_test, across = np.zeros(count), np.zeros(count), np.zeros(count)
+    block = -(-len(points) // -(-len(points) // block))  # even blocks of at most ``block`` rows: none ragged
     starts = range(0, len(points), block)
     for a in starts:
         rows = slice(a, a + block)

@@ -23,6 +23,7 @@ def test_built_once_with_list_options_then_reused_and_other_settings_refused(tin
     assert built.provenance["dataset_options"]["faces"] == FACES  # a list option reaches the loader
     assert built.provenance["shots"] == [2] and built.provenance["support"] == "images"
     assert len(built.splits) == 2 and (path.parent / "class_means.npz").is_file()
+    assert all(set(s.shift) == {"mmd"} for s in built.splits)  # stored with each split (docs/shift.md)
     recorded = json.loads((path.parent / OPTIONS_FILE).read_text())
     assert recorded["options"]["faces"] == FACES and recorded["select"] == 2
 
