@@ -1,4 +1,8 @@
-"""Degradation curves: test Recall@1 and mAP@R against split FID, one line per method (DESIGN.md 7)."""
+"""Degradation curves: test Recall@1 and mAP@R against split FID, one line per method (DESIGN.md 7).
+
+Where a study ran the oracle (docs/oracle.md), each method's oracle is drawn under it: a dashed line of
+the method's colour, its metric on the held-out half of the test classes, i.e. how hard the test classes
+are without shift."""
 
 from __future__ import annotations
 
@@ -18,16 +22,25 @@ from dashboards.plotting import (
     with_series,
 )
 from study.results import DEFAULT_SPLIT_KEY, degradation_curves
+from study.results.oracle import ORACLE, heldout_curves
+
+ORACLE_NOTE = (
+    " Dashed: each method's oracle (trained on half of each test class's images), on the other half: how "
+    "hard the test classes are without shift (docs/oracle.md)."
+)
 
 
 def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
     curves = pd.concat([with_series(degradation_curves(table, m).to_pandas()) for m in METRICS])
     if curves.empty:
         return [Note("No zero-shot test results of Recall@1 or mAP@R yet.")]
+    heldout = pd.concat([with_series(heldout_curves(table, m).to_pandas()) for m in METRICS])
+    oracles = heldout[heldout["trial_role"] == ORACLE]
     blocks = []
     for dataset, rows in curves.groupby("dataset"):
         path = out / f"degradation_{slug(dataset)}.png"
-        plot_degradation(rows, dataset, path)
+        oracle = oracles[oracles["dataset"] == dataset]
+        plot_degradation(rows, dataset, path, oracle)
         seeds = rows["n_seeds"].max()
         blocks.append(
             Image(
@@ -35,19 +48,37 @@ def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
                 f"{dataset}: zero-shot test metrics against the FID between train and test classes; "
                 f"mean over seeds (up to {seeds}) with the 95% CI band; dotted line: default split "
                 f"(key {DEFAULT_SPLIT_KEY}); top axis: test classes per split (fewer classes make "
-                "retrieval easier, against the trend).",
+                "retrieval easier, against the trend)." + (ORACLE_NOTE if not oracle.empty else ""),
             )
         )
     return blocks
 
 
-def plot_degradation(rows: pd.DataFrame, dataset: str, path: Path) -> None:
-    """One panel per metric (``rows``: ``degradation_curves`` of one dataset, several metrics)."""
+def plot_degradation(
+    rows: pd.DataFrame, dataset: str, path: Path, oracle: pd.DataFrame | None = None
+) -> None:
+    """One panel per metric (``rows``: ``degradation_curves`` of one dataset, several metrics; ``oracle``:
+    the oracle rows of ``heldout_curves`` for it, drawn dashed in their method's colour)."""
     metrics = [m for m in METRICS if (rows["metric"] == m).any()]
+    oracle = oracle if oracle is not None else rows.iloc[:0]
     styles = series_styles(rows["series"])
     with figure(path, (5.0 * len(metrics) + 0.4, 4.0), ncols=len(metrics)) as (fig, axes):
         for ax, metric in zip(axes[0], metrics, strict=True):
             part = rows[rows["metric"] == metric]
+            for series, line in oracle[oracle["metric"] == metric].groupby("series"):
+                style = styles.get(series, {"color": "#777777", "marker": "o"})
+                line = line.sort_values("fid")
+                line_with_band(
+                    ax,
+                    line["fid"],
+                    line["mean"],
+                    line["ci95"],
+                    style,
+                    ms=3.5,
+                    ls="--",
+                    alpha=0.7,
+                    label=f"{series} oracle (held-out half)",
+                )
             for series, line in part.groupby("series"):
                 line = line.sort_values("fid")
                 line_with_band(

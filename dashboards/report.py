@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from dashboards.compare import compare_blocks
 from dashboards.degradation import degradation_blocks
 from dashboards.fewshot import fewshot_blocks
+from dashboards.oracle import oracle_blocks
 from dashboards.page import Block, Header, Image, Note, Section, render_page
 from dashboards.projection import projection_blocks, study_datasets
 from dashboards.ranking import ranking_blocks
@@ -36,6 +37,7 @@ RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] 
     ("ranking", "AUC ranking", ranking_blocks),
     ("compare", "Paired comparisons", compare_blocks),
     ("fewshot", "Few-shot gain", fewshot_blocks),
+    ("oracle", "Shift vs difficulty", oracle_blocks),
     ("splits", "Splits", splits_blocks),
     ("shift", "Shift measures beyond FID", shift_blocks),
 ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from study.spec import DatasetEntry, MethodEntry, SpecError, StudySpec
-from tasks.config import DataConfig, FewShotConfig, TrialConfig
+from tasks.config import DataConfig, FewShotConfig, HeldoutConfig, TrialConfig
 from tasks.identity import split_hash, trial_identity
 from tasks.splits.episodes import has_support
 from tasks.splits.files import Split, SplitFileError, read_split_file
@@ -34,7 +34,8 @@ class PlannedTrial:
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.data.dataset_name}/{c.method.label}/split {c.data.split}/seed {c.seed}"
+        role = "/oracle" if c.role == "oracle" else ""
+        return f"{c.data.dataset_name}/{c.method.label}{role}/split {c.data.split}/seed {c.seed}"
 
     def to_dict(self) -> dict:
         """Plain data, as a Ray Tune trial config carries it."""
@@ -96,6 +97,10 @@ class DatasetPlan:
                 )
         default = splits.split(entry.default_split)
         _check_batch(spec, [default, *evaluated], where)
+        if spec.oracle_methods:  # an oracle trains on the test classes (those with 4 images or more)
+            fewest = min(evaluated, key=lambda s: len(s.test))
+            holder = f"the oracle of split {fewest.key} of {where}"
+            check_batch_classes(spec, len(fewest.test), holder, "its test classes")
         return cls(entry, split_file, evaluated, default)
 
 
@@ -104,15 +109,15 @@ def _check_batch(spec: StudySpec, splits: list[Split], where: str) -> None:
     check_batch_classes(spec, len(smallest.split_train), f"split {smallest.key} of {where}")
 
 
-def check_batch_classes(spec: StudySpec, classes: int, holder: str) -> None:
-    """Every training batch needs ``batch_size / samples_per_class`` distinct ``split_train`` classes;
-    ``holder`` (a split, in words) trains on ``classes``."""
+def check_batch_classes(spec: StudySpec, classes: int, holder: str, which: str = "its split_train") -> None:
+    """Every training batch needs ``batch_size / samples_per_class`` distinct training classes;
+    ``holder`` (a split, in words) trains on ``classes`` (``which`` ones, in words)."""
     size, per_class = spec.training.batch_size, spec.training.samples_per_class
     if classes < size // per_class:
         raise SpecError(
             f"training.batch_size: a batch of {size} images with samples_per_class {per_class} needs "
-            f"{size // per_class} distinct classes, but {holder} trains on {classes} classes (its "
-            f"split_train); lower training.batch_size to at most {classes * per_class}"
+            f"{size // per_class} distinct classes, but {holder} trains on {classes} classes ({which}); "
+            f"lower training.batch_size to at most {classes * per_class}"
         )
 
 
@@ -165,10 +170,24 @@ def with_hyperparameters(base: PlannedTrial, values: dict[str, float | int]) -> 
     )
 
 
+def oracle_config(config: TrialConfig) -> TrialConfig:
+    """The oracle of an evaluation trial's config: the same method, split, seed and schedule, trained on
+    the training half of the test classes and evaluated on the held-out half only (docs/oracle.md)."""
+    fewshot = config.fewshot.model_copy(update={"shots": []})
+    return TrialConfig.model_validate(
+        config.model_dump() | {"role": "oracle", "fewshot": fewshot.model_dump(), "heldout": config.heldout}
+    )
+
+
 def evaluation_trials(
     spec: StudySpec, plans: list[DatasetPlan], tuned: dict[tuple[str, str], dict[str, float | int]]
 ) -> list[PlannedTrial]:
-    """Every dataset x method x split x seed, with the tuned values (``tuned[(dataset, method)]``)."""
+    """Every dataset x method x split x seed, with the tuned values (``tuned[(dataset, method)]``); with
+    the oracle enabled, every such trial is evaluated on the held-out half too and the oracle's methods
+    get an oracle trial each."""
+    heldout = (
+        HeldoutConfig(fraction=spec.oracle.fraction, seed=spec.oracle.seed) if spec.oracle_methods else None
+    )
     trials = []
     for plan in plans:
         for method in spec.methods:
@@ -178,5 +197,8 @@ def evaluation_trials(
                 digest = split_hash(split)
                 for seed in spec.seeds:
                     config = trial_config(spec, plan, method, split, seed, values, tuning=False)
+                    config = config.model_copy(update={"heldout": heldout})
                     trials.append(PlannedTrial(EVAL, config, digest, dict(found)))
+                    if method.label in spec.oracle_methods:
+                        trials.append(PlannedTrial(EVAL, oracle_config(config), digest, dict(found)))
     return trials

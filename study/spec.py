@@ -31,6 +31,7 @@ from tasks.config import (
     AdaptationConfig,
     DataConfig,
     DatasetOptions,
+    HeldoutConfig,
     MethodConfig,
     ModelConfig,
     TrainingConfig,
@@ -303,6 +304,18 @@ class FewShotSpec(AdaptationConfig):
     )
 
 
+class OracleSpec(HeldoutConfig):
+    """The shift-vs-difficulty control (docs/oracle.md): per method x split x seed, an oracle trial trains
+    the method on the training half (``fraction``, divided with ``seed``) of each test class's images, and
+    every evaluation trial is also evaluated on the held-out half. The division is ``HeldoutConfig``'s,
+    declared once in ``tasks.config``."""
+
+    enabled: bool = False
+    methods: list[str] | None = Field(
+        None, description="method labels to train an oracle for; None: every method of the study"
+    )
+
+
 class TuningSpec(_Strict):
     """Stage 1: per method and dataset, ``trials`` Optuna trials of ``epochs`` epochs each."""
 
@@ -352,6 +365,7 @@ class StudySpec(_Strict):
     fewshot: FewShotSpec = FewShotSpec()
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     tuning: TuningSpec = TuningSpec()
+    oracle: OracleSpec = OracleSpec()
     resources: Resources = Resources()
     concurrency: int | None = Field(None, ge=1, description="trials at once; None: as resources allow")
     max_failures: int = Field(1, ge=-1, description="retries of a failed trial (-1: forever)")
@@ -432,7 +446,21 @@ class StudySpec(_Strict):
             )
         if self.tuning.trials == 0 and any(m.search_space() for m in self.methods):
             raise ValueError("tuning.trials is 0, but some methods have search ranges; set trials >= 1")
+        self._check_oracle()
         return self
+
+    def _check_oracle(self) -> None:
+        labels = [m.label for m in self.methods]
+        for label in self.oracle.methods or []:
+            if label not in labels:
+                raise ValueError(f"oracle.methods: {closest(label, labels)}")
+
+    @property
+    def oracle_methods(self) -> list[str]:
+        """The method labels that get oracle trials (none unless ``oracle.enabled``)."""
+        if not self.oracle.enabled:
+            return []
+        return self.oracle.methods if self.oracle.methods is not None else [m.label for m in self.methods]
 
     def validation_metrics(self) -> list[str]:
         """What a trial records per epoch on its validation classes (``tasks.evaluate.retrieval_metrics``)."""

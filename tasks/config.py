@@ -152,6 +152,19 @@ class FewShotConfig(AdaptationConfig):
         return sorted(set(shots))
 
 
+class HeldoutConfig(_Strict):
+    """The held-out half of the test classes (``tasks.splits.heldout``): per test class, a seeded share of
+    its images for the oracle to train on, the rest held out; both roles are evaluated on the held-out half."""
+
+    fraction: float = Field(
+        0.5, gt=0, lt=1, description="share of each test class's images the oracle trains on"
+    )
+    seed: int = Field(0, description="seeds the division; the same for every trial seed and role")
+
+
+TrialRole = Literal["benchmark", "oracle"]
+
+
 class TrialConfig(_Strict):
     data: DataConfig
     model: ModelConfig = ModelConfig()
@@ -160,7 +173,31 @@ class TrialConfig(_Strict):
     fewshot: FewShotConfig = FewShotConfig()
     seed: int = 0
     evaluate_test: bool = Field(True, description="False for tuning trials: validation classes only")
+    role: TrialRole = Field(
+        "benchmark",
+        description="benchmark: train on the split's train classes; oracle: train on the training half of its "
+        "test classes (the shift-vs-difficulty control, docs/oracle.md)",
+    )
+    heldout: HeldoutConfig | None = Field(
+        None,
+        description="evaluate the selected model on the held-out half of the test classes too (subset "
+        "heldout); an oracle needs it. None: no held-out evaluation",
+    )
     # A trial's identity: tasks.identity.trial_identity (one function for `oodml trial` and studies).
+
+    @model_validator(mode="after")
+    def _oracle(self) -> TrialConfig:
+        if self.role == "oracle":
+            if self.heldout is None:
+                raise ValueError(
+                    "role oracle: set heldout (the oracle trains on the training half of the test classes)"
+                )
+            if not self.evaluate_test or self.fewshot.shots:
+                raise ValueError(
+                    "role oracle: it is evaluated on the held-out half only: set evaluate_test true "
+                    "and fewshot.shots []"
+                )
+        return self
 
 
 class ConfigError(ValueError):

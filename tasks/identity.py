@@ -2,7 +2,10 @@
 
 A trial's id hashes its resolved ``TrialConfig`` without the split file's location (a study folder can
 move), the hash of its split's content (``split_hash``) and the versions of the code that defines a
-trial's result. Equal ids mean interchangeable results: that is what makes a study's resume skip work,
+trial's result. The fields added for the oracle (``ADDED_FIELDS``) enter it only when they differ from
+their defaults, so trials that do not use it keep the ids of older study folders, while a benchmark and
+an oracle trial (or a trial with and without held-out evaluation) differ.
+Equal ids mean interchangeable results: that is what makes a study's resume skip work,
 and what lets a result of ``oodml trial`` be compared with a study's.
 """
 
@@ -35,10 +38,22 @@ def split_hash(split: Split) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+ADDED_FIELDS = ("role", "heldout")
+
+
+def _hashed_config(config: TrialConfig) -> dict:
+    dumped = config.model_dump(mode="json", exclude={"data": {"split_file"}})
+    fields = TrialConfig.model_fields
+    for name in ADDED_FIELDS:
+        if dumped[name] == fields[name].get_default(call_default_factory=True):
+            del dumped[name]
+    return dumped
+
+
 def trial_identity(config: TrialConfig, split_digest: str) -> str:
     """The trial id of ``config`` on a split whose ``split_hash`` is ``split_digest``."""
     payload = {
-        "config": config.model_dump(mode="json", exclude={"data": {"split_file"}}),
+        "config": _hashed_config(config),
         "split": split_digest,
         "code": code_versions(),
     }
@@ -88,4 +103,5 @@ def describe(config: TrialConfig, split: Split | None = None, trial_id: str | No
         seed=config.seed,
         epochs=config.training.epochs,
         protocol=config.training.protocol,
+        trial_role=config.role,
     )

@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 RECORD_VERSION = 2  # 1: the flat dict of slash-encoded keys (round 1); 2: this typed record
-SUBSETS = ("val", "test")
+# val, test: the split's validation and test classes; heldout: the held-out half of the test classes (the
+# oracle's comparison, tasks.splits.heldout).
+SUBSETS = ("val", "test", "heldout")
 KINDS = ("zeroshot", "fewshot")
 STATUSES = ("completed", "failed")
 # An identity field that is also a quantity (one plots results against it): it appears among the scalars.
@@ -53,6 +55,7 @@ class TrialIdentity:
     seed: int | None = None
     epochs: int | None = None  # trained for; 0 for a trial that does not train
     protocol: str | None = None
+    trial_role: str | None = "benchmark"  # or "oracle": trained on the test classes (docs/oracle.md)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class Measurement:
 
     Few-shot measurements (``shots > 0``) are means over episodes with the half-width of their 95%
     Student-t interval (``ci95``), the number of ``episodes`` scored, the test classes ``left_out_classes``
-    of the budget's episodes, the ``support`` kind and why a value is NaN (``nan_reason``)."""
+    of the budget's episodes, the ``support`` kind and why a value is NaN (``nan_reason``). Held-out
+    measurements count the test classes too small to divide in ``left_out_classes``."""
 
     subset: str
     metric: str
@@ -187,7 +191,9 @@ class TrialRecord:
         ``fewshot/2/fewshot/recall@1/ci95``, ``time/train_s``, ...), with the identity's quantities (FID,
         class counts): MLflow logs the numbers among them as metrics, ``oodml trial`` prints them."""
         out: dict[str, Any] = {
-            f.name: getattr(self.identity, f.name) for f in fields(self.identity) if f.metadata.get("quantity")
+            f.name: getattr(self.identity, f.name)
+            for f in fields(self.identity)
+            if f.metadata.get("quantity")
         }
         for m in self.measurements:
             out[m.name] = m.value
@@ -196,6 +202,8 @@ class TrialRecord:
                 budget = f"fewshot/{m.shots}"
                 for key in ("episodes", "left_out_classes", "support", "nan_reason"):
                     out[f"{budget}/{key}"] = getattr(m, key)
+            elif m.subset == "heldout":
+                out["heldout/left_out_classes"] = m.left_out_classes
         for name in ("selected_epoch", "resumed_from_epoch", "test_selected_epoch"):
             out[name] = getattr(self, name)
         out["test_selected/recall@1"] = self.test_selected_recall_at_1

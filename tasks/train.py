@@ -94,7 +94,17 @@ def evaluate_classes(
 ) -> dict[str, float]:
     """Retrieval metrics over all images of ``classes`` (query = each image, gallery = the others), computed
     on the trial's device (``tasks.evaluate``: same values on every device)."""
-    indices = images.indices_of(classes)
+    return evaluate_images(model, images, images.indices_of(classes), config, device)
+
+
+def evaluate_images(
+    model: EmbeddingModel,
+    images: LabelledImages,
+    indices: np.ndarray,
+    config: TrialConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """Retrieval metrics over ``images[indices]`` (query = each image, gallery = the others)."""
     embeddings = embed(
         model, images, indices, device, num_workers=config.data.num_workers, amp=config.training.amp
     )
@@ -109,7 +119,7 @@ def evaluates_test_curve(config: TrialConfig, epoch: int) -> bool:
     (it selects on them); else, with ``record_test_curve``, every ``test_curve_every`` epochs (None:
     ``ceil(epochs / 20)``, about 20 points) and always the last epoch."""
     tc = config.training
-    if not config.evaluate_test:
+    if not config.evaluate_test or config.role == "oracle":  # an oracle trains on the test classes
         return False
     if tc.protocol == "paper":
         return True
@@ -185,6 +195,12 @@ def training_classes(config: TrialConfig, split: Split) -> list[str]:
 def selection_subset(config: TrialConfig) -> str:
     """The classes the epoch is selected on: ``val`` (protocol ``validated``) or ``test`` (``paper``)."""
     return "test" if config.training.protocol == "paper" else "val"
+
+
+def selects_last_epoch(config: TrialConfig) -> bool:
+    """An oracle keeps its last epoch: its classes are the test classes, so no classes are left to
+    validate on, and selecting on its held-out half would choose on its own evaluation (docs/oracle.md)."""
+    return config.role == "oracle"
 
 
 def selection_score(record: dict[str, float], config: TrialConfig) -> float:
@@ -344,14 +360,17 @@ def train_model(
             "train/loss": losses.double().mean().item(),
             "lr": optimizer.param_groups[0]["lr"],
         }
-        if tc.protocol == "validated":
-            val = evaluate_classes(model, images, split.split_val, config, device)
-            record.update({f"val/{k}": v for k, v in val.items()})
-        if evaluates_test_curve(config, epoch):
-            test = evaluate_classes(model, images, split.test, config, device)
-            record.update({f"test/{k}": v for k, v in test.items()})
-        score = selection_score(record, config)
-        record[f"{selection_subset(config)}/selection_score"] = score
+        if selects_last_epoch(config):
+            score = float(epoch)
+        else:
+            if tc.protocol == "validated":
+                val = evaluate_classes(model, images, split.split_val, config, device)
+                record.update({f"val/{k}": v for k, v in val.items()})
+            if evaluates_test_curve(config, epoch):
+                test = evaluate_classes(model, images, split.test, config, device)
+                record.update({f"test/{k}": v for k, v in test.items()})
+            score = selection_score(record, config)
+            record[f"{selection_subset(config)}/selection_score"] = score
         if score > result.best_score:
             result.best_score, result.selected_epoch = score, epoch
             save_checkpoint({"model": model.state_dict(), "epoch": epoch}, workdir / BEST_WEIGHTS)
@@ -407,7 +426,7 @@ def _untrained(
     written (its weights are the backbone's published ones and the method's initial head), and its
     validation metrics (protocol ``validated``) stand where the selected epoch's would."""
     record: dict = {"epoch": UNTRAINED_EPOCH}
-    if config.training.protocol == "validated":
+    if config.training.protocol == "validated" and not selects_last_epoch(config):
         val = evaluate_classes(model, images, split.split_val, config, device)
         record.update({f"val/{k}": v for k, v in val.items()})
         record["val/selection_score"] = selection_score(record, config)

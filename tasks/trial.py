@@ -1,7 +1,8 @@
 """One trial, end to end: the entry point the study runner schedules (plain PyTorch, no Ray, no MLflow).
 
 ``run_trial(config, workdir)`` trains on one split, selects on validation classes, evaluates the test
-classes zero-shot and with few-shot adaptation, writes its checkpoints to ``workdir`` and returns its
+classes zero-shot and with few-shot adaptation (and, where the config asks, the held-out half of the test
+classes), writes its checkpoints to ``workdir`` and returns its
 ``TrialRecord`` (``tasks.record``): identity (computed before the trial runs, ``tasks.identity``),
 hyperparameters, per-epoch curves, selected epoch, the measurements per subset, budget and kind,
 timings, environment and checkpoint.
@@ -9,6 +10,9 @@ timings, environment and checkpoint.
 A trial that does not train (``training.epochs: 0``, or the ``frozen`` method) records ``epochs`` 0,
 ``selected_epoch`` -1 (the model as built), no curves and no checkpoint (``checkpoint`` None: its weights
 are the backbone's published ones), and the untrained model's val/test/few-shot metrics.
+
+An oracle trial (``role: oracle``, docs/oracle.md) trains on the training half of the test classes, keeps
+its last epoch and records held-out measurements only: no val, test or few-shot ones.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from tasks.config import TrialConfig
 from tasks.data import build_dataset
 from tasks.fewshot import evaluate_fewshot
 from tasks.identity import config_split, describe
+from tasks.oracle import divide_test_classes, indices_of_ids, oracle_training_set
 from tasks.record import Curves, Environment, Measurement, Timings, TrialRecord
 from tasks.splits.check import class_sizes, unknown_classes
 from tasks.splits.files import Split
-from tasks.train import BEST_WEIGHTS, evaluate_classes, resolve_device, train_model
+from tasks.train import BEST_WEIGHTS, evaluate_classes, evaluate_images, resolve_device, train_model
 
 
 def versions() -> dict[str, str]:
@@ -84,26 +89,44 @@ def run_trial(
     split = config_split(config)
     identity = describe(config, split)  # the trial id is known before the trial runs
     _check_split(split, images, config.data.split_file)
+    division = divide_test_classes(images, split, config.heldout) if config.heldout else None
 
-    trained = train_model(config, images, split, workdir, on_epoch=on_epoch, progress=progress)
+    if config.role == "oracle":  # trains on the training halves of the test classes (docs/oracle.md)
+        trained = train_model(
+            config,
+            *oracle_training_set(images, split, division),
+            workdir,
+            on_epoch=on_epoch,
+            progress=progress,
+        )
+    else:
+        trained = train_model(config, images, split, workdir, on_epoch=on_epoch, progress=progress)
     device = resolve_device(config.training.device)
     curves = Curves.from_history(trained.history)
     selected = trained.selected_record()
     measurements = _zeroshot("val", {k[4:]: v for k, v in selected.items() if k.startswith("val/")})
-    oracle: dict = {}
+    test_selected: dict = {}
     evaluated = time.perf_counter()
-    if config.evaluate_test:
+    if config.evaluate_test and config.role == "benchmark":
         measurements += _zeroshot("test", evaluate_classes(trained.model, images, split.test, config, device))
         test_curve = curves.values.get("test/recall@1")
         scored = [i for i, value in enumerate(test_curve or ()) if value is not None]  # test_curve_every
         if scored:  # what selecting on test would pick among the evaluated epochs (recorded, never used)
             best = max(scored, key=lambda i: test_curve[i])
-            oracle = {
+            test_selected = {
                 "test_selected_epoch": curves.epochs[best],
                 "test_selected_recall_at_1": test_curve[best],
             }
+    if config.evaluate_test and division is not None:
+        heldout = evaluate_images(
+            trained.model, images, indices_of_ids(images, division.heldout), config, device
+        )
+        left_out = len(division.left_out)
+        measurements += [
+            Measurement("heldout", k, float(v), left_out_classes=left_out) for k, v in heldout.items()
+        ]
     fewshot_started = time.perf_counter()
-    if config.evaluate_test:
+    if config.evaluate_test and config.role == "benchmark":
         measurements += fewshot_measurements(evaluate_fewshot(trained.model, images, split, config, device))
     finished = time.perf_counter()
     return TrialRecord(
@@ -116,7 +139,7 @@ def run_trial(
         curves=curves,
         selected_epoch=trained.selected_epoch,
         resumed_from_epoch=trained.resumed_from_epoch,
-        **oracle,
+        **test_selected,
         timings=Timings(
             train_s=trained.train_seconds,
             test_eval_s=fewshot_started - evaluated,

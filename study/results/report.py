@@ -20,6 +20,7 @@ from study.results.aggregate import (
 )
 from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison, compare
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
+from study.results.oracle import oracle_lines
 from study.results.schema import SCHEMA
 from study.results.store import leftover_temporary_files, read_folder
 
@@ -80,6 +81,7 @@ def format_summary(study_dir: str | Path, metric: str = "recall@1", shift: str =
             "gain_ci95",
         ]
         lines.append(_text(gain.select(columns)))
+    lines += oracle_lines(table, metric)
     return "\n".join(lines)
 
 

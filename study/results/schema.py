@@ -46,6 +46,7 @@ IDENTITY_FIELDS = [
     pa.field("seed", pa.int64()),
     pa.field("epochs", pa.int32()),
     pa.field("protocol", pa.string()),
+    pa.field("trial_role", pa.string()),  # benchmark or oracle (docs/oracle.md); null: benchmark
     pa.field("hyperparameters", pa.string()),
     pa.field("tuned_hyperparameters", pa.string()),
 ]

@@ -29,8 +29,18 @@ SPLITS = [
 METHODS = {"multisimilarity": (0.66, 0.0062), "margin": (0.62, 0.0040), "triplet": (0.665, 0.0078)}
 RUNNING_TRIAL = "f00dfeedf00dfeed"
 # What the dashboard of ``make_study``'s folder holds.
-SECTIONS = ["degradation", "ranking", "compare", "fewshot", "splits", "shift", "projection", "status"]
-FIGURES = {f"{name}_{DATASET}.png" for name in SECTIONS[:-1]} | {"status.png"}
+SECTIONS = [
+    "degradation",
+    "ranking",
+    "compare",
+    "fewshot",
+    "oracle",
+    "splits",
+    "shift",
+    "projection",
+    "status",
+]
+FIGURES = {f"{name}_{DATASET}.png" for name in SECTIONS[:-1] if name != "oracle"} | {"status.png"}
 
 
 def trial_record(method: str, split: tuple, seed: int, shots: tuple[int, ...]) -> TrialRecord:

@@ -1,0 +1,208 @@
+"""The oracle (shift-vs-difficulty control) on the study side (docs/oracle.md): spec validation, expansion,
+the decomposition against a hand computation, aggregations that ignore oracle rows, and one real study
+whose oracle rows reach the results, MLflow and the dashboard."""
+
+from __future__ import annotations
+
+import copy
+
+import pyarrow as pa
+import pytest
+
+from study.expand import DatasetPlan, evaluation_trials
+from study.results import auc_summary, degradation_curves, fewshot_gain, ranking
+from study.results.oracle import shift_decomposition
+from study.results.schema import trial_rows
+from study.spec import load_spec
+from tasks.config import HeldoutConfig
+from tasks.record import Measurement, TrialIdentity, TrialRecord
+from tasks.splits.files import SplitFile, write_json
+from tests.study.test_spec import BASE, _split, spec_error
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"oracle": {"enabled": True, "methods": ["triplett"]}},
+            r"oracle.methods: unknown name 'triplett'; did you mean 'triplet'",
+        ),
+        ({"oracle": {"fraction": 1.0}}, r"oracle.fraction: .*less than 1"),
+    ],
+)
+def test_bad_oracle_settings_name_the_field(overrides: dict, message: str) -> None:
+    import re
+
+    assert re.search(message, spec_error(overrides))
+
+
+def _plans(spec, tmp_path) -> list[DatasetPlan]:
+    path = write_json(SplitFile(splits=[_split(1, "0"), _split(2, "R3")]), tmp_path / "splits.json")
+    return [DatasetPlan.load(entry, path, spec) for entry in spec.datasets]
+
+
+def test_expansion_adds_oracles_and_heldout_evaluation(tmp_path) -> None:
+    spec = load_spec(copy.deepcopy(BASE), {"oracle": {"enabled": True, "methods": ["triplet"]}})
+    trials = evaluation_trials(spec, _plans(spec, tmp_path), {})
+    benchmark = [t for t in trials if t.config.role == "benchmark"]
+    oracles = [t for t in trials if t.config.role == "oracle"]
+    assert len(benchmark) == 2 * 2 * 2  # methods x splits x seeds, as without the oracle
+    assert len(oracles) == 1 * 2 * 2 and {t.config.method.name for t in oracles} == {"triplet"}
+    assert len({t.trial_id for t in trials}) == len(trials) and all("/oracle/" in t.label for t in oracles)
+    assert {t.config.heldout for t in trials} == {HeldoutConfig(fraction=0.5, seed=0)}  # one division
+    assert all(not t.config.fewshot.shots for t in oracles)
+    plain = evaluation_trials(load_spec(copy.deepcopy(BASE)), _plans(spec, tmp_path), {})
+    assert all(t.config.heldout is None for t in plain) and len(plain) == len(benchmark)
+
+
+METHOD_HELDOUT = {  # (method, split) -> held-out Recall@1 per seed; the oracle's below
+    ("m", 0): [0.80, 0.82],
+    ("m", 1): [0.70, 0.74],
+    ("m", 2): [0.50, 0.52],
+    ("n", 0): [0.60, 0.60],
+    ("n", 1): [0.60, 0.60],
+    ("n", 2): [0.55, 0.57],
+}
+ORACLE_HELDOUT = {
+    ("m", 0): [0.90, 0.92],
+    ("m", 1): [0.88, 0.86],
+    ("m", 2): [0.80, 0.78],
+    ("n", 0): [0.70, 0.72],
+    ("n", 1): [0.71, 0.69],
+    ("n", 2): [0.66, 0.66],
+}
+FIDS = {0: 30.0, 1: 10.0, 2: 50.0}  # split 1 is the easiest
+
+
+def _record(method: str, split: int, seed: int, role: str, value: float) -> TrialRecord:
+    measurements = [Measurement("heldout", "recall@1", value, left_out_classes=1)]
+    if role == "benchmark":
+        measurements += [
+            Measurement("test", "recall@1", value - 0.05),
+            Measurement("test", "recall@1", value - 0.1, 2, "fewshot", 0.01, 2),
+            Measurement("test", "recall@1", value - 0.15, 2, "zeroshot", 0.01, 2),
+        ]
+    identity = TrialIdentity(
+        trial_id=f"{method}-{split}-{seed}-{role}",
+        dataset="d",
+        split_id=split,
+        split_key=f"k{split}",
+        fid=FIDS[split],
+        num_test_classes=20,
+        method=method,
+        backbone="b",
+        seed=seed,
+        trial_role=role,
+    )
+    return TrialRecord(identity=identity, measurements=tuple(measurements))
+
+
+def _table(roles=("benchmark", "oracle")) -> pa.Table:
+    values = {"benchmark": METHOD_HELDOUT, "oracle": ORACLE_HELDOUT}
+    rows = [
+        trial_rows(_record(m, j, seed, role, values[role][m, j][seed]), stage="eval", study="s")
+        for role in roles
+        for (m, j) in METHOD_HELDOUT
+        for seed in (0, 1)
+    ]
+    return pa.concat_tables(rows)
+
+
+def test_decomposition_against_a_hand_computation() -> None:
+    out = {(r["method"], r["split_id"]): r for r in shift_decomposition(_table()).to_pylist()}
+    assert set(out) == set(METHOD_HELDOUT)
+    for method in ("m", "n"):
+        mean = {j: sum(METHOD_HELDOUT[method, j]) / 2 for j in FIDS}
+        oracle = {j: sum(ORACLE_HELDOUT[method, j]) / 2 for j in FIDS}
+        e = 1  # the lowest FID
+        for j in FIDS:
+            row = out[method, j]
+            gap_j, gap_e = oracle[j] - mean[j], oracle[e] - mean[e]
+            assert row["easiest_split_key"] == "k1"
+            assert row["method_value"] == pytest.approx(mean[j]) and row["oracle_value"] == pytest.approx(
+                oracle[j]
+            )
+            assert row["gap"] == pytest.approx(gap_j)
+            assert row["drop"] == pytest.approx(mean[e] - mean[j])
+            assert row["difficulty"] == pytest.approx(oracle[e] - oracle[j])
+            assert row["shift"] == pytest.approx(gap_j - gap_e)
+            assert row["drop"] == pytest.approx(row["difficulty"] + row["shift"])
+            if mean[e] == mean[j]:
+                assert row["shift_share"] != row["shift_share"]  # NaN: no drop to divide
+            else:
+                assert row["shift_share"] == pytest.approx((gap_j - gap_e) / (mean[e] - mean[j]))
+            assert row["n_seeds"] == row["n_oracle_seeds"] == 2 and row["left_out_classes"] == 1
+    assert shift_decomposition(_table(("benchmark",))).num_rows == 0  # no oracle: no decomposition
+
+
+def test_aggregations_ignore_oracle_rows() -> None:
+    with_oracle, without = _table(), _table(("benchmark",))
+    for aggregate in (degradation_curves, auc_summary, ranking, fewshot_gain):
+        assert aggregate(with_oracle).to_pandas().equals(aggregate(without).to_pandas())  # NaN == NaN
+    assert set(degradation_curves(with_oracle)["method"].to_pylist()) == {"m", "n"}
+    curves = {(r["method"], r["split_id"]): r["mean"] for r in degradation_curves(with_oracle).to_pylist()}
+    assert curves["m", 0] == pytest.approx(0.81 - 0.05)  # the test rows, not the held-out ones
+
+
+def test_older_rows_without_a_role_read_as_benchmark() -> None:
+    table = _table()
+    older = table.set_column(
+        table.schema.get_field_index("trial_role"),
+        "trial_role",
+        pa.array([None if r == "benchmark" else r for r in table["trial_role"].to_pylist()], pa.string()),
+    )
+    assert shift_decomposition(older).to_pandas().equals(shift_decomposition(table).to_pandas())
+
+
+@pytest.mark.slow
+def test_oracle_rows_reach_results_mlflow_and_dashboard(ray_local, tmp_path, tiny_spec):
+    """The tiny study with one method, no tuning and the oracle on."""
+    from mlflow import MlflowClient
+
+    from study.api import run
+    from study.results.report import format_summary
+
+    raw = tiny_spec(tmp_path / "oracle")
+    raw |= {"methods": [{"name": "triplet"}], "tuning": {"trials": 0}, "oracle": {"enabled": True}}
+    raw["fewshot"] = {"budgets": [0]}
+    result = run(raw, echo=lambda line: None)
+    assert result.outcome.ok and result.outcome.planned == 2 * 2  # 2 splits x (benchmark + oracle)
+
+    rows = result.table.to_pylist()
+    oracle = [r for r in rows if r["trial_role"] == "oracle"]
+    assert {r["subset"] for r in oracle} == {"heldout"} and len({r["trial_id"] for r in oracle}) == 2
+    benchmark = [r for r in rows if r["trial_role"] == "benchmark"]
+    assert {r["subset"] for r in benchmark} == {"val", "test", "heldout"}
+    parts = shift_decomposition(result.table).to_pylist()
+    assert {(r["dataset"], r["split_key"]) for r in parts} == {(r["dataset"], r["split_key"]) for r in oracle}
+    assert all(r["drop"] == pytest.approx(r["difficulty"] + r["shift"]) for r in parts)
+    assert set(result.degradation_curves()["method"].to_pylist()) == {"triplet"}  # benchmark rows only
+    summary = format_summary(result.study_dir)
+    assert "Shift vs difficulty" in summary
+
+    client = MlflowClient(result.tracking_uri)
+    children = client.search_runs(
+        [client.get_run(result.parent_run_id).info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'",
+    )
+    roles = sorted(r.data.tags["oodml.trial_role"] for r in children)
+    assert roles == ["benchmark"] * 2 + ["oracle"] * 2
+    for child in children:
+        assert "heldout/recall_at_1" in child.data.metrics  # MLflow keys spell @ as _at_
+
+    page = (result.study_dir / "dashboard" / "index.html").read_text()
+    assert '<section id="oracle">' in page and "shift share" in page
+    assert "Dashed: each method" in page  # the degradation figure draws them
+    assert "could not be drawn" not in page
+
+
+def test_the_docs_example_is_a_valid_spec() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "oracle.md").read_text()
+    [oracle] = (yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S))
+    spec = load_spec({**copy.deepcopy(BASE), **oracle})
+    assert spec.oracle_methods == ["multisimilarity", "triplet"]

@@ -1,0 +1,132 @@
+"""The shift-vs-difficulty control on the trial side (docs/oracle.md): the held-out division of the test
+classes, the oracle's training set, identities of the two roles, and oracle / held-out measurements of
+real trials."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from tasks.config import TrialConfig
+from tasks.identity import trial_identity
+from tasks.oracle import divide_test_classes, oracle_training_set
+from tasks.record import Measurement
+from tasks.splits.files import read_split_file
+from tasks.splits.heldout import MIN_HALF, heldout_division, training_size
+from tasks.trial import run_trial
+
+
+def _classes(sizes: dict[str, int]) -> dict[str, list[str]]:
+    return {c: [f"{c}/{k:02d}.png" for k in range(n)] for c, n in sizes.items()}
+
+
+SIZES = {"a": 26, "b": 9, "c": 4, "d": 3, "e": 1, "f": 5, "g": 0}
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.3, 0.9, 0.05])
+def test_halves_divide_each_kept_class_and_small_ones_are_counted(fraction: float) -> None:
+    images = _classes(SIZES)
+    division = heldout_division(images, list(SIZES), fraction, seed=3)
+    assert division.left_out == ["d", "e", "g"]  # fewer than 2 + 2 images
+    assert division.classes == ["a", "b", "c", "f"]
+    for name in division.classes:
+        train, held = set(division.train[name]), set(division.heldout[name])
+        assert not train & held and train | held == set(images[name])  # disjoint, the union is the class
+        assert len(train) >= MIN_HALF and len(held) >= MIN_HALF  # every held-out query has a positive
+        expected = min(max(int(np.floor(fraction * len(images[name]) + 0.5)), 2), len(images[name]) - 2)
+        assert len(train) == expected == training_size(len(images[name]), fraction)
+
+
+def test_halves_are_seeded_per_class() -> None:
+    images = _classes(SIZES)
+    first = heldout_division(images, list(SIZES), 0.5, seed=0)
+    assert first == heldout_division(images, list(reversed(SIZES)), 0.5, seed=0)  # order does not matter
+    alone = heldout_division(images, ["a"], 0.5, seed=0)  # a class divides the same way in every split
+    assert alone.train["a"] == first.train["a"]
+    other = heldout_division(images, list(SIZES), 0.5, seed=1)
+    assert other.train["a"] != first.train["a"]
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        heldout_division(images, ["a"], 1.0, seed=0)
+
+
+def _config(bench, **changes) -> TrialConfig:
+    raw = {
+        "data": {
+            "dataset": "glyphs",
+            "root": bench["root"],
+            "options": bench["options"],
+            "split_file": bench["split_file"],
+            "split": "0",
+        },
+        "model": {"backbone": "glyph_cnn", "embedding_dim": 32, "pretrained": False},
+        "method": {"name": "multisimilarity"},
+        "training": {
+            "epochs": 2,
+            "batch_size": 32,
+            "samples_per_class": 4,
+            "iterations_per_epoch": 3,
+            "lr": 2e-3,
+            "with_nmi": False,
+        },
+        "seed": 0,
+    }
+    return TrialConfig.model_validate(raw | changes)
+
+
+def test_the_oracle_trains_on_the_training_halves(glyph_benchmark) -> None:
+    images = glyph_benchmark["images"]
+    split = read_split_file(glyph_benchmark["split_file"]).split("0")
+    config = _config(glyph_benchmark, heldout={"fraction": 0.5, "seed": 0})
+    division = divide_test_classes(images, split, config.heldout)
+    subset, oracle = oracle_training_set(images, split, division)
+    assert set(subset.image_ids) == {i for ids in division.train.values() for i in ids}
+    assert oracle.split_train == oracle.train == sorted(split.test) and not oracle.split_val
+    parent = {image_id: k for k, image_id in enumerate(images.image_ids)}
+    for k in (0, len(subset) // 2, len(subset) - 1):  # the same pixels and label as in the dataset
+        j = parent[subset.image_ids[k]]
+        assert subset.labels[k] == images.labels[j]
+        assert np.array_equal(np.asarray(subset.load(k)), np.asarray(images.load(j)))
+
+
+def test_roles_and_settings_enter_the_trial_id(glyph_benchmark) -> None:
+    plain = _config(glyph_benchmark)
+    assert trial_identity(plain, "s") == trial_identity(_config(glyph_benchmark, role="benchmark"), "s")
+    heldout = {"fraction": 0.5, "seed": 0}
+    ids = {
+        trial_identity(c, "s")
+        for c in (
+            plain,
+            _config(glyph_benchmark, heldout=heldout),
+            _config(glyph_benchmark, heldout=heldout, role="oracle"),
+            _config(glyph_benchmark, heldout=heldout | {"seed": 1}, role="oracle"),
+        )
+    }
+    assert len(ids) == 4
+
+
+def test_an_oracle_needs_its_halves_and_nothing_else() -> None:
+    data = {"dataset": "glyphs", "split_file": "/s.json", "split": "0"}
+    base = {"data": data, "method": {"name": "triplet"}, "role": "oracle"}
+    with pytest.raises(ValidationError, match="role oracle: set heldout"):
+        TrialConfig.model_validate(base)
+    with pytest.raises(ValidationError, match="held-out half only"):
+        TrialConfig.model_validate(base | {"heldout": {}, "fewshot": {"shots": [2]}})
+    assert Measurement("heldout", "recall@1", 0.5).name == "heldout/recall@1"
+
+
+@pytest.mark.slow
+def test_oracle_and_benchmark_trials_measure_the_same_heldout_images(glyph_benchmark, tmp_path) -> None:
+    heldout = {"fraction": 0.5, "seed": 0}
+    record = run_trial(_config(glyph_benchmark, heldout=heldout), tmp_path / "benchmark")
+    assert record.identity.trial_role == "benchmark"
+    held = [m for m in record.measurements if m.subset == "heldout"]
+    assert held and all(m.left_out_classes == 0 for m in held)  # 8 images per class: all kept
+
+    oracle = run_trial(_config(glyph_benchmark, heldout=heldout, role="oracle"), tmp_path / "oracle")
+    assert oracle.identity.trial_role == "oracle" and oracle.trial_id != record.trial_id
+    assert {m.subset for m in oracle.measurements} == {"heldout"}  # no test, val or few-shot rows
+    assert {m.metric for m in oracle.measurements} == {m.metric for m in held}
+    assert oracle.selected_epoch == 1  # its last epoch
+    assert 0 <= oracle.measurement("heldout", "recall@1") <= 1
+    assert oracle.scalars()["heldout/left_out_classes"] == 0
