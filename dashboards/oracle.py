@@ -1,7 +1,8 @@
-"""Shift vs difficulty: a table (docs/oracle.md).
+"""Shift vs difficulty, and cross-dataset evaluation: two tables (docs/oracle.md).
 
-It divides each method's drop in held-out Recall@1 from the easiest split into the part its oracle also
-shows (the test classes are harder) and the rest (shift).
+The first divides each method's drop in held-out Recall@1 from the easiest split into the part its oracle
+also shows (the test classes are harder) and the rest (shift); the second lists what models trained on
+one dataset score on another dataset's test classes, beside their own test value.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import pandas as pd
 import pyarrow as pa
 
 from dashboards.page import Block, Note, Table
-from dashboards.plotting import METRICS
-from study.results.oracle import shift_decomposition
+from dashboards.plotting import METRICS, with_ci
+from study.results.oracle import cross_dataset, shift_decomposition
 
 PRIMARY = "recall@1"
 
 
 def oracle_blocks(table: pa.Table, out: Path) -> list[Block]:
-    """The decomposition table, or a note saying the study ran no oracle."""
+    """The decomposition and cross-dataset tables, or a note saying the study ran neither."""
     label = METRICS[PRIMARY]
     blocks: list[Block] = []
     parts = shift_decomposition(table, PRIMARY).to_pandas()
@@ -32,8 +33,22 @@ def oracle_blocks(table: pa.Table, out: Path) -> list[Block]:
                 "method); means over seeds, on the held-out half of the test classes.",
             )
         )
+    cross = cross_dataset(table, PRIMARY).to_pandas()
+    if not cross.empty:
+        blocks.append(
+            Table(
+                cross_table(cross),
+                f"{label} of models trained on a dataset's split, on another dataset's test classes "
+                "(its default split), beside their own test value; mean ± 95% CI over seeds.",
+            )
+        )
     if not blocks:
-        blocks.append(Note("This study ran no oracle (oracle.enabled: docs/oracle.md)."))
+        blocks.append(
+            Note(
+                "This study ran no oracle and no cross-dataset evaluation (oracle.enabled, "
+                "datasets[].evaluate_on: docs/oracle.md)."
+            )
+        )
     return blocks
 
 
@@ -55,5 +70,20 @@ def decomposition_table(parts: pd.DataFrame) -> pd.DataFrame:
             "shift": parts["shift"].map("{:+.3f}".format),
             "shift share": parts["shift_share"].map(share),
             "seeds": parts["n_seeds"],
+        }
+    )
+
+
+def cross_table(cross: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "trained on": cross["dataset"],
+            "method": cross["method"],
+            "split": cross["split_key"],
+            "FID": cross["fid"].map("{:.1f}".format),
+            "evaluated on": cross["eval_dataset"],
+            "value": [with_ci(v, c) for v, c in zip(cross["mean"], cross["ci95"], strict=True)],
+            "own test": cross["own_test"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
+            "seeds": cross["n_seeds"],
         }
     )

@@ -37,7 +37,7 @@ RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] 
     ("ranking", "AUC ranking", ranking_blocks),
     ("compare", "Paired comparisons", compare_blocks),
     ("fewshot", "Few-shot gain", fewshot_blocks),
-    ("oracle", "Shift vs difficulty", oracle_blocks),
+    ("oracle", "Shift vs difficulty, cross-dataset", oracle_blocks),
     ("splits", "Splits", splits_blocks),
     ("shift", "Shift measures beyond FID", shift_blocks),
 ]

@@ -170,12 +170,27 @@ def with_hyperparameters(base: PlannedTrial, values: dict[str, float | int]) -> 
     )
 
 
+def cross_data(plan: DatasetPlan) -> DataConfig:
+    """What a trial trained on another dataset reads to evaluate on ``plan``'s dataset: its default split
+    (``default_split``), whose test classes it is evaluated on (docs/oracle.md)."""
+    entry = plan.entry
+    return DataConfig(
+        dataset=entry.dataset,
+        root=entry.root,
+        options=entry.loader_options(),
+        num_workers=entry.num_workers,
+        split_file=str(plan.split_file),
+        split=plan.default.key,
+    )
+
+
 def oracle_config(config: TrialConfig) -> TrialConfig:
     """The oracle of an evaluation trial's config: the same method, split, seed and schedule, trained on
     the training half of the test classes and evaluated on the held-out half only (docs/oracle.md)."""
     fewshot = config.fewshot.model_copy(update={"shots": []})
     return TrialConfig.model_validate(
-        config.model_dump() | {"role": "oracle", "fewshot": fewshot.model_dump(), "heldout": config.heldout}
+        config.model_dump()
+        | {"role": "oracle", "fewshot": fewshot.model_dump(), "evaluate_on": [], "heldout": config.heldout}
     )
 
 
@@ -184,12 +199,14 @@ def evaluation_trials(
 ) -> list[PlannedTrial]:
     """Every dataset x method x split x seed, with the tuned values (``tuned[(dataset, method)]``); with
     the oracle enabled, every such trial is evaluated on the held-out half too and the oracle's methods
-    get an oracle trial each."""
+    get an oracle trial each; each dataset's ``evaluate_on`` entries are evaluated by its trials."""
+    by_name = {plan.entry.name: plan for plan in plans}
     heldout = (
         HeldoutConfig(fraction=spec.oracle.fraction, seed=spec.oracle.seed) if spec.oracle_methods else None
     )
     trials = []
     for plan in plans:
+        others = [cross_data(by_name[name]) for name in plan.entry.evaluate_on]
         for method in spec.methods:
             found = tuned.get((plan.entry.name, method.label), {})
             values = {**method.hyperparameters, **found}
@@ -197,7 +214,7 @@ def evaluation_trials(
                 digest = split_hash(split)
                 for seed in spec.seeds:
                     config = trial_config(spec, plan, method, split, seed, values, tuning=False)
-                    config = config.model_copy(update={"heldout": heldout})
+                    config = config.model_copy(update={"heldout": heldout, "evaluate_on": others})
                     trials.append(PlannedTrial(EVAL, config, digest, dict(found)))
                     if method.label in spec.oracle_methods:
                         trials.append(PlannedTrial(EVAL, oracle_config(config), digest, dict(found)))

@@ -97,6 +97,11 @@ class DatasetEntry(_Strict):
     splits: SplitOptions | None = Field(None, description="options to build the split file; None: defaults")
     evaluate: list[str] | None = Field(None, description="split keys to evaluate; None: every split")
     default_split: str = Field("0", description="split key whose train/val division the tuning uses")
+    evaluate_on: list[str] = Field(
+        default_factory=list,
+        description="other entries of this study whose default split's test classes every model trained on "
+        "this dataset is evaluated on too (cross-dataset rows, subset cross; docs/oracle.md)",
+    )
 
     @field_validator("kind")
     @classmethod
@@ -446,14 +451,26 @@ class StudySpec(_Strict):
             )
         if self.tuning.trials == 0 and any(m.search_space() for m in self.methods):
             raise ValueError("tuning.trials is 0, but some methods have search ranges; set trials >= 1")
-        self._check_oracle()
+        self._check_oracle_and_cross()
         return self
 
-    def _check_oracle(self) -> None:
+    def _check_oracle_and_cross(self) -> None:
         labels = [m.label for m in self.methods]
         for label in self.oracle.methods or []:
             if label not in labels:
                 raise ValueError(f"oracle.methods: {closest(label, labels)}")
+        names = [d.name for d in self.datasets]
+        for i, d in enumerate(self.datasets):
+            for other in d.evaluate_on:
+                if other == d.name:
+                    raise ValueError(
+                        f"datasets.{i}.evaluate_on: {other!r} is this entry itself; its own test classes are "
+                        "always evaluated: name other entries"
+                    )
+                if other not in names:
+                    raise ValueError(f"datasets.{i}.evaluate_on: entry {closest(other, names)}")
+            if len(set(d.evaluate_on)) != len(d.evaluate_on):
+                raise ValueError(f"datasets.{i}.evaluate_on: duplicate entries in {d.evaluate_on}")
 
     @property
     def oracle_methods(self) -> list[str]:

@@ -183,6 +183,11 @@ class TrialConfig(_Strict):
         description="evaluate the selected model on the held-out half of the test classes too (subset "
         "heldout); an oracle needs it. None: no held-out evaluation",
     )
+    evaluate_on: list[DataConfig] = Field(
+        default_factory=list,
+        description="other datasets whose split's test classes the selected model is evaluated on too "
+        "(subset cross), through this trial's evaluation transform",
+    )
     # A trial's identity: tasks.identity.trial_identity (one function for `oodml trial` and studies).
 
     @model_validator(mode="after")
@@ -192,10 +197,10 @@ class TrialConfig(_Strict):
                 raise ValueError(
                     "role oracle: set heldout (the oracle trains on the training half of the test classes)"
                 )
-            if not self.evaluate_test or self.fewshot.shots:
+            if not self.evaluate_test or self.fewshot.shots or self.evaluate_on:
                 raise ValueError(
-                    "role oracle: it is evaluated on the held-out half only: set evaluate_test true "
-                    "and fewshot.shots []"
+                    "role oracle: it is evaluated on the held-out half only: set evaluate_test true, "
+                    "fewshot.shots [] and evaluate_on []"
                 )
         return self
 

@@ -1,10 +1,11 @@
 """One trial identity, computed before the trial runs, for ``oodml trial`` and for studies alike.
 
-A trial's id hashes its resolved ``TrialConfig`` without the split file's location (a study folder can
+A trial's id hashes its resolved ``TrialConfig`` without the split files' locations (a study folder can
 move), the hash of its split's content (``split_hash``) and the versions of the code that defines a
-trial's result. The fields added for the oracle (``ADDED_FIELDS``) enter it only when they differ from
-their defaults, so trials that do not use it keep the ids of older study folders, while a benchmark and
-an oracle trial (or a trial with and without held-out evaluation) differ.
+trial's result. The fields added for the oracle and cross-dataset evaluation (``ADDED_FIELDS``) enter it
+only when they differ from their defaults, so trials that use neither keep the ids of older study
+folders, while a benchmark and an oracle trial (or a trial with and without held-out evaluation) differ.
+A cross-dataset entry enters by its dataset, options and split key, not by its split file's content.
 Equal ids mean interchangeable results: that is what makes a study's resume skip work,
 and what lets a result of ``oodml trial`` be compared with a study's.
 """
@@ -38,11 +39,13 @@ def split_hash(split: Split) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-ADDED_FIELDS = ("role", "heldout")
+ADDED_FIELDS = ("role", "heldout", "evaluate_on")
 
 
 def _hashed_config(config: TrialConfig) -> dict:
-    dumped = config.model_dump(mode="json", exclude={"data": {"split_file"}})
+    dumped = config.model_dump(
+        mode="json", exclude={"data": {"split_file"}, "evaluate_on": {"__all__": {"split_file"}}}
+    )
     fields = TrialConfig.model_fields
     for name in ADDED_FIELDS:
         if dumped[name] == fields[name].get_default(call_default_factory=True):

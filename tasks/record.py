@@ -21,8 +21,8 @@ from typing import Any
 
 RECORD_VERSION = 2  # 1: the flat dict of slash-encoded keys (round 1); 2: this typed record
 # val, test: the split's validation and test classes; heldout: the held-out half of the test classes (the
-# oracle's comparison, tasks.splits.heldout).
-SUBSETS = ("val", "test", "heldout")
+# oracle's comparison, tasks.splits.heldout); cross: another dataset's test classes (``eval_dataset``).
+SUBSETS = ("val", "test", "heldout", "cross")
 KINDS = ("zeroshot", "fewshot")
 STATUSES = ("completed", "failed")
 # An identity field that is also a quantity (one plots results against it): it appears among the scalars.
@@ -65,7 +65,8 @@ class Measurement:
     Few-shot measurements (``shots > 0``) are means over episodes with the half-width of their 95%
     Student-t interval (``ci95``), the number of ``episodes`` scored, the test classes ``left_out_classes``
     of the budget's episodes, the ``support`` kind and why a value is NaN (``nan_reason``). Held-out
-    measurements count the test classes too small to divide in ``left_out_classes``."""
+    measurements count the test classes too small to divide in ``left_out_classes``; cross-dataset ones
+    name the dataset whose test classes they were measured on (``eval_dataset``)."""
 
     subset: str
     metric: str
@@ -77,10 +78,13 @@ class Measurement:
     left_out_classes: int | None = None
     support: str | None = None
     nan_reason: str | None = None
+    eval_dataset: str | None = None
 
     def __post_init__(self) -> None:
         if self.subset not in SUBSETS or self.kind not in KINDS:
             raise ValueError(f"measurement {self}: subset must be one of {SUBSETS}, kind one of {KINDS}")
+        if (self.subset == "cross") != (self.eval_dataset is not None):
+            raise ValueError(f"measurement {self}: subset cross, and only it, names its eval_dataset")
         if self.shots == 0 and self.kind != "zeroshot":
             raise ValueError(f"measurement {self}: without shots it can only be zeroshot")
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
@@ -90,6 +94,8 @@ class Measurement:
     def name(self) -> str:
         """A display name (``test/recall@1``, ``fewshot/2/fewshot/recall@1``): for people and MLflow keys;
         never parsed back."""
+        if self.subset == "cross":
+            return f"cross/{self.eval_dataset}/{self.metric}"
         if self.shots == 0:
             return f"{self.subset}/{self.metric}"
         return f"fewshot/{self.shots}/{self.kind}/{self.metric}"

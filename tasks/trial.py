@@ -2,7 +2,7 @@
 
 ``run_trial(config, workdir)`` trains on one split, selects on validation classes, evaluates the test
 classes zero-shot and with few-shot adaptation (and, where the config asks, the held-out half of the test
-classes), writes its checkpoints to ``workdir`` and returns its
+classes and other datasets' test classes), writes its checkpoints to ``workdir`` and returns its
 ``TrialRecord`` (``tasks.record``): identity (computed before the trial runs, ``tasks.identity``),
 hyperparameters, per-epoch curves, selected epoch, the measurements per subset, budget and kind,
 timings, environment and checkpoint.
@@ -33,7 +33,7 @@ from tasks.identity import config_split, describe
 from tasks.oracle import divide_test_classes, indices_of_ids, oracle_training_set
 from tasks.record import Curves, Environment, Measurement, Timings, TrialRecord
 from tasks.splits.check import class_sizes, unknown_classes
-from tasks.splits.files import Split
+from tasks.splits.files import Split, read_split_file
 from tasks.train import BEST_WEIGHTS, evaluate_classes, evaluate_images, resolve_device, train_model
 
 
@@ -73,6 +73,21 @@ def fewshot_measurements(results: dict[int, dict]) -> list[Measurement]:
         for kind in ("fewshot", "zeroshot"):
             for metric, (mean, ci) in result[kind].items():
                 found.append(Measurement("test", metric, mean, shots, kind, ci, **budget))
+    return found
+
+
+def cross_measurements(model, config: TrialConfig, device: torch.device) -> list[Measurement]:
+    """The model's retrieval metrics on each ``evaluate_on`` dataset's split's test classes (subset
+    ``cross``), its images through this trial's evaluation transform (the model's own)."""
+    found = []
+    for data in config.evaluate_on:
+        other = build_dataset(data.dataset, data.root, **data.options)
+        split = read_split_file(data.split_file).split(data.split)
+        _check_split(split, other, data.split_file)
+        metrics = evaluate_classes(model, other, split.test, config, device)
+        found += [
+            Measurement("cross", k, float(v), eval_dataset=data.dataset_name) for k, v in metrics.items()
+        ]
     return found
 
 
@@ -125,6 +140,8 @@ def run_trial(
         measurements += [
             Measurement("heldout", k, float(v), left_out_classes=left_out) for k, v in heldout.items()
         ]
+    if config.evaluate_test:
+        measurements += cross_measurements(trained.model, config, device)
     fewshot_started = time.perf_counter()
     if config.evaluate_test and config.role == "benchmark":
         measurements += fewshot_measurements(evaluate_fewshot(trained.model, images, split, config, device))

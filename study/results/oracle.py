@@ -1,8 +1,9 @@
-"""The shift-vs-difficulty decomposition (docs/oracle.md).
+"""The shift-vs-difficulty decomposition and the cross-dataset table (docs/oracle.md).
 
-It reads the completed evaluation rows of a results table and leaves the other aggregations alone: an
-oracle trial records measurements on the held-out half only (subset ``heldout``), so curves, AUC,
-rankings and few-shot gains, which read subset ``test``, never see them.
+Both read the completed evaluation rows of a results table and leave the other aggregations alone: an
+oracle trial records measurements on the held-out half only (subset ``heldout``) and cross-dataset values
+are their own subset (``cross``), so curves, AUC, rankings and few-shot gains, which read subset ``test``,
+never see them.
 
 The decomposition, per dataset x backbone x method and split j, with every value the mean over seeds of
 the metric on the held-out half of split j's test classes (``method``: the benchmark trials' selected
@@ -31,25 +32,20 @@ _KEYS = [CURVES_OUT.field(name) for name in METHOD + SPLIT]  # typed as the degr
 DECOMPOSITION_OUT = pa.schema(
     _KEYS
     + [("metric", _STR), ("method_value", _F64), ("oracle_value", _F64), ("gap", _F64)]
-    + [
-        ("easiest_split_key", _STR),
-        ("drop", _F64),
-        ("difficulty", _F64),
-        ("shift", _F64),
-    ]
-    + [
-        ("shift_share", _F64),
-        ("n_seeds", _I64),
-        ("n_oracle_seeds", _I64),
-        ("left_out_classes", _I64),
-    ]
+    + [("easiest_split_key", _STR), ("drop", _F64), ("difficulty", _F64), ("shift", _F64)]
+    + [("shift_share", _F64), ("n_seeds", _I64), ("n_oracle_seeds", _I64), ("left_out_classes", _I64)]
+)
+CROSS_OUT = pa.schema(
+    _KEYS
+    + [("eval_dataset", _STR), ("metric", _STR), ("mean", _F64), ("ci95", _F64), ("n_seeds", _I64)]
+    + [("own_test", _F64)]
 )
 
 
 def _rows(table: pa.Table, subset: str, metric: str) -> pd.DataFrame:
     """Completed zero-shot evaluation rows of ``metric`` on ``subset``; ``trial_role`` null (rows written
     before the oracle existed) reads as benchmark."""
-    columns = METHOD + SPLIT + ["seed", "trial_id", "trial_role", "left_out_classes"]
+    columns = METHOD + SPLIT + ["seed", "trial_id", "trial_role", "eval_dataset", "left_out_classes"]
     frame = table.select(columns + ["stage", "status", "subset", "shots", "metric", "value"]).to_pandas()
     keep = (
         (frame["stage"] == "eval")
@@ -60,7 +56,7 @@ def _rows(table: pa.Table, subset: str, metric: str) -> pd.DataFrame:
     )
     frame = frame[keep].copy()
     frame["trial_role"] = frame["trial_role"].fillna(BENCHMARK)
-    keys = METHOD + ["split_id", "seed", "trial_role"]
+    keys = METHOD + ["split_id", "seed", "trial_role", "eval_dataset"]
     repeated = frame[frame.duplicated(keys, keep=False)]
     if not repeated.empty:
         first = repeated.iloc[0]
@@ -73,14 +69,7 @@ def _rows(table: pa.Table, subset: str, metric: str) -> pd.DataFrame:
 
 
 HELDOUT_OUT = pa.schema(
-    _KEYS
-    + [
-        ("trial_role", _STR),
-        ("metric", _STR),
-        ("mean", _F64),
-        ("ci95", _F64),
-        ("n_seeds", _I64),
-    ]
+    _KEYS + [("trial_role", _STR), ("metric", _STR), ("mean", _F64), ("ci95", _F64), ("n_seeds", _I64)]
 )
 
 
@@ -93,8 +82,7 @@ def heldout_curves(table: pa.Table, metric: str = "recall@1") -> pa.Table:
     keys = METHOD + SPLIT + ["trial_role"]
     out = rows.groupby(keys, dropna=False)["value"].agg(mean="mean", ci95=ci95, n_seeds="count").reset_index()
     return _arrow(
-        out.assign(metric=metric).sort_values(METHOD + ["trial_role", "fid", "split_id"]),
-        HELDOUT_OUT,
+        out.assign(metric=metric).sort_values(METHOD + ["trial_role", "fid", "split_id"]), HELDOUT_OUT
     )
 
 
@@ -107,11 +95,7 @@ def shift_decomposition(table: pa.Table, metric: str = "recall@1") -> pa.Table:
         return DECOMPOSITION_OUT.empty_table()
     means = (
         rows.groupby(METHOD + SPLIT + ["trial_role"], dropna=False)
-        .agg(
-            value=("value", "mean"),
-            n=("seed", "count"),
-            left_out=("left_out_classes", "max"),
-        )
+        .agg(value=("value", "mean"), n=("seed", "count"), left_out=("left_out_classes", "max"))
         .reset_index()
     )
     method, oracle = (
@@ -144,8 +128,23 @@ def shift_decomposition(table: pa.Table, metric: str = "recall@1") -> pa.Table:
     return _arrow(frame.sort_values(METHOD + ["fid", "split_id"]), DECOMPOSITION_OUT)
 
 
+def cross_dataset(table: pa.Table, metric: str = "recall@1") -> pa.Table:
+    """Per dataset trained on x backbone x method x split x dataset evaluated on: mean and CI over seeds
+    of ``metric`` on the other dataset's test classes, beside the same trials' own test value."""
+    rows = _rows(table, "cross", metric)
+    if rows.empty:
+        return CROSS_OUT.empty_table()
+    keys = METHOD + SPLIT + ["eval_dataset"]
+    out = rows.groupby(keys, dropna=False)["value"].agg(mean="mean", ci95=ci95, n_seeds="count").reset_index()
+    own = _rows(table, "test", metric)
+    own = own[own["trial_id"].isin(rows["trial_id"])].groupby(METHOD + SPLIT, dropna=False)["value"].mean()
+    out = out.merge(own.rename("own_test").reset_index(), on=METHOD + SPLIT, how="left").assign(metric=metric)
+    return _arrow(out.sort_values(METHOD + ["fid", "split_id", "eval_dataset"]), CROSS_OUT)
+
+
 def oracle_lines(table: pa.Table, metric: str = "recall@1") -> list[str]:
-    """``oodml results``' section for the decomposition, where the study has oracle rows (none otherwise)."""
+    """``oodml results``' sections for the decomposition and the cross-dataset table, where the study has
+    their rows (none otherwise)."""
     lines = []
     parts = shift_decomposition(table, metric)
     if parts.num_rows:
@@ -154,17 +153,26 @@ def oracle_lines(table: pa.Table, metric: str = "recall@1") -> list[str]:
             f"Shift vs difficulty, held-out {metric} (mean over seeds, on the held-out half of the test classes): "
             "drop from the easiest split = difficulty (the oracle's drop) + shift (gap growth); docs/oracle.md:",
         ]
+        columns = ["dataset", "method", "split_key", "fid", "method_value", "oracle_value", "gap", "drop"]
+        lines.append(_text(parts.select([*columns, "difficulty", "shift", "shift_share", "n_seeds"])))
+    cross = cross_dataset(table, metric)
+    if cross.num_rows:
+        lines += [
+            "",
+            f"Cross-dataset {metric} (trained on dataset, evaluated on eval_dataset's test classes):",
+        ]
         columns = [
             "dataset",
             "method",
             "split_key",
             "fid",
-            "method_value",
-            "oracle_value",
-            "gap",
-            "drop",
+            "eval_dataset",
+            "mean",
+            "ci95",
+            "n_seeds",
+            "own_test",
         ]
-        lines.append(_text(parts.select([*columns, "difficulty", "shift", "shift_share", "n_seeds"])))
+        lines.append(_text(cross.select(columns)))
     return lines
 
 

@@ -61,6 +61,7 @@ MEASUREMENT_FIELDS = [
     pa.field("left_out_classes", pa.int32()),
     pa.field("support", pa.string()),
     pa.field("nan_reason", pa.string()),
+    pa.field("eval_dataset", pa.string()),  # subset cross: the dataset whose test classes were measured
 ]
 TRIAL_FIELDS = [
     pa.field("selected_epoch", pa.int32()),

@@ -358,15 +358,17 @@ def load_glyphs(
     render_seed: int = RenderSettings.seed,
     faces: tuple[str, ...] = RenderSettings.faces,
     max_chars: int | None = RenderSettings.max_chars,
+    name: str = "glyphs",
 ) -> LabelledImages:
     """The CUB-like glyph benchmark: ``num_classes`` classes drawn with ``seed``, half of them train.
 
     ``jitters``, ``render_seed``, ``faces`` and ``max_chars`` select the rendered bank (defaults: the full
-    demo set); ``root`` is the cache folder (default ``default_cache_dir()``).
+    demo set); ``root`` is the cache folder (default ``default_cache_dir()``). ``name``: what results call
+    it (a study entry of its own, e.g. two benchmarks drawn with different seeds).
     """
     bank = glyph_bank(root, RenderSettings(tuple(faces), max_chars, jitters, render_seed))
     train, test = benchmark_classes(bank, num_classes, seed)
-    return bank_images(bank, "glyphs", train, test)
+    return bank_images(bank, name, train, test)
 
 
 def glyph_heldout(root: str | Path | None, **options: Any) -> LabelledImages:

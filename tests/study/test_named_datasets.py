@@ -98,8 +98,8 @@ def _split():
             r"'cub200' is the registered dataset cub200; give this imagefolder entry another name",
         ),
         (
-            {"name": "letters", "kind": "glyphs"},
-            r"dataset 'glyphs' takes no name of its own .*call it 'glyphs'",
+            {"name": "products", "kind": "sop"},
+            r"dataset 'sop' takes no name of its own .*call it 'sop'",
         ),
         (
             {"name": "birds", "kind": "imagefolder", "options": {"name": "x"}},

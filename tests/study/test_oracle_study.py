@@ -1,6 +1,7 @@
-"""The oracle (shift-vs-difficulty control) on the study side (docs/oracle.md): spec validation, expansion,
-the decomposition against a hand computation, aggregations that ignore oracle rows, and one real study
-whose oracle rows reach the results, MLflow and the dashboard."""
+"""The oracle (shift-vs-difficulty control) and cross-dataset evaluation on the study side (docs/oracle.md):
+spec validation, expansion, the decomposition against a hand computation, aggregations that ignore the
+new rows, and one real study whose oracle and cross-dataset rows reach the results, MLflow and the
+dashboard."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ import pytest
 
 from study.expand import DatasetPlan, evaluation_trials
 from study.results import auc_summary, degradation_curves, fewshot_gain, ranking
-from study.results.oracle import shift_decomposition
+from study.results.oracle import cross_dataset, shift_decomposition
 from study.results.schema import trial_rows
 from study.spec import load_spec
 from tasks.config import HeldoutConfig
 from tasks.record import Measurement, TrialIdentity, TrialRecord
 from tasks.splits.files import SplitFile, write_json
 from tests.study.test_spec import BASE, _split, spec_error
+
+TWO = {
+    "datasets": [
+        {"name": "glyphs", "splits": {"select": 2}, "evaluate_on": ["glyphs_b"]},
+        {"name": "glyphs_b", "kind": "glyphs", "options": {"seed": 1}, "evaluate_on": ["glyphs"]},
+    ]
+}
 
 
 @pytest.mark.parametrize(
@@ -28,12 +36,18 @@ from tests.study.test_spec import BASE, _split, spec_error
             r"oracle.methods: unknown name 'triplett'; did you mean 'triplet'",
         ),
         ({"oracle": {"fraction": 1.0}}, r"oracle.fraction: .*less than 1"),
+        (
+            {"datasets.0.evaluate_on": ["glyph_b"]},
+            r"datasets.0.evaluate_on: entry unknown name 'glyph_b'; did you mean 'glyphs_b'",
+        ),
+        ({"datasets.0.evaluate_on": ["glyphs"]}, r"datasets.0.evaluate_on: 'glyphs' is this entry itself"),
+        ({"datasets.0.evaluate_on": ["glyphs_b", "glyphs_b"]}, r"datasets.0.evaluate_on: duplicate entries"),
     ],
 )
-def test_bad_oracle_settings_name_the_field(overrides: dict, message: str) -> None:
+def test_bad_oracle_and_cross_settings_name_the_field(overrides: dict, message: str) -> None:
     import re
 
-    assert re.search(message, spec_error(overrides))
+    assert re.search(message, spec_error(overrides, {**copy.deepcopy(BASE), **TWO}))
 
 
 def _plans(spec, tmp_path) -> list[DatasetPlan]:
@@ -41,17 +55,25 @@ def _plans(spec, tmp_path) -> list[DatasetPlan]:
     return [DatasetPlan.load(entry, path, spec) for entry in spec.datasets]
 
 
-def test_expansion_adds_oracles_and_heldout_evaluation(tmp_path) -> None:
-    spec = load_spec(copy.deepcopy(BASE), {"oracle": {"enabled": True, "methods": ["triplet"]}})
+def test_expansion_adds_oracles_heldout_and_cross_evaluation(tmp_path) -> None:
+    """Two entries evaluating on each other: a cycle is allowed (an evaluation only reads the other
+    dataset's split file, so no trial waits for another)."""
+    spec = load_spec({**copy.deepcopy(BASE), **TWO}, {"oracle": {"enabled": True, "methods": ["triplet"]}})
     trials = evaluation_trials(spec, _plans(spec, tmp_path), {})
     benchmark = [t for t in trials if t.config.role == "benchmark"]
     oracles = [t for t in trials if t.config.role == "oracle"]
-    assert len(benchmark) == 2 * 2 * 2  # methods x splits x seeds, as without the oracle
-    assert len(oracles) == 1 * 2 * 2 and {t.config.method.name for t in oracles} == {"triplet"}
+    assert len(benchmark) == 2 * 2 * 2 * 2  # datasets x methods x splits x seeds, as without the oracle
+    assert len(oracles) == 2 * 1 * 2 * 2 and {t.config.method.name for t in oracles} == {"triplet"}
     assert len({t.trial_id for t in trials}) == len(trials) and all("/oracle/" in t.label for t in oracles)
     assert {t.config.heldout for t in trials} == {HeldoutConfig(fraction=0.5, seed=0)}  # one division
-    assert all(not t.config.fewshot.shots for t in oracles)
-    plain = evaluation_trials(load_spec(copy.deepcopy(BASE)), _plans(spec, tmp_path), {})
+    assert all(not t.config.fewshot.shots and not t.config.evaluate_on for t in oracles)
+    for t in benchmark:  # each dataset's trials evaluate on the other's default split
+        [other] = t.config.evaluate_on
+        assert other.dataset_name == ({"glyphs", "glyphs_b"} - {t.config.data.dataset_name}).pop()
+        assert other.split == "0" and other.options.get("seed", 0) == (
+            1 if other.dataset_name == "glyphs_b" else 0
+        )
+    plain = evaluation_trials(load_spec({**copy.deepcopy(BASE), **TWO}), _plans(spec, tmp_path), {})
     assert all(t.config.heldout is None for t in plain) and len(plain) == len(benchmark)
 
 
@@ -81,6 +103,7 @@ def _record(method: str, split: int, seed: int, role: str, value: float) -> Tria
             Measurement("test", "recall@1", value - 0.05),
             Measurement("test", "recall@1", value - 0.1, 2, "fewshot", 0.01, 2),
             Measurement("test", "recall@1", value - 0.15, 2, "zeroshot", 0.01, 2),
+            Measurement("cross", "recall@1", value / 2, eval_dataset="other"),
         ]
     identity = TrialIdentity(
         trial_id=f"{method}-{split}-{seed}-{role}",
@@ -135,13 +158,22 @@ def test_decomposition_against_a_hand_computation() -> None:
     assert shift_decomposition(_table(("benchmark",))).num_rows == 0  # no oracle: no decomposition
 
 
-def test_aggregations_ignore_oracle_rows() -> None:
+def test_aggregations_ignore_oracle_and_cross_rows() -> None:
     with_oracle, without = _table(), _table(("benchmark",))
     for aggregate in (degradation_curves, auc_summary, ranking, fewshot_gain):
         assert aggregate(with_oracle).to_pandas().equals(aggregate(without).to_pandas())  # NaN == NaN
     assert set(degradation_curves(with_oracle)["method"].to_pylist()) == {"m", "n"}
     curves = {(r["method"], r["split_id"]): r["mean"] for r in degradation_curves(with_oracle).to_pylist()}
     assert curves["m", 0] == pytest.approx(0.81 - 0.05)  # the test rows, not the held-out ones
+
+
+def test_cross_dataset_table() -> None:
+    out = {(r["method"], r["split_id"]): r for r in cross_dataset(_table()).to_pylist()}
+    assert set(out) == set(METHOD_HELDOUT)
+    for (method, j), row in out.items():
+        mean = sum(METHOD_HELDOUT[method, j]) / 2
+        assert row["eval_dataset"] == "other" and row["n_seeds"] == 2
+        assert row["mean"] == pytest.approx(mean / 2) and row["own_test"] == pytest.approx(mean - 0.05)
 
 
 def test_older_rows_without_a_role_read_as_benchmark() -> None:
@@ -155,30 +187,39 @@ def test_older_rows_without_a_role_read_as_benchmark() -> None:
 
 
 @pytest.mark.slow
-def test_oracle_rows_reach_results_mlflow_and_dashboard(ray_local, tmp_path, tiny_spec):
-    """The tiny study with one method, no tuning and the oracle on."""
+def test_oracle_and_cross_rows_reach_results_mlflow_and_dashboard(ray_local, tmp_path, tiny_spec):
+    """The tiny study with a second glyph benchmark (other classes: seed 1), one method, no tuning, the
+    oracle on and each dataset evaluated on the other's default split."""
     from mlflow import MlflowClient
 
     from study.api import run
     from study.results.report import format_summary
 
     raw = tiny_spec(tmp_path / "oracle")
+    first = raw["datasets"][0]
+    second = {**first, "name": "glyphs_b", "kind": "glyphs", "options": first["options"] | {"seed": 1}}
+    raw["datasets"] = [
+        first | {"evaluate_on": ["glyphs_b"]},
+        second | {"evaluate": ["0"], "evaluate_on": ["glyphs"]},
+    ]
     raw |= {"methods": [{"name": "triplet"}], "tuning": {"trials": 0}, "oracle": {"enabled": True}}
     raw["fewshot"] = {"budgets": [0]}
     result = run(raw, echo=lambda line: None)
-    assert result.outcome.ok and result.outcome.planned == 2 * 2  # 2 splits x (benchmark + oracle)
+    assert result.outcome.ok and result.outcome.planned == 2 * 3  # (2 + 1 splits) x (benchmark + oracle)
 
     rows = result.table.to_pylist()
     oracle = [r for r in rows if r["trial_role"] == "oracle"]
-    assert {r["subset"] for r in oracle} == {"heldout"} and len({r["trial_id"] for r in oracle}) == 2
+    assert {r["subset"] for r in oracle} == {"heldout"} and len({r["trial_id"] for r in oracle}) == 3
     benchmark = [r for r in rows if r["trial_role"] == "benchmark"]
-    assert {r["subset"] for r in benchmark} == {"val", "test", "heldout"}
+    assert {r["subset"] for r in benchmark} == {"val", "test", "heldout", "cross"}
+    cross = {(r["dataset"], r["eval_dataset"]) for r in benchmark if r["subset"] == "cross"}
+    assert cross == {("glyphs", "glyphs_b"), ("glyphs_b", "glyphs")}
     parts = shift_decomposition(result.table).to_pylist()
     assert {(r["dataset"], r["split_key"]) for r in parts} == {(r["dataset"], r["split_key"]) for r in oracle}
     assert all(r["drop"] == pytest.approx(r["difficulty"] + r["shift"]) for r in parts)
     assert set(result.degradation_curves()["method"].to_pylist()) == {"triplet"}  # benchmark rows only
     summary = format_summary(result.study_dir)
-    assert "Shift vs difficulty" in summary
+    assert "Shift vs difficulty" in summary and "Cross-dataset recall@1" in summary
 
     client = MlflowClient(result.tracking_uri)
     children = client.search_runs(
@@ -186,23 +227,27 @@ def test_oracle_rows_reach_results_mlflow_and_dashboard(ray_local, tmp_path, tin
         f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'",
     )
     roles = sorted(r.data.tags["oodml.trial_role"] for r in children)
-    assert roles == ["benchmark"] * 2 + ["oracle"] * 2
+    assert roles == ["benchmark"] * 3 + ["oracle"] * 3
     for child in children:
         assert "heldout/recall_at_1" in child.data.metrics  # MLflow keys spell @ as _at_
+        if child.data.tags["oodml.trial_role"] == "benchmark":
+            other = "glyphs" if child.data.tags["oodml.dataset"] == "glyphs_b" else "glyphs_b"
+            assert f"cross/{other}/recall_at_1" in child.data.metrics
 
     page = (result.study_dir / "dashboard" / "index.html").read_text()
-    assert '<section id="oracle">' in page and "shift share" in page
+    assert '<section id="oracle">' in page and "shift share" in page and "evaluated on" in page
     assert "Dashed: each method" in page  # the degradation figure draws them
     assert "could not be drawn" not in page
 
 
-def test_the_docs_example_is_a_valid_spec() -> None:
+def test_the_docs_examples_are_valid_specs() -> None:
     import re
     from pathlib import Path
 
     import yaml
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "oracle.md").read_text()
-    [oracle] = (yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S))
-    spec = load_spec({**copy.deepcopy(BASE), **oracle})
+    oracle, datasets = (yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S))
+    spec = load_spec({**copy.deepcopy(BASE), **oracle, **datasets})
     assert spec.oracle_methods == ["multisimilarity", "triplet"]
+    assert [d.evaluate_on for d in spec.datasets] == [["glyphs_b"], ["glyphs"]]

@@ -1,6 +1,6 @@
 """The shift-vs-difficulty control on the trial side (docs/oracle.md): the held-out division of the test
-classes, the oracle's training set, identities of the two roles, and oracle / held-out measurements of
-real trials."""
+classes, the oracle's training set, identities of the two roles, and oracle / held-out / cross-dataset
+measurements of real trials."""
 
 from __future__ import annotations
 
@@ -100,9 +100,14 @@ def test_roles_and_settings_enter_the_trial_id(glyph_benchmark) -> None:
             _config(glyph_benchmark, heldout=heldout),
             _config(glyph_benchmark, heldout=heldout, role="oracle"),
             _config(glyph_benchmark, heldout=heldout | {"seed": 1}, role="oracle"),
+            _config(glyph_benchmark, evaluate_on=[plain.data.model_dump()]),
         )
     }
-    assert len(ids) == 4
+    assert len(ids) == 5
+    moved = plain.data.model_copy(update={"split_file": "/elsewhere/splits.json"})
+    assert trial_identity(_config(glyph_benchmark, evaluate_on=[plain.data]), "s") == trial_identity(
+        _config(glyph_benchmark, evaluate_on=[moved]), "s"
+    )  # a study folder can move
 
 
 def test_an_oracle_needs_its_halves_and_nothing_else() -> None:
@@ -112,14 +117,22 @@ def test_an_oracle_needs_its_halves_and_nothing_else() -> None:
         TrialConfig.model_validate(base)
     with pytest.raises(ValidationError, match="held-out half only"):
         TrialConfig.model_validate(base | {"heldout": {}, "fewshot": {"shots": [2]}})
-    assert Measurement("heldout", "recall@1", 0.5).name == "heldout/recall@1"
+    with pytest.raises(ValueError, match="subset cross, and only it"):
+        Measurement("cross", "recall@1", 0.5)
+    assert Measurement("cross", "recall@1", 0.5, eval_dataset="b").name == "cross/b/recall@1"
 
 
 @pytest.mark.slow
 def test_oracle_and_benchmark_trials_measure_the_same_heldout_images(glyph_benchmark, tmp_path) -> None:
     heldout = {"fraction": 0.5, "seed": 0}
-    record = run_trial(_config(glyph_benchmark, heldout=heldout), tmp_path / "benchmark")
+    benchmark = _config(glyph_benchmark, heldout=heldout)
+    benchmark = benchmark.model_copy(update={"evaluate_on": [benchmark.data]})
+    record = run_trial(benchmark, tmp_path / "benchmark")
     assert record.identity.trial_role == "benchmark"
+    for metric in ("recall@1", "map@r"):  # the same model on the same images: the same value
+        cross = [m for m in record.measurements if m.subset == "cross" and m.metric == metric]
+        assert [m.eval_dataset for m in cross] == ["glyphs"]
+        assert cross[0].value == record.measurement("test", metric)
     held = [m for m in record.measurements if m.subset == "heldout"]
     assert held and all(m.left_out_classes == 0 for m in held)  # 8 images per class: all kept
 
