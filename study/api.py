@@ -77,6 +77,19 @@ class StudyResult:
 
         return fewshot_gain(self.table, metric)
 
+    def shift_decomposition(self, metric: str = "recall@1") -> pa.Table:
+        """Each method's drop from the easiest split as difficulty + shift, against its oracle
+        (docs/oracle.md); empty without oracle trials."""
+        from study.results.oracle import shift_decomposition
+
+        return shift_decomposition(self.table, metric)
+
+    def cross_dataset(self, metric: str = "recall@1") -> pa.Table:
+        """Models evaluated on other datasets' test classes (``evaluate_on``, docs/oracle.md)."""
+        from study.results.oracle import cross_dataset
+
+        return cross_dataset(self.table, metric)
+
     def compare(
         self, metric: str = "recall@1", shots: int = 0, seed: int = 0, alpha: float = 0.05
     ) -> Comparison:

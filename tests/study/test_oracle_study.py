@@ -214,7 +214,8 @@ def test_oracle_and_cross_rows_reach_results_mlflow_and_dashboard(ray_local, tmp
     assert {r["subset"] for r in benchmark} == {"val", "test", "heldout", "cross"}
     cross = {(r["dataset"], r["eval_dataset"]) for r in benchmark if r["subset"] == "cross"}
     assert cross == {("glyphs", "glyphs_b"), ("glyphs_b", "glyphs")}
-    parts = shift_decomposition(result.table).to_pylist()
+    assert result.cross_dataset().num_rows == 3  # (2 + 1 splits), each evaluated on the other entry
+    parts = result.shift_decomposition().to_pylist()
     assert {(r["dataset"], r["split_key"]) for r in parts} == {(r["dataset"], r["split_key"]) for r in oracle}
     assert all(r["drop"] == pytest.approx(r["difficulty"] + r["shift"]) for r in parts)
     assert set(result.degradation_curves()["method"].to_pylist()) == {"triplet"}  # benchmark rows only
