@@ -91,12 +91,13 @@ class StudyResult:
         return cross_dataset(self.table, metric)
 
     def compare(
-        self, metric: str = "recall@1", shots: int = 0, seed: int = 0, alpha: float = 0.05
+        self, metric: str = "recall@1", shots: int = 0, seed: int = 0, alpha: float = 0.05, shift: str = "fid"
     ) -> Comparison:
-        """Paired comparisons of the methods: pairs, per-split and ranking tables (docs/statistics.md)."""
+        """Paired comparisons of the methods: pairs, per-split and ranking tables (docs/statistics.md);
+        the AUC over ``shift`` (FID, or a stored measure such as ``mmd``)."""
         from study.results import compare
 
-        return compare(self.table, metric, shots, seed, alpha)
+        return compare(self.table, metric, shots, seed, alpha, shift)
 
     def summary(self, shift: str = "fid") -> str:
         from study.results import format_summary

@@ -75,10 +75,10 @@ def degradation_curves(
     ``shift_value`` is the split's value of the ``shift`` measure, the curve's x-axis (sorted by it).
     """
     kind = kind or ("zeroshot" if shots == 0 else "fewshot")
-    rows = _per_seed(table, metric, shots=[shots], kinds=[kind])
+    rows = per_seed_rows(table, metric, shots=[shots], kinds=[kind])
     if rows.empty:
         return CURVES_OUT.empty_table()
-    rows = _with_shift(rows, table, shift)
+    rows = with_shift(rows, table, shift)
     out = (
         rows.groupby(METHOD + SPLIT + ["shift_value"], dropna=False)["value"]
         .agg(mean="mean", ci95=ci95, n_seeds="count")
@@ -86,7 +86,7 @@ def degradation_curves(
         .assign(metric=metric, shots=shots, kind=kind, shift=shift)
         .sort_values(METHOD + ["shift_value", "split_id"])
     )
-    return _arrow(out, CURVES_OUT)
+    return arrow_table(out, CURVES_OUT)
 
 
 def auc_summary(table: pa.Table, metric: str = "recall@1", shots: int = 0, shift: str = FID) -> pa.Table:
@@ -98,10 +98,10 @@ def auc_summary(table: pa.Table, metric: str = "recall@1", shots: int = 0, shift
     highest AUC within the dataset (ties share the average rank). ``shift_min``/``shift_max``: the range
     of the x-axis the AUC is normalized by (the FID range when ``shift`` is FID).
     """
-    rows = _per_seed(table, metric, shots=[shots], kinds=["zeroshot" if shots == 0 else "fewshot"])
+    rows = per_seed_rows(table, metric, shots=[shots], kinds=["zeroshot" if shots == 0 else "fewshot"])
     if rows.empty:
         return AUC_OUT.empty_table()
-    rows = _with_shift(rows, table, shift)
+    rows = with_shift(rows, table, shift)
     splits_of = rows.groupby("dataset")["split_id"].nunique()
     per_seed = pd.DataFrame(
         [
@@ -134,7 +134,7 @@ def auc_summary(table: pa.Table, metric: str = "recall@1", shots: int = 0, shift
     )
     out["complete"] = out["n_splits"] == out["dataset"].map(splits_of)
     out["rank"] = out.groupby("dataset")["auc"].rank(ascending=False, method="average")
-    return _arrow(out.sort_values(["dataset", "rank"]), AUC_OUT)
+    return arrow_table(out.sort_values(["dataset", "rank"]), AUC_OUT)
 
 
 def ranking(table: pa.Table, metric: str = "recall@1", default_key: str = DEFAULT_SPLIT_KEY) -> pa.Table:
@@ -154,7 +154,7 @@ def ranking(table: pa.Table, metric: str = "recall@1", default_key: str = DEFAUL
     out["default_rank"] = by_dataset["default_split"].rank(ascending=False, method="average")
     rho = {dataset: _spearman(g["auc"], g["default_split"]) for dataset, g in by_dataset}
     out["spearman"] = out["dataset"].map(rho)
-    return _arrow(out.assign(metric=metric).sort_values(["dataset", "auc_rank"]), RANKING_OUT)
+    return arrow_table(out.assign(metric=metric).sort_values(["dataset", "auc_rank"]), RANKING_OUT)
 
 
 def fewshot_gain(table: pa.Table, metric: str = "recall@1") -> pa.Table:
@@ -164,7 +164,7 @@ def fewshot_gain(table: pa.Table, metric: str = "recall@1") -> pa.Table:
     the mean over seeds of the episode CI (the spread over episodes); ``gain_ci95`` is the CI of the
     per-seed gain over seeds (NaN with one seed).
     """
-    rows = _per_seed(table, metric, shots=None, kinds=["fewshot", "zeroshot"])
+    rows = per_seed_rows(table, metric, shots=None, kinds=["fewshot", "zeroshot"])
     if rows.empty:
         return GAIN_OUT.empty_table()
     keys = METHOD + SPLIT + ["shots", "seed"]
@@ -191,10 +191,10 @@ def fewshot_gain(table: pa.Table, metric: str = "recall@1") -> pa.Table:
         .assign(metric=metric)
         .sort_values(METHOD + ["fid", "split_id", "shots"])
     )
-    return _arrow(out, GAIN_OUT)
+    return arrow_table(out, GAIN_OUT)
 
 
-def _per_seed(table: pa.Table, metric: str, shots: list[int] | None, kinds: list[str]) -> pd.DataFrame:
+def per_seed_rows(table: pa.Table, metric: str, shots: list[int] | None, kinds: list[str]) -> pd.DataFrame:
     """Completed evaluation rows of ``metric`` on the test classes; one row per trial and kind."""
     columns = METHOD + SPLIT + ["seed", "trial_id", "stage", "status", "subset", "shots", "kind"]
     frame = table.select(columns + ["metric", "value", "ci95", "episodes"]).to_pandas()
@@ -250,10 +250,10 @@ def shift_agreement(table: pa.Table) -> pa.Table:
                 tau, p_value = stats.kendalltau(both[FID], both[measure])
             rows.append([dataset, measure, tau, p_value, len(both)])
     frame = pd.DataFrame(rows, columns=SHIFT_AGREEMENT_OUT.names)
-    return _arrow(frame, SHIFT_AGREEMENT_OUT)
+    return arrow_table(frame, SHIFT_AGREEMENT_OUT)
 
 
-def _with_shift(rows: pd.DataFrame, table: pa.Table, shift: str) -> pd.DataFrame:
+def with_shift(rows: pd.DataFrame, table: pa.Table, shift: str) -> pd.DataFrame:
     """``rows`` with ``shift_value``: each split's value of the ``shift`` measure; refuses a measure
     that some of the rows' splits lack, naming the measures they have."""
     if shift == FID:
@@ -287,7 +287,7 @@ def _spearman(a: pd.Series, b: pd.Series) -> float:
     return float(stats.spearmanr(a[both], b[both]).statistic)
 
 
-def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+def arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """Arrow table with ``schema``; float columns keep NaN (undefined, e.g. a CI from one seed) as NaN."""
     columns = [
         pa.array(frame[f.name].to_numpy(np.float64), f.type)

@@ -8,8 +8,9 @@ The definitions (docs/statistics.md states them for readers):
   ``d[s, j] = v_a[s, j] - v_b[s, j]`` of the metric's value (zero-shot; for ``shots > 0`` the few-shot
   value, as ``aggregate.py`` takes it).
 - **Weights.** The normalized AUC (DESIGN.md 7) is linear in the per-split values: ``AUC = sum_j w_j v_j``
-  with the trapezoid weights ``w_j = normalized_auc(fid, e_j)`` over the FIDs of the splits in the pair's
-  cells (they sum to 1; NaN when those splits span fewer than 2 distinct FIDs).
+  with the trapezoid weights ``w_j = normalized_auc(fid, e_j)`` over the FIDs (or the values of the
+  ``shift`` measure chosen, e.g. ``mmd``) of the splits in the pair's cells (they sum to 1; NaN when those splits
+  span fewer than 2 distinct values).
 - **Difference.** ``diff = sum_j w_j dbar_j``, ``dbar_j`` the mean of ``d[s, j]`` over the seeds with a cell
   on split j. With every cell present it is the mean over seeds of the per-seed AUC differences, i.e.
   ``auc_summary``'s AUC of a minus that of b. ``auc_a`` and ``auc_b`` are the same sums of each method's own
@@ -50,7 +51,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from study.results.aggregate import _per_seed, auc_summary, normalized_auc
+from study.results.aggregate import FID, auc_summary, normalized_auc, per_seed_rows, with_shift
 from study.results.files import write_text_atomic
 from study.results.layout import COMPARISON_FILE
 from study.results.store import read_results
@@ -59,10 +60,10 @@ RESAMPLES = 2000  # bootstrap resamples of each interval
 EXACT_UP_TO = 16  # cells up to which the sign-flip test enumerates all 2^n patterns
 DRAWS = 20000  # random sign patterns beyond that
 ONE_SEED = "1 seed: the difference cannot be told from seed noise; run 2+ seeds"
-NO_AUC = "the common cells span fewer than 2 distinct FIDs: no AUC"
+NO_AUC = "the common cells span fewer than 2 distinct shift values: no AUC"
 
 _STR, _F64, _I32, _I64, _BOOL = pa.string(), pa.float64(), pa.int32(), pa.int64(), pa.bool_()
-_KEYS = [("dataset", _STR), ("backbone", _STR), ("metric", _STR), ("shots", _I32)]
+_KEYS = [("dataset", _STR), ("backbone", _STR), ("metric", _STR), ("shots", _I32), ("shift", _STR)]
 _PAIR = [("method_a", _STR), ("method_b", _STR)]
 PAIRS_OUT = pa.schema(
     _KEYS
@@ -99,19 +100,26 @@ class Comparison:
 
 
 def compare(
-    table: pa.Table, metric: str = "recall@1", shots: int = 0, seed: int = 0, alpha: float = 0.05
+    table: pa.Table,
+    metric: str = "recall@1",
+    shots: int = 0,
+    seed: int = 0,
+    alpha: float = 0.05,
+    shift: str = FID,
 ) -> Comparison:
     """Every pair of methods of each dataset and backbone, compared on their common (split, seed) cells
-    (the module docstring defines each column); ``seed`` seeds the bootstraps and random sign patterns."""
-    rows = _per_seed(table, metric, shots=[shots], kinds=["zeroshot" if shots == 0 else "fewshot"])
-    aucs = auc_summary(table, metric, shots).to_pandas().set_index(["dataset", "backbone", "method"])
+    (the module docstring defines each column); ``seed`` seeds the bootstraps and random sign patterns.
+    ``shift``: the measure whose trapezoid weights define the AUC (``aggregate.auc_summary``'s)."""
+    rows = per_seed_rows(table, metric, shots=[shots], kinds=["zeroshot" if shots == 0 else "fewshot"])
+    rows = with_shift(rows, table, shift) if not rows.empty else rows.assign(shift_value=rows["fid"])
+    aucs = auc_summary(table, metric, shots, shift).to_pandas().set_index(["dataset", "backbone", "method"])
     pairs, splits, ranks = [], [], []
     for (dataset, backbone), group in rows.groupby(["dataset", "backbone"], dropna=False):
-        keys = {"dataset": dataset, "backbone": backbone, "metric": metric, "shots": shots}
+        keys = {"dataset": dataset, "backbone": backbone, "metric": metric, "shots": shots, "shift": shift}
         auc = aucs.loc[(dataset, backbone)]
         methods = sorted(auc.index, key=lambda m: (-np.nan_to_num(auc.loc[m, "auc"], nan=-np.inf), m))
         wide = group.pivot(index=["split_id", "seed"], columns="method", values="value")
-        info = group.drop_duplicates("split_id").set_index("split_id")[["split_key", "fid"]]
+        info = group.drop_duplicates("split_id").set_index("split_id")[["split_key", "fid", "shift_value"]]
         for a, b in combinations(methods, 2):
             rng = np.random.default_rng([seed, zlib.crc32(f"{dataset}\0{backbone}\0{a}\0{b}".encode())])
             pair, per_split = _pair(wide[[a, b]].dropna(), info, rng)
@@ -210,7 +218,9 @@ def _pair(cells: pd.DataFrame, info: pd.DataFrame, rng: np.random.Generator) -> 
     grid = {m: cells[m].unstack("split_id") for m in (a, b)}  # seeds x splits, NaN where no common cell
     split_ids = list(grid[a].columns)
     fid = info.loc[split_ids, "fid"].to_numpy(np.float64)
-    weights = split_weights(fid) if split_ids else np.empty(0)
+    weights = (
+        split_weights(info.loc[split_ids, "shift_value"].to_numpy(np.float64)) if split_ids else np.empty(0)
+    )
     d = (grid[a] - grid[b]).to_numpy(np.float64)
     n_seeds, n_cells = len(grid[a].index), len(cells)
     row = {

@@ -22,7 +22,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from study.results.aggregate import CURVES_OUT, METHOD, SPLIT, _arrow
+from study.results.aggregate import CURVES_OUT, METHOD, SPLIT, arrow_table
 from study.results.files import ci95
 
 BENCHMARK, ORACLE = "benchmark", "oracle"
@@ -81,7 +81,7 @@ def heldout_curves(table: pa.Table, metric: str = "recall@1") -> pa.Table:
         return HELDOUT_OUT.empty_table()
     keys = METHOD + SPLIT + ["trial_role"]
     out = rows.groupby(keys, dropna=False)["value"].agg(mean="mean", ci95=ci95, n_seeds="count").reset_index()
-    return _arrow(
+    return arrow_table(
         out.assign(metric=metric).sort_values(METHOD + ["trial_role", "fid", "split_id"]), HELDOUT_OUT
     )
 
@@ -125,7 +125,7 @@ def shift_decomposition(table: pa.Table, metric: str = "recall@1") -> pa.Table:
             )
         )
     frame = pd.concat(out).assign(metric=metric)
-    return _arrow(frame.sort_values(METHOD + ["fid", "split_id"]), DECOMPOSITION_OUT)
+    return arrow_table(frame.sort_values(METHOD + ["fid", "split_id"]), DECOMPOSITION_OUT)
 
 
 def cross_dataset(table: pa.Table, metric: str = "recall@1") -> pa.Table:
@@ -139,7 +139,7 @@ def cross_dataset(table: pa.Table, metric: str = "recall@1") -> pa.Table:
     own = _rows(table, "test", metric)
     own = own[own["trial_id"].isin(rows["trial_id"])].groupby(METHOD + SPLIT, dropna=False)["value"].mean()
     out = out.merge(own.rename("own_test").reset_index(), on=METHOD + SPLIT, how="left").assign(metric=metric)
-    return _arrow(out.sort_values(METHOD + ["fid", "split_id", "eval_dataset"]), CROSS_OUT)
+    return arrow_table(out.sort_values(METHOD + ["fid", "split_id", "eval_dataset"]), CROSS_OUT)
 
 
 def oracle_lines(table: pa.Table, metric: str = "recall@1") -> list[str]:

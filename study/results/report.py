@@ -109,18 +109,19 @@ def results(args: argparse.Namespace) -> int:
         table, skipped = _read_study(args.study_dir)
         for path, why in skipped:
             print(f"unreadable, skipped: {path.name}: {why}", file=sys.stderr)
-        comparison = compare(table, args.metric)
-        print(comparison.to_json() if args.json else format_comparison(comparison, args.metric))
+        comparison = compare(table, args.metric, shift=args.shift)
+        print(comparison.to_json() if args.json else format_comparison(comparison, args.metric, args.shift))
         return 0
     print(format_summary(args.study_dir, args.metric, args.shift))
     return 0
 
 
-def format_comparison(comparison: Comparison, metric: str = "recall@1") -> str:
+def format_comparison(comparison: Comparison, metric: str = "recall@1", shift: str = FID) -> str:
     """The three tables of ``compare`` as plain text, each under a title that says what it holds."""
     sections = [
         (
-            f"Paired differences in normalized AUC of test {metric} (zero-shot; method_a minus method_b on "
+            f"Paired differences in normalized AUC of test {metric} over {_named(shift)} (zero-shot; "
+            "method_a minus method_b on "
             f"the (split, seed) cells both completed): 95% two-way bootstrap interval over seeds x splits "
             f"({RESAMPLES} resamples), sign-flip p-value (exact up to {EXACT_UP_TO} cells, else {DRAWS} "
             "random patterns), Holm over the dataset's pairs",
@@ -139,7 +140,7 @@ def format_comparison(comparison: Comparison, metric: str = "recall@1") -> str:
             table = table.set_column(
                 table.schema.get_field_index("note"), "note", pc.fill_null(table["note"], "")
             )
-        lines += ["", f"{title}:", _text(table.drop_columns(["metric", "shots"]))]
+        lines += ["", f"{title}:", _text(table.drop_columns(["metric", "shots", "shift"]))]
     return "\n".join(lines[1:])
 
 

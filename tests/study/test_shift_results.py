@@ -12,6 +12,7 @@ import pytest
 from study.results import (
     add_results_arguments,
     auc_summary,
+    compare,
     degradation_curves,
     format_summary,
     read_results,
@@ -90,3 +91,21 @@ def test_results_command_draws_against_the_chosen_measure(tmp_path, capsys) -> N
     assert "Normalized AUC of test recall@1 over mmd" in out
     assert "6 @ 0.01 (95)" in out and "Kendall tau-b" in out
     assert "Normalized AUC of test recall@1 over FID" in format_summary(tmp_path)
+
+
+def test_paired_comparison_weights_the_splits_by_the_chosen_measure(tmp_path) -> None:
+    """Over MMD the pair's AUC difference is that of auc_summary(shift="mmd"), not of FID's AUCs."""
+    for split, seed in itertools.product(SPLITS, (0, 1, 2)):
+        base = 0.9 - split[2] / 100 + 0.01 * seed
+        for method, r1 in (("margin", base), ("triplet", base - 0.05 * (split[0] == 1) - 0.01 * seed)):
+            record = make_record(method, split, seed, r1=r1).with_identity(shift=MEASURES[split[0]])
+            write_trial_result(tmp_path, record, stage="eval", study="demo")
+    table = read_results(tmp_path)
+    by_shift = {}
+    for shift in ("fid", "mmd"):
+        auc = {r["method"]: r["auc"] for r in auc_summary(table, shift=shift).to_pylist()}
+        [pair] = compare(table, shift=shift).pairs.to_pylist()
+        assert (pair["method_a"], pair["method_b"], pair["shift"]) == ("margin", "triplet", shift)
+        assert pair["diff"] == pytest.approx(auc["margin"] - auc["triplet"], abs=1e-12)
+        by_shift[shift] = pair["diff"]
+    assert by_shift["fid"] != pytest.approx(by_shift["mmd"])  # split 1's weight differs between them
