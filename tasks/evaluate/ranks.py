@@ -15,10 +15,10 @@ ranking, so instead of top-k lists we count, for each positive, the non-positive
   to the next positive, which bounds the work for a poor embedding.
 
 Everything runs on the device of the embeddings (CUDA in a trial with a GPU): the block products,
-the comparisons and the bookkeeping. On the CPU the block products are numpy's (OpenBLAS) and the
-comparison and flat ``nonzero`` of a block go through numpy views of the same memory (its own
-BLAS threads, which torch's bookkeeping then does not compete with; comparisons 3-4x faster than
-torch's CPU kernels here); every other step is the same torch code on every device.
+the comparisons and the bookkeeping. On the CPU the block products are numpy's (OpenBLAS, in strips
+spread over a pool of threads) and the comparison and flat ``nonzero`` of a block go through numpy
+views of the same memory (comparisons 3-4x faster than torch's CPU kernels here); every other step
+is the same torch code on every device.
 
 Ordering: similarity descending ("ip": inner product; "l2": minus squared Euclidean distance, by the
 expansion ``2 x.y - |x|^2 - |y|^2`` as in faiss); ties are broken by gallery index, lower first, i.e.
@@ -28,15 +28,18 @@ the order of a stable sort. Every ordered pair gets exactly one float32 similari
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 METRICS = ("ip", "l2")
 CPU_BLOCK = 4096  # rows of a block product on the CPU (64 MB of similarities; 2048 and 4096 measured alike)
+CPU_STRIP = 1024  # rows of one single-threaded OpenBLAS call (2048 as fast, 512 3% slower)
+CPU_BUFFERS = 3  # block products in memory: one read by the caller, two being computed
 CUDA_BLOCK = 8192  # and on a GPU: 256 MB, few enough blocks that per-block launches do not count
 
 
@@ -71,8 +74,8 @@ def positive_ranks(
 
     ``embeddings`` (n x d float32, finite) may live on any torch device that has float64 (CPU, CUDA).
     ``codes`` are integer class codes (n,). ``block`` defaults to 4096 rows on the CPU and 8192 on a
-    GPU. Memory: two ``block`` x ``block`` products and a few numbers per (query, positive) pair, i.e.
-    O(sum of squared class sizes).
+    GPU. Memory: a few ``block`` x ``block`` products (three on the CPU) and a few numbers per (query,
+    positive) pair, i.e. O(sum of squared class sizes).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -154,9 +157,12 @@ def _blocks(
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """``(i0, j0, left[I] @ right[J]^T)`` for the block pairs J >= I, as float32 tensors.
 
-    On a GPU torch's product, queued like every other kernel. On the CPU numpy's (OpenBLAS, its own
-    threads; as fast as torch's MKL product on an idle 2-core box, 1.6x on a busy one), computed in a background thread while
-    the caller works on the current block (torch held to one thread: the two share no thread pool).
+    On a GPU torch's product, queued like every other kernel. On the CPU numpy's (OpenBLAS), computed
+    ahead by a pool of as many threads as OpenBLAS would use, each running single-threaded OpenBLAS on
+    1024-row strips (bit for bit the rows of the whole product) while the caller works on an earlier
+    block: the strips go to whichever thread is free, so the caller's bookkeeping (torch, one thread)
+    slows the products by its own CPU time shared over the cores, not by stalling OpenBLAS's fixed
+    split of one product between its threads until the one sharing a core catches up.
     """
     starts = range(0, len(left), block)
     pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
@@ -165,21 +171,31 @@ def _blocks(
             yield i0, j0, left[i0 : i0 + block] @ right[j0 : j0 + block].T
         return
     a, b = left.numpy(), right.numpy()
-    # two output buffers, taken in turn: a fresh 16 MB array per product would cost page faults
-    buffers = [np.empty(min(block, len(a)) ** 2, np.float32) for _ in range(2)]
+    # output buffers taken in turn (a fresh 64 MB array per product would cost page faults): while the
+    # caller reads one, the products of the next blocks fill the others
+    buffers = [np.empty(min(block, len(a)) ** 2, np.float32) for _ in range(CPU_BUFFERS)]
+    blas = ThreadpoolController().select(user_api="blas")
+    workers = max([lib.num_threads for lib in blas.lib_controllers], default=1)
 
-    def product(k: int, i0: int, j0: int) -> torch.Tensor:
+    def submit(pool: ThreadPoolExecutor, k: int) -> tuple[np.ndarray, list[Future]]:
+        i0, j0 = pairs[k]
         rows, cols = a[i0 : i0 + block], b[j0 : j0 + block]
-        out = buffers[k % 2][: len(rows) * len(cols)].reshape(len(rows), len(cols))
-        return torch.from_numpy(np.matmul(rows, cols.T, out=out))
+        out = buffers[k % CPU_BUFFERS][: len(rows) * len(cols)].reshape(len(rows), len(cols))
+        strips = range(0, len(rows), CPU_STRIP)
+        return out, [
+            pool.submit(np.matmul, rows[r : r + CPU_STRIP], cols.T, out=out[r : r + CPU_STRIP])
+            for r in strips
+        ]
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(product, 0, *pairs[0])
+    with blas.limit(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = [submit(pool, k) for k in range(min(CPU_BUFFERS - 1, len(pairs)))]
         for k, (i0, j0) in enumerate(pairs):
-            sims = pending.result()
-            if k + 1 < len(pairs):  # into the other buffer: the caller is done with it
-                pending = pool.submit(product, k + 1, *pairs[k + 1])
-            yield i0, j0, sims
+            out, futures = pending.pop(0)
+            for future in futures:
+                future.result()
+            if k + CPU_BUFFERS - 1 < len(pairs):  # into the buffer the caller is done with
+                pending.append(submit(pool, k + CPU_BUFFERS - 1))
+            yield i0, j0, torch.from_numpy(out)
 
 
 def _above(
