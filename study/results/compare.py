@@ -16,12 +16,12 @@ The definitions (docs/statistics.md states them for readers):
   ``auc_summary``'s AUC of a minus that of b. ``auc_a`` and ``auc_b`` are the same sums of each method's own
   values, so ``diff = auc_a - auc_b``.
 - **Interval.** A seeded two-way bootstrap of ``RESAMPLES`` resamples: each draws the seeds with
-  replacement and, independently, the splits with replacement (a split keeps its weight); its statistic is
-  the sum over the drawn splits of ``w_j`` times the mean of ``d`` over the drawn seeds with a cell on that
-  split (for a full grid: the mean over drawn seeds of ``J`` times the mean over drawn splits of
-  ``w_j d[s, j]``). The 95% interval is the 2.5th and 97.5th percentile; a resample in which a drawn split
-  has no drawn seed is left out. Per split: the mean of ``d`` over seeds with a bootstrap-over-seeds
-  interval.
+  replacement and, independently, the splits with replacement; its statistic is the weighted mean over the
+  splits drawn, ``sum_j c_j w_j dbar_j / sum_j c_j w_j`` (``c_j``: how often split j was drawn, ``dbar_j``:
+  the mean of ``d`` over the drawn seeds with a cell on split j), so a difference that is the same in every
+  cell gives a zero-width interval. The 95% interval is the 2.5th and 97.5th percentile; a resample in
+  which a drawn split has no drawn seed is left out. Per split: the mean of ``d`` over seeds with a
+  bootstrap-over-seeds interval.
 - **Test.** H0: within every cell the two methods' values are exchangeable (each cell is an independent
   pair of trainings), so each ``d[s, j]`` is as likely as ``-d[s, j]``. The statistic is
   ``T = sum over cells of w_j d[s, j]``; the two-sided p-value is the share of sign patterns ``e`` with
@@ -190,15 +190,19 @@ def two_way_bootstrap(
 def bootstrap_statistic(
     d: np.ndarray, weights: np.ndarray, seed_counts: np.ndarray, split_counts: np.ndarray
 ) -> np.ndarray:
-    """Per resample (rows of the counts: how often each seed and split was drawn), the sum over drawn
-    splits of ``w_j`` times the mean of ``d`` over the drawn seeds with a cell on split j; NaN where a drawn
-    split has no drawn seed."""
+    """Per resample (rows of the counts: how often each seed and split was drawn), the weighted mean
+    ``sum_j c_j w_j dbar_j / sum_j c_j w_j`` over the drawn splits (``c_j`` draws of split j, ``dbar_j`` the
+    mean of ``d`` over the drawn seeds with a cell on split j); NaN where a drawn split has no drawn seed
+    or the drawn weights sum to 0."""
     present = ~np.isnan(d)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = (seed_counts @ np.where(present, d, 0.0)) / (seed_counts @ present)
     drawn = split_counts > 0
+    drawn_weight = split_counts @ weights  # sum_j c_j w_j: the weights actually drawn
     terms = np.where(drawn, split_counts * weights * np.where(drawn, means, 0.0), 0.0)
-    return np.where((drawn & np.isnan(means)).any(axis=1), np.nan, terms.sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        statistic = terms.sum(axis=1) / drawn_weight
+    return np.where((drawn & np.isnan(means)).any(axis=1) | (drawn_weight <= 0), np.nan, statistic)
 
 
 def holm(p: pd.Series | np.ndarray) -> np.ndarray:

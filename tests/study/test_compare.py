@@ -100,22 +100,37 @@ def test_bootstrap_statistic_follows_its_definition():
     splits = rng.integers(0, 4, size=(50, 4))
     expected = []
     for drawn_seeds, drawn_splits in zip(seeds, splits, strict=True):
-        total = 0.0
-        for j in drawn_splits:
+        total = drawn_weight = 0.0
+        for j in drawn_splits:  # a split drawn twice counts twice, in the sum and in its weight
             values = [d[s, j] for s in drawn_seeds if not np.isnan(d[s, j])]
             total += w[j] * (np.mean(values) if values else np.nan)
-        expected.append(total)
+            drawn_weight += w[j]
+        expected.append(total / drawn_weight)
     counts = [
         np.stack([np.bincount(row, minlength=n) for row in draws]) for draws, n in ((seeds, 3), (splits, 4))
     ]
     assert bootstrap_statistic(d, w, *counts) == pytest.approx(expected, nan_ok=True)
     full = d.copy()
-    full[2, 1] = 0.3  # a full grid: the mean over drawn seeds of J times the mean over drawn splits
+    full[2, 1] = 0.3  # a full grid: the mean over drawn seeds of each seed's weighted mean over drawn splits
     grid = [
-        np.mean([4 * np.mean([w[j] * full[s, j] for j in b]) for s in a])
+        np.mean([sum(w[j] * full[s, j] for j in b) / sum(w[j] for j in b) for s in a])
         for a, b in zip(seeds, splits, strict=True)
     ]
     assert bootstrap_statistic(full, w, *counts) == pytest.approx(grid)
+
+
+def test_a_difference_without_noise_has_a_zero_width_interval(tmp_path):
+    # b is a minus 0.05 in every cell: every resample, whichever splits it draws, gives 0.05
+    seeds = (0, 1, 2)
+    a = grid_values(("a",), seeds, np.random.default_rng(8))["a"]
+    write_grid(
+        tmp_path, methods=("a", "b"), seeds=seeds, values={"a": a, "b": {j: v - 0.05 for j, v in a.items()}}
+    )
+    (pair,) = compare(read_results(tmp_path)).pairs.to_pylist()
+    assert (pair["diff"], pair["ci_low"], pair["ci_high"]) == pytest.approx((0.05, 0.05, 0.05))
+    counts = np.array([[3, 0, 0], [0, 1, 2]]), np.array([[0, 3, 0], [2, 0, 1]])  # unequal splits drawn
+    weights = split_weights(np.array([10.0, 35.0, 20.0]))
+    assert bootstrap_statistic(np.full((3, 3), 0.05), weights, *counts) == pytest.approx([0.05, 0.05])
 
 
 def test_holm_matches_the_step_down_loop():
