@@ -27,6 +27,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from study.results.layout import CHECKPOINT_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
+from study.results.oracle import ORACLE
 from study.results.schema import STAGES
 from study.tracking.keys import (
     MAX_METRICS_PER_BATCH,
@@ -220,8 +221,9 @@ class StudyTracker:
             "mlflow.note.content": (
                 f"oodml study **{self.experiment_name}** (Deep Metric Learning under out-of-distribution "
                 "shift): one parent run per study (tag `oodml.role` = study) with a child run per trial, "
-                "named `<method> <split> s<seed> (<stage>)`; stage `tune` is the Optuna search, `eval` the "
-                f"evaluation grid. Study folder: `{self.study_dir}` (results, dashboard/index.html)."
+                "named `<method> <split> s<seed> (<stage>)`, `<method> <split> s<seed> oracle (<stage>)` for an "
+                "oracle trial (trained on the test classes, docs/oracle.md); stage `tune` is the Optuna search, "
+                f"`eval` the evaluation grid. Study folder: `{self.study_dir}` (results, dashboard/index.html)."
             ),
         }
 
@@ -229,10 +231,11 @@ class StudyTracker:
         identity = record.identity
         name = " ".join(str(v) for v in (identity.method, identity.split_key) if v is not None)
         seed = f" s{identity.seed}" if identity.seed is not None else ""
+        role = " oracle" if identity.trial_role == ORACLE else ""  # else it reads as its benchmark's
         content = run_content(record, tuned)
         tags = content.tags | {"mlflow.parentRunId": self._parent(), "oodml.stage": stage}
         run = self.client.create_run(
-            self.experiment_id, run_name=f"{name or record.trial_id}{seed} ({stage})", tags=tags
+            self.experiment_id, run_name=f"{name or record.trial_id}{seed}{role} ({stage})", tags=tags
         )
         self._log(run.info.run_id, metrics=content.metrics, params=content.params)
         return run.info.run_id

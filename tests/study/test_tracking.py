@@ -5,6 +5,7 @@ module through ``StudyTracker`` and every test starts from a copy of it, as a dr
 """
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -142,6 +143,10 @@ def test_parent_and_child_runs(study_dir):
     assert params["config.data.option1"] == "1" and params["versions.torch"] == "2.14.1"
     assert metrics["test/recall_at_1"] == 0.6 and metrics["fewshot/2/fewshot/recall_at_1/ci95"] == 0.02
     assert metrics["fid"] == 41.5 and metrics["selected_epoch"] == 2 and "seed" not in metrics
+    base = make_record("t1")  # an oracle: its benchmark sibling's name would hide which run is which
+    oracle = dataclasses.replace(base, identity=dataclasses.replace(base.identity, trial_role="oracle"))
+    oracle_run = client.get_run(tracker.log_trial(oracle, stage="eval"))
+    assert oracle_run.data.tags["mlflow.runName"] == "margin R22 s0 oracle (eval)"
     history = client.get_metric_history(run_id, "curve/val/recall_at_1")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.0), (1, 0.1), (2, 0.2)]
 
