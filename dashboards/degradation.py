@@ -1,8 +1,10 @@
 """Degradation curves: test Recall@1 and mAP@R against split FID, one line per method (DESIGN.md 7).
 
-Where a study ran the oracle (docs/oracle.md), each method's oracle is drawn under it: a dashed line of
-the method's colour, its metric on the held-out half of the test classes, i.e. how hard the test classes
-are without shift."""
+Where a study ran the oracle (docs/oracle.md), a second row of panels compares, on the held-out half of
+the test classes, each method that has an oracle (solid) with its oracle (dashed, the method's colour):
+the oracle's line is how hard the test classes are without shift, and the gap between the two is the gap
+of ``study.results.oracle.shift_decomposition`` (both on the same images; the top row's test curves are on
+all test images, so they are not compared with the oracle)."""
 
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ from study.results import DEFAULT_SPLIT_KEY, degradation_curves
 from study.results.oracle import ORACLE, heldout_curves
 
 ORACLE_NOTE = (
-    " Dashed: each method's oracle (trained on half of each test class's images), on the other half: how "
-    "hard the test classes are without shift (docs/oracle.md)."
+    " Bottom row: on the held-out half of the test classes (the images the oracle did not train on), each "
+    "method that has an oracle (solid) and its oracle (dashed; trained on the other half of each test "
+    "class's images): the oracle's line is how hard the test classes are without shift, and the gap between "
+    "the two is the gap of the shift-vs-difficulty table (docs/oracle.md)."
 )
 
 
@@ -35,12 +39,11 @@ def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
     if curves.empty:
         return [Note("No zero-shot test results of Recall@1 or mAP@R yet.")]
     heldout = pd.concat([with_series(heldout_curves(table, m).to_pandas()) for m in METRICS])
-    oracles = heldout[heldout["trial_role"] == ORACLE]
     blocks = []
     for dataset, rows in curves.groupby("dataset"):
         path = out / f"degradation_{slug(dataset)}.png"
-        oracle = oracles[oracles["dataset"] == dataset]
-        plot_degradation(rows, dataset, path, oracle)
+        pairs = oracle_pairs(heldout[heldout["dataset"] == dataset])
+        plot_degradation(rows, dataset, path, pairs)
         seeds = rows["n_seeds"].max()
         blocks.append(
             Image(
@@ -48,37 +51,32 @@ def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
                 f"{dataset}: zero-shot test metrics against the FID between train and test classes; "
                 f"mean over seeds (up to {seeds}) with the 95% CI band; dotted line: default split "
                 f"(key {DEFAULT_SPLIT_KEY}); top axis: test classes per split (fewer classes make "
-                "retrieval easier, against the trend)." + (ORACLE_NOTE if not oracle.empty else ""),
+                "retrieval easier, against the trend)." + (ORACLE_NOTE if not pairs.empty else ""),
             )
         )
     return blocks
 
 
-def plot_degradation(
-    rows: pd.DataFrame, dataset: str, path: Path, oracle: pd.DataFrame | None = None
-) -> None:
-    """One panel per metric (``rows``: ``degradation_curves`` of one dataset, several metrics; ``oracle``:
-    the oracle rows of ``heldout_curves`` for it, drawn dashed in their method's colour)."""
+def oracle_pairs(heldout: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``heldout_curves`` (with ``series``) of the methods that have an oracle, both roles: a
+    method's held-out line is drawn only beside its oracle's, and per metric."""
+    oracles = heldout.loc[heldout["trial_role"] == ORACLE, ["series", "metric"]].drop_duplicates()
+    return heldout.merge(oracles, on=["series", "metric"])
+
+
+def plot_degradation(rows: pd.DataFrame, dataset: str, path: Path, pairs: pd.DataFrame | None = None) -> None:
+    """One panel per metric (``rows``: ``degradation_curves`` of one dataset, several metrics); where
+    ``pairs`` (``oracle_pairs`` of it) has rows, a second row of panels draws them: the method solid, its
+    oracle dashed, in the method's colour."""
     metrics = [m for m in METRICS if (rows["metric"] == m).any()]
-    oracle = oracle if oracle is not None else rows.iloc[:0]
+    pairs = pairs if pairs is not None else pd.DataFrame()
+    nrows = 2 if not pairs.empty else 1
     styles = series_styles(rows["series"])
-    with figure(path, (5.0 * len(metrics) + 0.4, 4.0), ncols=len(metrics)) as (fig, axes):
-        for ax, metric in zip(axes[0], metrics, strict=True):
+    size = (5.0 * len(metrics) + 0.4, 4.0 + 3.4 * (nrows - 1))
+    with figure(path, size, nrows=nrows, ncols=len(metrics)) as (fig, axes):
+        for col, metric in enumerate(metrics):
+            ax = axes[0, col]
             part = rows[rows["metric"] == metric]
-            for series, line in oracle[oracle["metric"] == metric].groupby("series"):
-                style = styles.get(series, {"color": "#777777", "marker": "o"})
-                line = line.sort_values("fid")
-                line_with_band(
-                    ax,
-                    line["fid"],
-                    line["mean"],
-                    line["ci95"],
-                    style,
-                    ms=3.5,
-                    ls="--",
-                    alpha=0.7,
-                    label=f"{series} oracle (held-out half)",
-                )
             for series, line in part.groupby("series"):
                 line = line.sort_values("fid")
                 line_with_band(
@@ -88,7 +86,33 @@ def plot_degradation(
             ax.set_title(f"{dataset} · test {METRICS[metric]} (zero-shot)")
             ax.set_xlabel("FID between train and test classes")
             ax.set_ylabel(f"test {METRICS[metric]}")
-        legend_below(fig, axes[0, 0].get_legend_handles_labels()[0])
+            if nrows == 2:
+                _plot_pairs(axes[1, col], pairs[pairs["metric"] == metric], styles, metric)
+        handles = axes[0, 0].get_legend_handles_labels()[0]
+        if nrows == 2:
+            handles += axes[1, 0].get_legend_handles_labels()[0]
+        legend_below(fig, handles)
+
+
+def _plot_pairs(ax, pairs: pd.DataFrame, styles: dict[str, dict], metric: str) -> None:
+    """Each method (solid, unlabelled: the top row names it) and its oracle (dashed) on the held-out half."""
+    for (series, role), line in pairs.groupby(["series", "trial_role"]):
+        style = styles.get(series, {"color": "#777777", "marker": "o"})
+        line = line.sort_values("fid")
+        oracle = role == ORACLE
+        line_with_band(
+            ax,
+            line["fid"],
+            line["mean"],
+            line["ci95"],
+            style,
+            ms=3.5 if oracle else 4.5,
+            ls="--" if oracle else "-",
+            label=f"{series} oracle (held-out half)" if oracle else "_nolegend_",
+        )
+    ax.set_title(f"held-out half · {METRICS[metric]}: method vs its oracle")
+    ax.set_xlabel("FID between train and test classes")
+    ax.set_ylabel(f"held-out {METRICS[metric]}")
 
 
 def _mark_splits(ax, splits: pd.DataFrame) -> None:

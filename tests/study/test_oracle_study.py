@@ -167,6 +167,26 @@ def test_aggregations_ignore_oracle_and_cross_rows() -> None:
     assert curves["m", 0] == pytest.approx(0.81 - 0.05)  # the test rows, not the held-out ones
 
 
+def test_the_dashboard_draws_the_decomposition_gap(tmp_path) -> None:
+    """The degradation figure's held-out panel pairs each method with its oracle on the same images: the
+    distance between the two lines is the decomposition's gap (not the gap to the all-test curve)."""
+    from dashboards.degradation import degradation_blocks, oracle_pairs
+    from dashboards.plotting import with_series
+    from study.results.oracle import heldout_curves
+
+    table = _table()
+    pairs = oracle_pairs(with_series(heldout_curves(table).to_pandas()))
+    means = pairs.set_index(["method", "split_id", "trial_role"])["mean"]
+    for row in shift_decomposition(table).to_pylist():
+        key = (row["method"], row["split_id"])
+        assert means[(*key, "oracle")] - means[(*key, "benchmark")] == pytest.approx(row["gap"])
+    [figure] = degradation_blocks(table, tmp_path)
+    assert figure.path.exists() and "Bottom row: on the held-out half" in figure.caption
+    [alone] = degradation_blocks(_table(("benchmark",)), tmp_path)
+    assert "held-out" not in alone.caption  # no oracle: no second row
+    assert oracle_pairs(with_series(heldout_curves(_table(("benchmark",))).to_pandas())).empty
+
+
 def test_cross_dataset_table() -> None:
     out = {(r["method"], r["split_id"]): r for r in cross_dataset(_table()).to_pylist()}
     assert set(out) == set(METHOD_HELDOUT)
@@ -237,7 +257,7 @@ def test_oracle_and_cross_rows_reach_results_mlflow_and_dashboard(ray_local, tmp
 
     page = (result.study_dir / "dashboard" / "index.html").read_text()
     assert '<section id="oracle">' in page and "shift share" in page and "evaluated on" in page
-    assert "Dashed: each method" in page  # the degradation figure draws them
+    assert "Bottom row: on the held-out half" in page  # the degradation figure draws them
     assert "could not be drawn" not in page
 
 
