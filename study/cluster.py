@@ -28,8 +28,12 @@ from study.results.layout import NODE_CHECK_FILE
 
 LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # No usage reports; Tune's console output off (the runner prints its progress itself); Ctrl-C stops the
-# driver at once (Tune would instead end the stage and suggest Tuner.restore; we resume from the study).
+# driver at once (Tune would instead end the stage and suggest Tuner.restore; we resume from the study);
+# Tune's own per-trial CSV/JSON/TensorBoard logs off: a study records to its results tables and MLflow,
+# and tensorboardX printed a bare "NaN or Inf found in input tensor." for every NaN a trial reports
+# (e.g. the objective of an oracle trial, which has no validation curve).
 DEFAULTS = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "TUNE_DISABLE_SIGINT_HANDLER": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",

@@ -14,7 +14,8 @@ from pathlib import Path
 from ray import tune
 
 from study.expand import EVAL, PlannedTrial
-from study.results import write_trial_result
+from study.results import SupersededResults, write_trial_result
+from study.results.layout import SUPERSEDED_DIR
 from study.trainable import ERROR, RECORD, WHERE, trial_workdir
 from tasks.identity import describe
 from tasks.record import TrialRecord
@@ -34,12 +35,14 @@ def failed_record(trial: PlannedTrial, error: str) -> TrialRecord:
 
 class TrialLog:
     """Writes finished trials: MLflow child run, then result rows; then drops a completed trial's
-    resume checkpoint (its folder keeps the selected weights). Counts what it wrote."""
+    resume checkpoint (its folder keeps the selected weights) and sets aside the row sets of earlier
+    evaluation trials of the same cell (``SupersededResults``). Counts what it wrote."""
 
-    def __init__(self, study_dir: Path, study: str, tracker) -> None:
-        self.study_dir, self.study, self.tracker = study_dir, study, tracker
+    def __init__(self, study_dir: Path, study: str, tracker, echo: Callable[[str], None] = print) -> None:
+        self.study_dir, self.study, self.tracker, self.echo = study_dir, study, tracker, echo
         self.completed: list[str] = []
         self.failed: list[str] = []
+        self.superseded = SupersededResults(study_dir, EVAL)
 
     def record(
         self, trial: PlannedTrial, record: TrialRecord, checkpoint: str | None, where: dict | None = None
@@ -62,6 +65,13 @@ class TrialLog:
         )
         if not error:  # recorded for good: the resume state (optimizer and all) is dead weight now
             (trial_workdir(self.study_dir, trial.trial_id) / LAST_CHECKPOINT).unlink(missing_ok=True)
+        if not error and trial.stage == EVAL:
+            earlier = self.superseded.completed(trial.trial_id)
+            if earlier:
+                self.echo(
+                    f"[eval] {trial.label} measured again under the current settings: the results of "
+                    f"trial {', '.join(earlier)} moved to {SUPERSEDED_DIR}/"
+                )
         (self.failed if error else self.completed).append(trial.label)
 
 

@@ -84,7 +84,7 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
         tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)
         capture_logs()  # MLflow set up alembic's console handler while creating the store
         parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))
-        log = TrialLog(study_dir, spec.name, tracker)
+        log = TrialLog(study_dir, spec.name, tracker, echo)
         echo(f"study {spec.name}: {study_dir}")
         with LazyRay(
             address, dashboard=spec.ray.dashboard, num_cpus=spec.ray.num_cpus, echo=echo, study_dir=study_dir

@@ -14,6 +14,7 @@ from study.results.layout import DEFAULT_SPLIT_KEY
 from study.results.report import add_results_arguments, format_summary, results
 from study.results.schema import CURVES_SCHEMA, SCHEMA, SCHEMA_VERSION
 from study.results.store import (
+    SupersededResults,
     UnreadableResultWarning,
     completed_trial_ids,
     read_curves,
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_SPLIT_KEY",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "SupersededResults",
     "UnreadableResultWarning",
     "add_results_arguments",
     "auc_summary",

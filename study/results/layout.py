@@ -34,6 +34,7 @@ NODE_CHECK_FILE = (
 )
 RESULTS_DIR = "results"
 CURVES_DIR = "curves"
+SUPERSEDED_DIR = "superseded"  # row sets of a cell measured again under other settings (store.py)
 STATUS_DIR = "status"
 TRIAL_STATUS_FILE = "trials.parquet"
 DRIVER_STATUS_FILE = "driver.parquet"

@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from study.results.files import atomic_path
-from study.results.layout import CURVES_DIR, RESULTS_DIR
+from study.results.layout import CURVES_DIR, RESULTS_DIR, SUPERSEDED_DIR
+from study.results.oracle import BENCHMARK
 from study.results.schema import CURVES_SCHEMA, SCHEMA, SCHEMA_VERSION, VERSION_KEY, curve_rows, trial_rows
 
 if TYPE_CHECKING:  # for annotations only: the record is read by its attributes
@@ -64,6 +65,58 @@ def write_trial_result(
     path = result_path(study_dir, trial_id, stage)
     _atomic_write(rows, path)
     return path
+
+
+# What one evaluation trial measures: a cell of the study. Aggregations expect one trial per cell.
+CELL = ["dataset", "backbone", "method", "split_id", "seed", "trial_role"]
+
+
+class SupersededResults:
+    """Sets aside the row sets of trials that measured the same cell as a newly completed one.
+
+    A cell (``CELL``: dataset, backbone, method label, split, seed, trial role) is measured by one
+    evaluation trial. When a study is run again with settings that change its trials' ids (e.g.
+    ``training.epochs``, the few-shot budgets, turning the oracle on), each new trial measures a cell an
+    earlier trial already measured. Once the new trial completes, the earlier trial's results and curves
+    files move to ``<study>/superseded/results/`` and ``.../curves/`` (nothing is deleted; move them back
+    to read them), so every reader sees one trial per cell: the current settings'. A failed new trial
+    supersedes nothing. The cells of the study's files are read once, then kept up to date.
+    """
+
+    def __init__(self, study_dir: str | Path, stage: str) -> None:
+        self.study_dir, self.stage = Path(study_dir), stage
+        self._cells: dict[str, tuple] | None = None
+
+    def completed(self, trial_id: str) -> list[str]:
+        """``trial_id`` completed (its rows are written): move the trials it supersedes; their ids."""
+        cells = self._known()
+        path = result_path(self.study_dir, trial_id, self.stage)
+        rows = _read_file(path, pa.schema([SCHEMA.field(c) for c in CELL]))
+        cell = _cell(rows.slice(0, 1).to_pylist()[0]) if rows.num_rows else None
+        earlier = [t for t, c in cells.items() if c == cell and t != trial_id] if cell else []
+        for other in earlier:
+            for folder in (RESULTS_DIR, CURVES_DIR):
+                source = result_path(self.study_dir, other, self.stage, folder)
+                if source.exists():
+                    target = self.study_dir / SUPERSEDED_DIR / folder / source.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source.replace(target)
+            del cells[other]
+        if cell:
+            cells[trial_id] = cell
+        return earlier
+
+    def _known(self) -> dict[str, tuple]:
+        if self._cells is None:
+            table, _ = read_folder(self.study_dir / RESULTS_DIR, SCHEMA, columns=CELL + ["trial_id", "stage"])
+            rows = table.filter(pc.equal(table["stage"], self.stage)).to_pylist()
+            self._cells = {row["trial_id"]: _cell(row) for row in rows}
+        return self._cells
+
+
+def _cell(row: dict) -> tuple:
+    """A row's cell; a null role (files written before roles existed) is the benchmark's."""
+    return tuple(row[c] if c != "trial_role" else (row[c] or BENCHMARK) for c in CELL)
 
 
 def completed_trial_ids(study_dir: str | Path, stage: str | None = None) -> set[str]:

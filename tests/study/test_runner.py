@@ -8,6 +8,7 @@ shadows the package's top level as a namespace package (test_spec checks ``study
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow.compute as pc
 import pytest
@@ -133,3 +134,23 @@ def test_failed_trial_is_recorded_and_exit_code_says_so(ray_local, tmp_path, tin
     assert row["status"] == "failed" and row["error"].startswith("NonFiniteLossError")
     (status,) = read_trial_status(tmp_path / "diverging").to_pylist()
     assert status["status"] == "failed" and status["error"] == row["error"]
+
+
+def test_a_rerun_under_other_settings_sets_the_earlier_results_aside(tiny, tiny_spec, tmp_path):
+    """Changed settings give every trial a new id; each new trial supersedes its cell's earlier one, so
+    the aggregations, the comparison and the parent run's summary still see one trial per cell."""
+    result, _ = tiny
+    folder = tmp_path / "tiny"
+    shutil.copytree(result.study_dir, folder)
+    old = {row["trial_id"] for row in _rows(result.table, stage="eval")}
+    spec = tiny_spec(folder)
+    spec["training"]["iterations_per_epoch"] = 5
+    lines: list[str] = []
+    again = run(spec, echo=lines.append)
+    assert again.outcome.ok and not again.outcome.incomplete
+    new = {row["trial_id"] for row in _rows(again.table, stage="eval")}
+    assert len(new) == len(old) == 4 and not new & old
+    moved = {path.name for path in (folder / "superseded" / "results").glob("*.parquet")}
+    assert moved == {f"eval-{trial_id}.parquet" for trial_id in old}
+    assert sum("moved to superseded/" in line for line in lines) == 4
+    assert again.auc().num_rows == 2 and (folder / "comparison.json").is_file()
