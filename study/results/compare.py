@@ -1,5 +1,5 @@
 """Paired comparisons of methods: the difference in normalized AUC with a paired interval, a sign-flip
-permutation test with Holm's correction, and a ranking in which methods not told apart share a rank.
+permutation test with Holm's correction, and a ranking by the number of methods significantly better.
 
 The definitions (docs/statistics.md states them for readers):
 
@@ -22,21 +22,35 @@ The definitions (docs/statistics.md states them for readers):
   cell gives a zero-width interval. The 95% interval is the 2.5th and 97.5th percentile; a resample in
   which a drawn split has no drawn seed is left out. Per split: the mean of ``d`` over seeds with a
   bootstrap-over-seeds interval.
-- **Test.** H0: within every cell the two methods' values are exchangeable (each cell is an independent
-  pair of trainings), so each ``d[s, j]`` is as likely as ``-d[s, j]``. The statistic is
-  ``T = sum over cells of w_j d[s, j]``; the two-sided p-value is the share of sign patterns ``e`` with
-  ``|sum_c e_c w_j(c) d_c| >= |T|``, over all ``2^n`` patterns when there are ``n <= EXACT_UP_TO`` cells,
-  else ``(1 + count) / (1 + DRAWS)`` over ``DRAWS`` seeded random patterns.
+- **Test.** A sign-flip test of ``T = sum_u x_u`` over units ``u`` whose signs it flips (``unit``):
+  the two-sided p-value is the share of sign patterns ``e`` with ``|sum_u e_u x_u| >= |T|``, over all
+  ``2^n`` patterns for ``n <= EXACT_UP_TO`` units, else ``(1 + count) / (1 + DRAWS)`` over ``DRAWS`` seeded
+  random patterns; the smallest p-value it can give is ``2 / 2^n`` (exact).
+
+  - ``unit="cell"`` (default): ``x = w_j d[s, j]`` per cell. Assumes the cells are independent: H0 is that
+    within every cell the two methods' values are exchangeable, independently across cells, i.e. no
+    method x seed effect shared across splits. A method's trials with one seed share their initialisation
+    (``torch.manual_seed(seed)``) on every split, so such an effect can exist; then this test rejects too
+    often (docs/statistics.md measures how much). It has power with 3 seeds.
+  - ``unit="seed"``: ``x = sum_j w_j d[s, j]``, the per-seed AUC difference, over the seeds with a cell
+    on every split of the pair. Assumes only that seeds are independent: H0 is that each seed's difference
+    is as likely as its negation, which holds with a method x seed effect. With ``n`` seeds the smallest
+    p-value is ``2 / 2^n``: 0.0625 with 5, 0.031 with 6, so it needs 6+ seeds for alpha 0.05.
 - **Holm.** Across the tested pairs of a dataset (all its backbones): with the p-values sorted,
   ``p_holm_(i) = max_{k <= i} min(1, (m - k + 1) p_(k))``; a pair is ``significant`` when
   ``p_holm < alpha``.
 - **Rank.** ``rank(m) = 1 + the number of methods significantly better than m`` (a significant pair whose
-  ``diff`` favours the other method), within a dataset and backbone. Methods that no significant
-  difference separates share a rank; ``better_than`` lists the methods m is significantly better than.
+  ``diff`` favours the other method), within a dataset and backbone. Methods with the same number of
+  methods significantly better share a rank, and two methods not significantly different may differ in
+  rank (a beats b and c, d beats c, b - c not significant: b has rank 2, c rank 3). ``better_than`` lists
+  the methods m is significantly better than.
 - **No test.** When the pair's cells span fewer than 2 distinct FIDs (no AUC) or one seed ("the
   difference cannot be told from seed noise"; with 2+ seeds and 2+ splits there are 2+ cells),
-  ``p_value``, ``p_holm`` and ``significant`` are null, the interval is NaN and ``note`` says why. Other
-  undefined floats are NaN, as in ``aggregate.py``.
+  ``p_value``, ``p_holm`` and ``significant`` are null, the interval is NaN and ``note`` says why; the same
+  for the test alone with ``unit="seed"`` when no seed has a cell on every split. ``n_units`` counts the
+  cells or seeds the test flips (0: no test). When the smallest attainable p-value ``2 / 2^n`` is
+  ``>= alpha`` (e.g. 4 cells: 0.125) the test runs but ``note`` says the pair can never be significant.
+  Other undefined floats are NaN, as in ``aggregate.py``.
 """
 
 from __future__ import annotations
@@ -56,11 +70,15 @@ from study.results.files import write_text_atomic
 from study.results.layout import COMPARISON_FILE
 from study.results.store import read_results
 
+ALPHA = 0.05  # the significance level of the Holm-adjusted tests, unless compare is given another
+CELL, SEED = "cell", "seed"  # what the sign-flip test flips (module docstring, **Test**)
+UNITS = (CELL, SEED)
 RESAMPLES = 2000  # bootstrap resamples of each interval
 EXACT_UP_TO = 16  # cells up to which the sign-flip test enumerates all 2^n patterns
 DRAWS = 20000  # random sign patterns beyond that
 ONE_SEED = "1 seed: the difference cannot be told from seed noise; run 2+ seeds"
 NO_AUC = "the common cells span fewer than 2 distinct shift values: no AUC"
+NO_FULL_SEED = "no seed has a cell on every split of the pair: no test by seed; run --unit cell"
 
 _STR, _F64, _I32, _I64, _BOOL = pa.string(), pa.float64(), pa.int32(), pa.int64(), pa.bool_()
 _KEYS = [("dataset", _STR), ("backbone", _STR), ("metric", _STR), ("shots", _I32), ("shift", _STR)]
@@ -69,7 +87,8 @@ PAIRS_OUT = pa.schema(
     _KEYS
     + _PAIR
     + [("auc_a", _F64), ("auc_b", _F64), ("diff", _F64), ("ci_low", _F64), ("ci_high", _F64)]
-    + [("n_seeds", _I64), ("n_splits", _I64), ("n_cells", _I64), ("p_value", _F64), ("p_holm", _F64)]
+    + [("n_seeds", _I64), ("n_splits", _I64), ("n_cells", _I64), ("n_units", _I64)]
+    + [("p_value", _F64), ("p_holm", _F64)]
     + [("significant", _BOOL), ("note", _STR)]
 )
 SPLITS_OUT = pa.schema(
@@ -87,16 +106,21 @@ _NULLABLE = {"p_value", "p_holm", "significant", "note"}  # null: no test was ru
 
 @dataclass(frozen=True)
 class Comparison:
-    """The three tables of ``compare``: one row per method pair, per pair and split, per method."""
+    """The three tables of ``compare``: one row per method pair, per pair and split, per method; and the
+    test's ``unit`` and ``alpha``."""
 
     pairs: pa.Table
     splits: pa.Table
     ranking: pa.Table
+    unit: str = CELL
+    alpha: float = ALPHA
 
     def to_json(self) -> str:
-        """The tables as ``{"pairs": [...], "splits": [...], "ranking": [...]}``; NaN becomes null."""
+        """``{"unit": ..., "alpha": ..., "pairs": [...], "splits": [...], "ranking": [...]}``; NaN becomes
+        null."""
         tables = {"pairs": self.pairs, "splits": self.splits, "ranking": self.ranking}
-        return json.dumps({name: _records(t) for name, t in tables.items()}, indent=1, allow_nan=False)
+        out = {"unit": self.unit, "alpha": self.alpha} | {name: _records(t) for name, t in tables.items()}
+        return json.dumps(out, indent=1, allow_nan=False)
 
 
 def compare(
@@ -104,12 +128,16 @@ def compare(
     metric: str = "recall@1",
     shots: int = 0,
     seed: int = 0,
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
     shift: str = FID,
+    unit: str = CELL,
 ) -> Comparison:
     """Every pair of methods of each dataset and backbone, compared on their common (split, seed) cells
     (the module docstring defines each column); ``seed`` seeds the bootstraps and random sign patterns.
-    ``shift``: the measure whose trapezoid weights define the AUC (``aggregate.auc_summary``'s)."""
+    ``shift``: the measure whose trapezoid weights define the AUC (``aggregate.auc_summary``'s).
+    ``unit``: what the sign-flip test flips, ``cell`` or ``seed`` (module docstring, **Test**)."""
+    if unit not in UNITS:
+        raise ValueError(f"unit {unit!r}: the sign-flip test flips one of {', '.join(UNITS)}")
     rows = per_seed_rows(table, metric, shots=[shots], kinds=["zeroshot" if shots == 0 else "fewshot"])
     rows = with_shift(rows, table, shift) if not rows.empty else rows.assign(shift_value=rows["fid"])
     aucs = auc_summary(table, metric, shots, shift).to_pandas().set_index(["dataset", "backbone", "method"])
@@ -122,7 +150,7 @@ def compare(
         info = group.drop_duplicates("split_id").set_index("split_id")[["split_key", "fid", "shift_value"]]
         for a, b in combinations(methods, 2):
             rng = np.random.default_rng([seed, zlib.crc32(f"{dataset}\0{backbone}\0{a}\0{b}".encode())])
-            pair, per_split = _pair(wide[[a, b]].dropna(), info, rng)
+            pair, per_split = _pair(wide[[a, b]].dropna(), info, rng, unit, alpha)
             pairs.append(keys | {"method_a": a, "method_b": b} | pair)
             splits += [keys | {"method_a": a, "method_b": b} | row for row in per_split]
         ranks += [
@@ -138,6 +166,8 @@ def compare(
         _table(pairs_frame, PAIRS_OUT),
         _table(pd.DataFrame(splits, columns=SPLITS_OUT.names), SPLITS_OUT),
         _table(ranks_frame, RANKS_OUT),
+        unit,
+        alpha,
     )
 
 
@@ -174,6 +204,29 @@ def sign_flip_p_value(
     tolerance = 1e-9 * np.abs(x).sum(axis=-1)  # patterns equal to T up to rounding count as extreme
     count = (np.abs(x @ signs.T) >= (observed - tolerance)[..., None]).sum(axis=-1)
     return (count + extra) / (len(signs) + extra)
+
+
+def smallest_p_value(n: int, exact_up_to: int = EXACT_UP_TO, draws: int = DRAWS) -> float:
+    """The smallest p-value ``sign_flip_p_value`` can give with ``n`` units: ``2 / 2^n`` exact (the
+    observed pattern and its negation), ``1 / (1 + draws)`` with random patterns."""
+    return 2.0 / 2.0**n if n <= exact_up_to else 1.0 / (1 + draws)
+
+
+def never_significant(n: int, unit: str, alpha: float) -> str:
+    """The note of a pair whose test cannot reach ``alpha`` with ``n`` units."""
+    units = f"{n} {unit}{'s' * (n > 1)}"
+    return (
+        f"{units}: the smallest attainable p-value is {smallest_p_value(n):.3g} >= alpha {alpha:g}, so "
+        "never significant; run more seeds"
+    )
+
+
+def flipped_values(d: np.ndarray, weights: np.ndarray, unit: str) -> np.ndarray:
+    """The values whose signs the test flips, from ``d`` (seeds x splits, NaN where a cell is missing):
+    ``w_j d[s, j]`` per cell, or per seed with a cell on every split ``sum_j w_j d[s, j]``."""
+    if unit == CELL:
+        return (d * weights)[~np.isnan(d)]
+    return d[~np.isnan(d).any(axis=1)] @ weights
 
 
 def two_way_bootstrap(
@@ -216,8 +269,11 @@ def holm(p: pd.Series | np.ndarray) -> np.ndarray:
     return out
 
 
-def _pair(cells: pd.DataFrame, info: pd.DataFrame, rng: np.random.Generator) -> tuple[dict, list[dict]]:
-    """One pair on its common cells (rows (split_id, seed), columns a, b): its row and its per-split rows."""
+def _pair(
+    cells: pd.DataFrame, info: pd.DataFrame, rng: np.random.Generator, unit: str, alpha: float
+) -> tuple[dict, list[dict]]:
+    """One pair on its common cells (rows (split_id, seed), columns a, b): its row and its per-split rows;
+    the test flips ``unit``s."""
     a, b = cells.columns
     grid = {m: cells[m].unstack("split_id") for m in (a, b)}  # seeds x splits, NaN where no common cell
     split_ids = list(grid[a].columns)
@@ -235,6 +291,7 @@ def _pair(cells: pd.DataFrame, info: pd.DataFrame, rng: np.random.Generator) -> 
         "n_seeds": n_seeds,
         "n_splits": len(split_ids),
         "n_cells": n_cells,
+        "n_units": 0,
         "p_value": np.nan,
         "note": None,
     }
@@ -245,8 +302,14 @@ def _pair(cells: pd.DataFrame, info: pd.DataFrame, rng: np.random.Generator) -> 
         row["note"] = ONE_SEED
     else:
         row["ci_low"], row["ci_high"] = np.nanpercentile(two_way_bootstrap(d, weights, rng), [2.5, 97.5])
-        x = (d * weights)[~np.isnan(d)]
-        row["p_value"] = float(sign_flip_p_value(x, rng))
+        x = flipped_values(d, weights, unit)
+        row["n_units"] = len(x)
+        if len(x) == 0:
+            row["note"] = NO_FULL_SEED
+        else:
+            row["p_value"] = float(sign_flip_p_value(x, rng))
+            if smallest_p_value(len(x)) >= alpha:
+                row["note"] = never_significant(len(x), unit, alpha)
     per_split = []
     for j, split_id in enumerate(split_ids):
         dj = d[~np.isnan(d[:, j]), j]

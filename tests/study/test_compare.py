@@ -6,6 +6,7 @@ import itertools
 import json
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 
 from study.results import (
@@ -17,10 +18,13 @@ from study.results import (
     results,
 )
 from study.results.compare import (
+    ALPHA,
     NO_AUC,
+    NO_FULL_SEED,
     ONE_SEED,
     bootstrap_statistic,
     holm,
+    never_significant,
     sign_flip_p_value,
     split_weights,
 )
@@ -188,7 +192,7 @@ def test_missing_cells_are_left_out_of_the_pair(tmp_path):
     assert pair["p_value"] == pytest.approx(brute_force_p(x))
 
 
-def test_methods_not_told_apart_share_a_rank(tmp_path):
+def test_rank_is_one_plus_the_methods_significantly_better(tmp_path):
     # a beats c by 0.2 on every cell; b is a plus or minus 0.3, alternating: neither a-b nor b-c is significant
     seeds = (0, 1, 2)
     a = {s[0]: np.full(3, 0.6) for s in SPLITS}
@@ -211,6 +215,63 @@ def test_methods_not_told_apart_share_a_rank(tmp_path):
             and (p["method_b"] if p["diff"] > 0 else p["method_a"]) == method
         ]
         assert rank == 1 + len(better)
+
+
+def test_the_seed_unit_flips_per_seed_auc_differences(tmp_path):
+    methods, seeds = ("a", "b"), (0, 1, 2)
+    values = grid_values(methods, seeds, np.random.default_rng(9))
+    write_grid(tmp_path, methods=methods, seeds=seeds, values=values)
+    result_path(tmp_path, "b-1-2", "eval").unlink()  # seed 2 lacks split 1: left out of the seed test
+    table = read_results(tmp_path)
+    (by_cell,), (by_seed,) = (compare(table, unit=unit).pairs.to_pylist() for unit in ("cell", "seed"))
+    a, b = by_seed["method_a"], by_seed["method_b"]
+    w = trapezoid_weights(np.array([FIDS[j] for j in sorted(FIDS)]))
+    per_seed = [sum(w[j] * (values[a][j][s] - values[b][j][s]) for j in sorted(FIDS)) for s in (0, 1)]
+    assert by_seed["p_value"] == pytest.approx(brute_force_p(per_seed))
+    assert (by_seed["n_units"], by_cell["n_units"], by_cell["n_cells"]) == (2, 8, 8)
+    assert by_seed["note"] == never_significant(2, "seed", ALPHA) and by_seed["significant"] is False
+    for column in ("diff", "ci_low", "ci_high"):  # the unit changes the test only
+        assert by_seed[column] == by_cell[column]
+    with pytest.raises(ValueError, match="cell, seed"):
+        compare(table, unit="split")
+
+
+def test_the_seed_unit_needs_six_seeds_for_alpha_005(tmp_path):
+    # a is b + 0.05 plus noise in every cell: every seed's difference is positive, p = 2 / 2^seeds
+    rng = np.random.default_rng(10)
+    b = {j: rng.uniform(0.4, 0.6, size=6) for j in FIDS}
+    a = {j: v + 0.05 + rng.normal(0, 0.005, size=6) for j, v in b.items()}
+    write_grid(tmp_path, methods=("a", "b"), seeds=tuple(range(6)), values={"a": a, "b": b})
+    table = read_results(tmp_path)
+    for n in (5, 6):
+        (pair,) = compare(table.filter(pc.field("seed") < n), unit="seed").pairs.to_pylist()
+        assert pair["p_value"] == pytest.approx(2 / 2**n) and pair["significant"] is (n == 6)
+        assert pair["note"] == (never_significant(5, "seed", ALPHA) if n == 5 else None)
+
+
+def test_a_pair_that_can_never_be_significant_says_so(tmp_path):
+    write_grid(tmp_path, seeds=(0, 1))
+    for method in ("margin", "multisim"):  # 2 seeds x 2 splits: 4 cells, smallest p 2/16 = 0.125
+        for seed in (0, 1):
+            result_path(tmp_path, f"{method}-2-{seed}", "eval").unlink()
+    (pair,) = compare(read_results(tmp_path)).pairs.to_pylist()
+    assert (pair["n_cells"], pair["significant"]) == (4, False) and pair["p_value"] >= 0.125
+    assert pair["note"] == never_significant(4, "cell", ALPHA)
+    assert "4 cells: the smallest attainable p-value is 0.125 >= alpha 0.05" in pair["note"]
+
+
+def test_the_seed_unit_without_a_seed_on_every_split_has_no_test(tmp_path):
+    write_grid(tmp_path, seeds=(0, 1))
+    for split_id, seed in ((0, 0), (1, 1)):
+        result_path(tmp_path, f"multisim-{split_id}-{seed}", "eval").unlink()
+    (pair,) = compare(read_results(tmp_path), unit="seed").pairs.to_pylist()
+    assert (pair["n_units"], pair["p_value"], pair["significant"], pair["note"]) == (
+        0,
+        None,
+        None,
+        NO_FULL_SEED,
+    )
+    assert not np.isnan(pair["ci_low"])  # the interval does not need a full seed
 
 
 def test_one_seed_says_no_test_is_possible(tmp_path):
@@ -269,3 +330,24 @@ def test_size_and_power_of_the_sign_flip_test_over_synthetic_studies():
         x = ((a - b) * w).reshape(studies, -1)
         rate = (sign_flip_p_value(x) < alpha).mean()
         assert low <= rate <= high, (shift, rate)
+
+
+def test_size_of_each_unit_under_a_method_x_seed_effect():
+    """400 studies of 8 seeds x 4 splits where each method's trials with one seed share an effect across
+    splits (sd 0.02, as a shared initialisation could give), plus cell noise (sd 0.02), and no difference:
+    the cell test rejects far above alpha; the seed test at its exact size, the largest attainable level
+    below alpha (12/256 with 8 seeds), within 3 binomial standard errors. A +0.05 difference: the seed
+    test finds it nearly always."""
+    studies, seeds, alpha = 400, 8, 0.05
+    w = split_weights(np.array([17.8, 24.1, 36.9, 45.3]))
+    rng = np.random.default_rng(12)
+    method_seed = rng.normal(0, 0.02, size=(studies, seeds, 1))  # a's minus b's, shared by the seed's splits
+    d = method_seed + rng.normal(0, 0.02 * np.sqrt(2), size=(studies, seeds, len(w)))
+    by_cell = sign_flip_p_value((d * w).reshape(studies, -1), rng, draws=2000)
+    assert (by_cell < alpha).mean() > alpha + 3 * np.sqrt(alpha * (1 - alpha) / studies)
+    extreme = [k for k in range(0, 2**seeds + 1, 2) if k / 2**seeds < alpha]  # counts come in pairs +-
+    size = max(extreme) / 2**seeds
+    assert size == 12 / 256
+    rate = (sign_flip_p_value(d @ w) < alpha).mean()
+    assert abs(rate - size) <= 3 * np.sqrt(size * (1 - size) / studies), rate
+    assert (sign_flip_p_value((d + 0.05) @ w) < alpha).mean() >= 0.9
