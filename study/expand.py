@@ -6,6 +6,7 @@ Equal identities mean interchangeable results: that is what makes resume skip wo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tasks.config import DataConfig, FewShotConfig, HeldoutConfig, TrialConfig
 from tasks.identity import split_hash, trial_identity
 from tasks.splits.episodes import has_support
 from tasks.splits.files import Split, SplitFileError, read_split_file
+from tasks.splits.heldout import MIN_HALF, kept_classes
 
 TUNE, EVAL = "tune", "eval"  # the stages, named as in the results schema
 
@@ -63,8 +65,16 @@ class DatasetPlan:
     default: Split
 
     @classmethod
-    def load(cls, entry: DatasetEntry, split_file: Path, spec: StudySpec) -> DatasetPlan:
-        """Read and check the split file against the spec (keys exist, every budget has episodes)."""
+    def load(
+        cls,
+        entry: DatasetEntry,
+        split_file: Path,
+        spec: StudySpec,
+        class_sizes: Mapping[str, int] | None = None,
+    ) -> DatasetPlan:
+        """Read and check the split file against the spec (keys exist, every budget has episodes, batches
+        fit). ``class_sizes`` (images per class) serves the oracle's check: without it, and with the oracle
+        on, the entry's dataset is built to count them."""
         split_file = Path(split_file).resolve()
         field = f"datasets.{spec.datasets.index(entry)}"
         source = (
@@ -97,11 +107,25 @@ class DatasetPlan:
                 )
         default = splits.split(entry.default_split)
         _check_batch(spec, [default, *evaluated], where)
-        if spec.oracle_methods:  # an oracle trains on the test classes (those with 4 images or more)
-            fewest = min(evaluated, key=lambda s: len(s.test))
-            holder = f"the oracle of split {fewest.key} of {where}"
-            check_batch_classes(spec, len(fewest.test), holder, "its test classes")
+        if spec.oracle_methods:  # an oracle trains on the test classes the held-out division keeps
+            sizes = class_sizes if class_sizes is not None else dataset_class_sizes(entry, field)
+            kept = {s.key: len(kept_classes(s.test, sizes)) for s in evaluated}
+            fewest = min(kept, key=kept.__getitem__)
+            holder = f"the oracle of split {fewest} of {where}"
+            which = f"its test classes of {2 * MIN_HALF} images or more, of {len(splits.split(fewest).test)}"
+            check_batch_classes(spec, kept[fewest], holder, which)
         return cls(entry, split_file, evaluated, default)
+
+
+def dataset_class_sizes(entry: DatasetEntry, field: str) -> dict[str, int]:
+    """Images per class of the entry's dataset (built, not decoded)."""
+    from tasks.data import DatasetError, build_dataset
+    from tasks.splits.check import class_sizes
+
+    try:
+        return class_sizes(build_dataset(entry.dataset, entry.root, **entry.builder_options()))
+    except DatasetError as err:
+        raise SpecError(f"{field}.root: {err}") from None
 
 
 def _check_batch(spec: StudySpec, splits: list[Split], where: str) -> None:

@@ -38,6 +38,17 @@ class HeldoutDivision:
         return sorted(self.heldout)
 
 
+def divisible(size: int) -> bool:
+    """Whether a test class of ``size`` images is kept (divided into two halves) rather than left out."""
+    return size >= 2 * MIN_HALF
+
+
+def kept_classes(classes: Sequence[str], sizes: Mapping[str, int]) -> list[str]:
+    """The classes of ``classes`` the division keeps (``sizes``: images per class; an unknown class has
+    none), sorted: the classes an oracle trains and is evaluated on."""
+    return sorted(c for c in classes if divisible(sizes.get(c, 0)))
+
+
 def training_size(size: int, fraction: float) -> int:
     """Images of a class of ``size`` in the oracle's training half: ``round(fraction x size)`` (halves
     rounded up), at least ``MIN_HALF`` and leaving ``MIN_HALF`` held out."""
@@ -54,7 +65,7 @@ def heldout_division(
     train, heldout, left_out = {}, {}, []
     for name in sorted(classes):
         ids = sorted(images_by_class[name])
-        if len(ids) < 2 * MIN_HALF:
+        if not divisible(len(ids)):
             left_out.append(name)
             continue
         order = np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(len(ids))

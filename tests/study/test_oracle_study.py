@@ -14,7 +14,7 @@ from study.expand import DatasetPlan, evaluation_trials
 from study.results import auc_summary, degradation_curves, fewshot_gain, ranking
 from study.results.oracle import cross_dataset, shift_decomposition
 from study.results.schema import trial_rows
-from study.spec import load_spec
+from study.spec import SpecError, load_spec
 from tasks.config import HeldoutConfig
 from tasks.record import Measurement, TrialIdentity, TrialRecord
 from tasks.splits.files import SplitFile, write_json
@@ -50,9 +50,26 @@ def test_bad_oracle_and_cross_settings_name_the_field(overrides: dict, message: 
     assert re.search(message, spec_error(overrides, {**copy.deepcopy(BASE), **TWO}))
 
 
-def _plans(spec, tmp_path) -> list[DatasetPlan]:
+def _plans(spec, tmp_path, sizes: dict[str, int] | None = None) -> list[DatasetPlan]:
+    """Plans of ``_split``s, whose 8 test classes have ``sizes`` images (10 each unless given)."""
     path = write_json(SplitFile(splits=[_split(1, "0"), _split(2, "R3")]), tmp_path / "splits.json")
-    return [DatasetPlan.load(entry, path, spec) for entry in spec.datasets]
+    sizes = {f"t{i}": 10 for i in range(8)} | (sizes or {})
+    return [DatasetPlan.load(entry, path, spec, sizes) for entry in spec.datasets]
+
+
+def test_the_oracle_batch_check_counts_the_classes_it_keeps(tmp_path) -> None:
+    """A batch of 16 images, 4 per class, needs 4 classes: 8 test classes would do, but with 5 of them
+    under 4 images the oracle keeps 3, and its trials would fail; without the oracle nothing is counted."""
+    oracle = load_spec(copy.deepcopy(BASE), {"oracle": {"enabled": True}})
+    assert len(_plans(oracle, tmp_path, {f"t{i}": 4 for i in range(4)})) == 1  # 4 classes of 4: enough
+    small = {f"t{i}": 3 for i in range(5)}
+    with pytest.raises(SpecError) as caught:
+        _plans(oracle, tmp_path, small)
+    message = str(caught.value)
+    assert "training.batch_size" in message and "needs 4 distinct classes" in message
+    assert "trains on 3 classes (its test classes of 4 images or more, of 8)" in message
+    assert "at most 12" in message
+    assert len(_plans(load_spec(copy.deepcopy(BASE)), tmp_path, small)) == 1
 
 
 def test_expansion_adds_oracles_heldout_and_cross_evaluation(tmp_path) -> None:

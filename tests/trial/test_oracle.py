@@ -13,7 +13,7 @@ from tasks.identity import trial_identity
 from tasks.oracle import divide_test_classes, oracle_training_set
 from tasks.record import Measurement
 from tasks.splits.files import read_split_file
-from tasks.splits.heldout import MIN_HALF, heldout_division, training_size
+from tasks.splits.heldout import MIN_HALF, heldout_division, kept_classes, training_size
 from tasks.trial import run_trial
 
 
@@ -29,7 +29,7 @@ def test_halves_divide_each_kept_class_and_small_ones_are_counted(fraction: floa
     images = _classes(SIZES)
     division = heldout_division(images, list(SIZES), fraction, seed=3)
     assert division.left_out == ["d", "e", "g"]  # fewer than 2 + 2 images
-    assert division.classes == ["a", "b", "c", "f"]
+    assert division.classes == ["a", "b", "c", "f"] == kept_classes(list(SIZES), SIZES)  # the study's count
     for name in division.classes:
         train, held = set(division.train[name]), set(division.heldout[name])
         assert not train & held and train | held == set(images[name])  # disjoint, the union is the class
