@@ -13,33 +13,24 @@ import tasks.train
 from tasks.config import TrialConfig
 from tasks.splits.files import read_split_file
 from tasks.train import selection_score, train_model, training_classes
+from tests.trial.configs import trial_config
 
 VAL = {"recall@1": [0.10, 0.50, 0.30, 0.20, 0.10], "map@r": [0.10, 0.10, 0.45, 0.20, 0.10]}
 TEST = {"recall@1": [0.20, 0.10, 0.10, 0.10, 0.90], "map@r": [0.30, 0.20, 0.10, 0.10, 0.10]}
 
 
 def _config(bench, protocol: str) -> TrialConfig:
-    return TrialConfig.model_validate(
-        {
-            "data": {
-                "dataset": "glyphs",
-                "root": bench["root"],
-                "options": bench["options"],
-                "split_file": bench["split_file"],
-                "split": "0",
-            },
-            "model": {"backbone": "glyph_cnn", "embedding_dim": 16, "pretrained": False},
-            "method": {"name": "multisimilarity"},
-            "training": {
-                "epochs": 5,
-                "batch_size": 16,
-                "samples_per_class": 4,
-                "iterations_per_epoch": 1,
-                "lr": 1e-3,
-                "with_nmi": False,
-                "protocol": protocol,
-            },
-        }
+    return trial_config(
+        bench,
+        **{
+            "model.embedding_dim": 16,
+            "training.epochs": 5,
+            "training.batch_size": 16,
+            "training.iterations_per_epoch": 1,
+            "training.lr": 1e-3,
+            "training.protocol": protocol,
+            "fewshot.shots": [],
+        },
     )
 
 

@@ -4,46 +4,18 @@ import pytest
 import torch
 
 from study.results.schema import trial_rows
-from tasks.config import TrialConfig
 from tasks.fewshot import resolve_episode
 from tasks.splits.episodes import whole_class_episodes
 from tasks.splits.files import read_split_file, write_json
 from tasks.train import NonFiniteLossError
 from tasks.trial import run_trial
-
-
-def _config(bench, **overrides) -> TrialConfig:
-    raw = {
-        "data": {
-            "dataset": "glyphs",
-            "root": bench["root"],
-            "options": bench["options"],
-            "split_file": bench["split_file"],
-            "split": "0",
-        },
-        "model": {"backbone": "glyph_cnn", "embedding_dim": 32, "pretrained": False},
-        "method": {"name": "multisimilarity"},
-        "training": {
-            "epochs": 3,
-            "batch_size": 32,
-            "samples_per_class": 4,
-            "iterations_per_epoch": 12,
-            "lr": 2e-3,
-            "with_nmi": False,
-        },
-        "fewshot": {"shots": [2], "episodes": 2, "iterations": {2: 20}, "batch_size": 40},
-        "seed": 0,
-    }
-    for key, value in overrides.items():
-        section, _, field = key.partition(".")
-        raw[section][field] = value
-    return TrialConfig.model_validate(raw)
+from tests.trial.configs import trial_config
 
 
 @pytest.mark.slow
 def test_demo_trial_learns_selects_on_validation_and_adapts(glyph_benchmark, tmp_path):
     torch.set_num_threads(2)
-    record = run_trial(_config(glyph_benchmark), tmp_path / "trial")
+    record = run_trial(trial_config(glyph_benchmark), tmp_path / "trial")
     chance = 1 / record.identity.num_test_classes
     assert record.measurement("test", "recall@1") > 5 * chance  # far above chance after 3 short epochs
     curves = record.curves.values
@@ -63,12 +35,12 @@ def test_demo_trial_learns_selects_on_validation_and_adapts(glyph_benchmark, tmp
 
 @pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(glyph_benchmark, tmp_path):
-    full = run_trial(_config(glyph_benchmark, **{"fewshot.shots": []}), tmp_path / "full")
+    full = run_trial(trial_config(glyph_benchmark, **{"fewshot.shots": []}), tmp_path / "full")
     first = run_trial(
-        _config(glyph_benchmark, **{"training.epochs": 2, "fewshot.shots": []}), tmp_path / "resumed"
+        trial_config(glyph_benchmark, **{"training.epochs": 2, "fewshot.shots": []}), tmp_path / "resumed"
     )
     assert first.resumed_from_epoch is None
-    resumed = run_trial(_config(glyph_benchmark, **{"fewshot.shots": []}), tmp_path / "resumed")
+    resumed = run_trial(trial_config(glyph_benchmark, **{"fewshot.shots": []}), tmp_path / "resumed")
     assert resumed.resumed_from_epoch == 2
     # seeded per epoch: training two epochs, stopping, and continuing gives the uninterrupted result
     loss = "train/loss"
@@ -77,7 +49,7 @@ def test_resume_continues_from_the_last_checkpoint(glyph_benchmark, tmp_path):
 
 
 def test_non_finite_loss_names_epoch_and_step(glyph_benchmark, tmp_path):
-    config = _config(
+    config = trial_config(
         glyph_benchmark, **{"training.lr": float("inf"), "training.epochs": 2, "fewshot.shots": []}
     )
     with pytest.raises(NonFiniteLossError, match=r"epoch 0, step 1"):
@@ -85,7 +57,7 @@ def test_non_finite_loss_names_epoch_and_step(glyph_benchmark, tmp_path):
 
 
 def test_split_naming_unknown_classes_is_refused(glyph_benchmark, tmp_path):
-    config = _config(glyph_benchmark, **{"data.options": {**glyph_benchmark["options"], "seed": 1}})
+    config = trial_config(glyph_benchmark, **{"data.options": {**glyph_benchmark["options"], "seed": 1}})
     with pytest.raises(ValueError, match="not in dataset"):
         run_trial(config, tmp_path / "x")
 
@@ -107,7 +79,7 @@ def test_whole_class_episodes_adapt_on_some_test_classes_and_query_the_others(gl
         assert support_classes == set(episode) and query_classes == set(split.test) - set(episode)
         assert len(support) == sum(len(by_class[c]) for c in episode)  # every image of a support class
 
-    config = _config(
+    config = trial_config(
         {**glyph_benchmark, "split_file": str(path)},
         **{"training.epochs": 1, "fewshot.episodes": 3, "fewshot.iterations": {2: 10}},
     )
