@@ -91,13 +91,20 @@ class StudyResult:
         return cross_dataset(self.table, metric)
 
     def compare(
-        self, metric: str = "recall@1", shots: int = 0, seed: int = 0, alpha: float = 0.05, shift: str = "fid"
+        self,
+        metric: str = "recall@1",
+        shots: int = 0,
+        seed: int = 0,
+        alpha: float = 0.05,
+        shift: str = "fid",
+        unit: str = "cell",
     ) -> Comparison:
         """Paired comparisons of the methods: pairs, per-split and ranking tables (docs/statistics.md);
-        the AUC over ``shift`` (FID, or a stored measure such as ``mmd``)."""
+        the AUC over ``shift`` (FID, or a stored measure such as ``mmd``); the test flips ``unit``s,
+        ``cell`` or ``seed`` (6+ seeds)."""
         from study.results import compare
 
-        return compare(self.table, metric, shots, seed, alpha, shift)
+        return compare(self.table, metric, shots, seed, alpha, shift, unit)
 
     def summary(self, shift: str = "fid") -> str:
         from study.results import format_summary

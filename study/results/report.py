@@ -18,7 +18,7 @@ from study.results.aggregate import (
     ranking,
     shift_agreement,
 )
-from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison, compare
+from study.results.compare import CELL, DRAWS, EXACT_UP_TO, RESAMPLES, UNITS, Comparison, compare
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.oracle import oracle_lines
 from study.results.schema import SCHEMA
@@ -100,16 +100,24 @@ def add_results_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the paired comparisons of the methods instead (docs/statistics.md)",
     )
     parser.add_argument("--json", action="store_true", help="with --compare: print the comparison as JSON")
+    parser.add_argument(
+        "--unit",
+        choices=UNITS,
+        help=f"with --compare: what the sign-flip test flips (default {CELL}; seed needs 6+ seeds, "
+        "docs/statistics.md)",
+    )
 
 
 def results(args: argparse.Namespace) -> int:
     if args.json and not args.compare:
         raise ValueError("--json prints the comparison: use it with --compare")
+    if args.unit and not args.compare:
+        raise ValueError("--unit chooses the comparison's test: use it with --compare")
     if args.compare:
         table, skipped = _read_study(args.study_dir)
         for path, why in skipped:
             print(f"unreadable, skipped: {path.name}: {why}", file=sys.stderr)
-        comparison = compare(table, args.metric, shift=args.shift)
+        comparison = compare(table, args.metric, shift=args.shift, unit=args.unit or CELL)
         print(comparison.to_json() if args.json else format_comparison(comparison, args.metric, args.shift))
         return 0
     print(format_summary(args.study_dir, args.metric, args.shift))
@@ -123,20 +131,20 @@ def format_comparison(comparison: Comparison, metric: str = "recall@1", shift: s
             f"Paired differences in normalized AUC of test {metric} over {_named(shift)} (zero-shot; "
             "method_a minus method_b on "
             f"the (split, seed) cells both completed): 95% two-way bootstrap interval over seeds x splits "
-            f"({RESAMPLES} resamples), sign-flip p-value (exact up to {EXACT_UP_TO} cells, else {DRAWS} "
-            "random patterns), Holm over the dataset's pairs",
+            f"({RESAMPLES} resamples), sign-flip p-value flipping {comparison.unit}s (exact up to "
+            f"{EXACT_UP_TO} of them, else {DRAWS} random patterns), Holm over the dataset's pairs",
             comparison.pairs,
         ),
         ("Per split: mean paired difference over seeds, bootstrap-over-seeds interval", comparison.splits),
         (
-            "Ranking: rank = 1 + the number of methods significantly better (Holm p < alpha); "
-            "methods not told apart share a rank",
+            f"Ranking: rank = 1 + the number of methods significantly better (Holm p < {comparison.alpha:g}); "
+            "methods with the same number share a rank",
             comparison.ranking,
         ),
     ]
     lines = []
     for title, table in sections:
-        if "note" in table.column_names:  # a pair with a test has no note: print nothing, not NaN
+        if "note" in table.column_names:  # most pairs have no note: print nothing, not None
             table = table.set_column(
                 table.schema.get_field_index("note"), "note", pc.fill_null(table["note"], "")
             )
