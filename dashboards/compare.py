@@ -1,6 +1,6 @@
 """Paired comparisons: is a method's AUC really above another's, or within seed noise?
 
-Per dataset: the ranking in which methods not told apart share a rank, a forest plot of each pair's
+Per dataset: the ranking by the number of methods significantly better, a forest plot of each pair's
 difference in normalized AUC with its paired 95% interval, and the pairs' table with the sign-flip
 p-values before and after Holm's correction (``study/results/compare.py`` and docs/statistics.md define
 them).
@@ -30,9 +30,9 @@ def compare_blocks(table: pa.Table, out: Path) -> list[Block]:
     blocks: list[Block] = []
     for dataset, rows in pairs.groupby("dataset"):
         blocks.append(Note(headline(dataset, ranks[ranks["dataset"] == dataset])))
-        untested = rows["note"].dropna().unique()
-        if len(untested):
-            blocks.append(Note(f"{dataset}: " + "; ".join(untested) + ".", warning=True))
+        notes = rows["note"].dropna().unique()  # no test, or a test that can never be significant
+        if len(notes):
+            blocks.append(Note(f"{dataset}: " + "; ".join(notes) + ".", warning=True))
         path = out / f"compare_{slug(dataset)}.png"
         plot_pairs(rows, dataset, path)
         blocks.append(
@@ -41,7 +41,8 @@ def compare_blocks(table: pa.Table, out: Path) -> list[Block]:
                 f"{dataset}: difference in normalized AUC of test {METRICS[METRIC]} (method a minus method "
                 f"b, on the (split, seed) cells both completed) with its 95% two-way bootstrap interval "
                 f"over seeds x splits ({RESAMPLES} resamples). Orange: significant after Holm's correction "
-                "over the dataset's pairs (sign-flip test, alpha 0.05); grey: no test possible.",
+                f"over the dataset's pairs (sign-flip test over {comparison.unit}s, alpha "
+                f"{comparison.alpha:g}); grey: no test possible.",
             )
         )
     blocks.append(Table(pairs_table(pairs), "Paired differences in normalized AUC of test Recall@1"))
@@ -58,8 +59,8 @@ def headline(dataset: str, ranks: pd.DataFrame) -> str:
         several = ranks["backbone"].nunique() > 1
         parts.append(f"{backbone}: {ranked}" if several else ranked)
     return (
-        f"{dataset}, ranking by paired tests (rank = 1 + the methods significantly better; methods "
-        f"not told apart share a rank): " + " · ".join(parts) + "."
+        f"{dataset}, ranking by paired tests (rank = 1 + the number of methods significantly better; "
+        "methods with the same number share a rank): " + " · ".join(parts) + "."
     )
 
 

@@ -300,15 +300,30 @@ def test_results_command_compares(tmp_path, capsys):
     add_results_arguments(parser)
     assert results(parser.parse_args([str(tmp_path), "--compare"])) == 0
     out = capsys.readouterr().out
-    for title in ("Paired differences in normalized AUC", "Per split", "Ranking: rank = 1 +"):
+    for title in (
+        "Paired differences in normalized AUC",
+        "flipping cells",
+        "Per split",
+        "Ranking: rank = 1 +",
+    ):
         assert title in out
-    assert "Few-shot gain" not in out and "margin" in out
+    assert f"Holm p < {ALPHA:g}" in out and "Few-shot gain" not in out and "margin" in out
     assert results(parser.parse_args([str(tmp_path), "--compare", "--json"])) == 0
     tables = json.loads(capsys.readouterr().out)
     assert [len(tables[name]) for name in ("pairs", "splits", "ranking")] == [1, 3, 2]
+    assert (tables["unit"], tables["alpha"]) == ("cell", ALPHA)
     assert tables["pairs"][0]["n_cells"] == 6 and tables["pairs"][0]["note"] is None
-    with pytest.raises(ValueError, match="--compare"):
-        results(parser.parse_args([str(tmp_path), "--json"]))
+    assert results(parser.parse_args([str(tmp_path), "--compare", "--json", "--unit", "seed"])) == 0
+    tables = json.loads(capsys.readouterr().out)
+    (pair,) = tables["pairs"]
+    assert (
+        tables["unit"] == "seed"
+        and pair["n_units"] == 2
+        and pair["note"] == never_significant(2, "seed", ALPHA)
+    )
+    for misuse in (["--json"], ["--unit", "seed"]):
+        with pytest.raises(ValueError, match="--compare"):
+            results(parser.parse_args([str(tmp_path), *misuse]))
     write_grid(tmp_path / "one", seeds=(0,))
     results(parser.parse_args([str(tmp_path / "one"), "--compare", "--json"]))
     (pair,) = json.loads(capsys.readouterr().out)["pairs"]  # NaN written as null: valid JSON
