@@ -455,6 +455,20 @@ class StudySpec(_Strict):
         return self
 
     def _check_oracle_and_cross(self) -> None:
+        oracle = self.oracle
+        if oracle.methods == []:
+            raise ValueError(
+                "oracle.methods: an empty list names no method; leave it out (every method gets an oracle) "
+                "or set oracle.enabled: false"
+            )
+        if not oracle.enabled:  # a saved spec holds every field at its default: only other values count
+            fields = OracleSpec.model_fields
+            changed = [n for n in ("methods", "fraction", "seed") if getattr(oracle, n) != fields[n].default]
+            if changed:
+                raise ValueError(
+                    f"oracle.{changed[0]}: set, but oracle.enabled is false, so no oracle would run: set "
+                    f"oracle.enabled: true, or remove oracle.{', oracle.'.join(changed)}"
+                )
         labels = [m.label for m in self.methods]
         for label in self.oracle.methods or []:
             if label not in labels:

@@ -37,6 +37,13 @@ TWO = {
         ),
         ({"oracle": {"fraction": 1.0}}, r"oracle.fraction: .*less than 1"),
         (
+            {"oracle": {"methods": ["triplet"], "seed": 3}},
+            r"oracle.methods: set, but oracle.enabled is false, so no oracle would run: set "
+            r"oracle.enabled: true, or remove oracle.methods, oracle.seed",
+        ),
+        ({"oracle": {"fraction": 0.3}}, r"oracle.fraction: set, but oracle.enabled is false"),
+        ({"oracle": {"enabled": True, "methods": []}}, r"oracle.methods: an empty list names no method"),
+        (
             {"datasets.0.evaluate_on": ["glyph_b"]},
             r"datasets.0.evaluate_on: entry unknown name 'glyph_b'; did you mean 'glyphs_b'",
         ),
