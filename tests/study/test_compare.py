@@ -26,6 +26,7 @@ from study.results.compare import (
     holm,
     never_significant,
     sign_flip_p_value,
+    smallest_p_value,
     split_weights,
 )
 from tests.records import SPLITS, write_grid
@@ -86,6 +87,7 @@ def test_sign_flip_p_value_is_the_share_of_extreme_sign_patterns():
     x = rng.normal(0.01, 0.02, size=(6, 7))
     assert sign_flip_p_value(x) == pytest.approx([brute_force_p(row) for row in x])
     assert sign_flip_p_value(np.full(5, 0.1)) == pytest.approx(2 / 32)  # all one sign: both extremes
+    assert smallest_p_value(5) == pytest.approx(2 / 32) and smallest_p_value(20) == pytest.approx(1 / 20001)
     # beyond exact_up_to: (1 + count) / (1 + draws) random patterns, close to the exact share
     row = x[0, :]
     random = sign_flip_p_value(row, np.random.default_rng(1), exact_up_to=4, draws=20000)
