@@ -17,11 +17,16 @@ OTHER_COLOUR = "#0072B2"
 
 
 def split_rows(table: pa.Table) -> pd.DataFrame:
-    """One row per dataset and split with a completed evaluation trial, in FID order."""
+    """One row per dataset and split with a completed evaluation trial of a method, in FID order; oracle
+    trials (trained on the test classes, docs/oracle.md) are counted apart (``oracle_trials``) and give no
+    class counts."""
     columns = ["dataset", "split_id", "split_key", "split_progression", "fid", "num_train_classes"]
-    columns += ["num_test_classes", "trial_id", "stage", "status"]
+    columns += ["num_test_classes", "trial_id", "trial_role", "stage", "status"]
     frame = table.select(columns).to_pandas()
     frame = frame[(frame["stage"] == "eval") & (frame["status"] == "completed") & frame["fid"].notna()]
+    is_oracle = frame["trial_role"] == "oracle"
+    oracles = frame[is_oracle].groupby(["dataset", "split_id"])["trial_id"].nunique().rename("oracle_trials")
+    frame = frame[~is_oracle]
     grouped = frame.groupby(["dataset", "split_id"], as_index=False).agg(
         key=("split_key", "first"),
         progression=("split_progression", "first"),
@@ -30,6 +35,8 @@ def split_rows(table: pa.Table) -> pd.DataFrame:
         test=("num_test_classes", "first"),
         trials=("trial_id", "nunique"),
     )
+    if not oracles.empty:
+        grouped = grouped.merge(oracles.reset_index(), on=["dataset", "split_id"], how="left")
     return grouped.sort_values(["dataset", "fid"]).reset_index(drop=True)
 
 
@@ -55,11 +62,16 @@ def splits_blocks(table: pa.Table, out: Path) -> list[Block]:
             "train": "train classes",
             "test": "test classes",
             "trials": "eval trials",
+            "oracle_trials": "oracle trials",
         }
     )
-    for column in ("split id", "train classes", "test classes"):
-        table_frame[column] = table_frame[column].astype("Int64")
-    blocks.append(Table(table_frame, "Splits with results (FID order)"))
+    for column in ("split id", "train classes", "test classes", "oracle trials"):
+        if column in table_frame:
+            table_frame[column] = table_frame[column].astype("Int64")
+    caption = "Splits with results (FID order)"
+    if "oracle trials" in table_frame:
+        caption += "; eval trials: the methods', oracle trials (trained on the test classes) apart"
+    blocks.append(Table(table_frame, caption))
     return blocks
 
 

@@ -26,6 +26,7 @@ _TRIAL_COLUMNS = [
     "method",
     "split_key",
     "seed",
+    "trial_role",
     "time_train_s",
     "time_test_eval_s",
     "time_fewshot_s",
@@ -81,7 +82,11 @@ def status_blocks(status: StudyStatus, out: Path) -> list[Block]:
         path = out / "status.png"
         _plot(status, path)
         blocks.append(
-            Image(path, "Trials per stage by status, and compute time per method (sum of trial times).")
+            Image(
+                path,
+                "Trials per stage by status, and compute time per method (sum of trial times; a method's "
+                "oracle trials, where the study ran them, are their own part of its bar).",
+            )
         )
     failed = status.trials[status.trials["status"] == "failed"]
     if not failed.empty:
@@ -137,7 +142,9 @@ def _plot(status: StudyStatus, path: Path) -> None:
     rows = {f"{stage} stage": counts for stage, counts in rows.items() if counts.sum()}
     if len(status.unrecorded):
         rows["no row yet"] = pd.Series({status.in_progress: len(status.unrecorded)})
-    times = trials.dropna(subset=["time_total_s"]).groupby(["method", "stage"])["time_total_s"].sum() / 60
+    timed = trials.dropna(subset=["time_total_s"])  # an oracle's time is a part of its own, not the method's
+    part = timed["stage"].where(timed["trial_role"] != "oracle", "oracle")
+    times = timed.groupby(["method", part.rename("stage")])["time_total_s"].sum() / 60
     bars = max(len(rows), times.index.get_level_values("method").nunique(), 2)
     with figure(path, (10, 1.4 + 0.5 * bars), ncols=2) as (_, axes):
         ax = axes[0, 0]
@@ -155,12 +162,14 @@ def _plot(status: StudyStatus, path: Path) -> None:
             return
         wide = times.unstack("stage")
         left = pd.Series(0.0, index=wide.index)
-        for stage, colour in (("tune", "#bbbbbb"), ("eval", "#0072B2")):
+        for stage, colour, label in (
+            ("tune", "#bbbbbb", "tune stage"),
+            ("eval", "#0072B2", "eval stage"),
+            ("oracle", "#CC79A7", "oracle trials"),
+        ):
             if stage in wide:
                 minutes = wide[stage].fillna(0)
-                ax.barh(
-                    list(wide.index), minutes, left=left, color=colour, label=f"{stage} stage", height=0.55
-                )
+                ax.barh(list(wide.index), minutes, left=left, color=colour, label=label, height=0.55)
                 left += minutes
         _finish(ax, "Compute time per method", "minutes (sum over trials)")
 

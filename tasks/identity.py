@@ -73,7 +73,8 @@ def describe(config: TrialConfig, split: Split | None = None, trial_id: str | No
 
     Without ``trial_id`` it is computed from the split (read from the config's split file if not given).
     ``embedding_dim`` and ``epochs`` are the config's (None: the backbone's default); the trial
-    replaces them with what it resolved.
+    replaces them with what it resolved. An oracle trains on the test classes its held-out division keeps,
+    known once the dataset is read: its ``num_train_classes`` is None here and the trial sets it.
     """
     if trial_id is None:
         split = split if split is not None else config_split(config)
@@ -89,7 +90,7 @@ def describe(config: TrialConfig, split: Split | None = None, trial_id: str | No
             "split_progression": split.progression,
             "split_hash": split_hash(split),
             "fid": split.fid,
-            "num_train_classes": len(split.train),
+            "num_train_classes": len(split.train) if config.role != "oracle" else None,
             "num_test_classes": len(split.test),
             "shift": split.shift,
         }

@@ -148,7 +148,10 @@ def run_trial(
     finished = time.perf_counter()
     return TrialRecord(
         identity=dataclasses.replace(
-            identity, embedding_dim=trained.model.head.out_features, epochs=trained.epochs
+            identity,
+            embedding_dim=trained.model.head.out_features,
+            epochs=trained.epochs,
+            **({"num_train_classes": len(division.classes)} if config.role == "oracle" else {}),
         ),
         hyperparameters=dict(config.method.hyperparameters),
         config=config.model_dump(mode="json"),

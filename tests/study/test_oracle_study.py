@@ -211,6 +211,16 @@ def test_the_dashboard_draws_the_decomposition_gap(tmp_path) -> None:
     assert oracle_pairs(with_series(heldout_curves(_table(("benchmark",))).to_pandas())).empty
 
 
+def test_the_splits_table_counts_oracle_trials_apart() -> None:
+    from dashboards.splits import split_rows
+
+    splits = split_rows(_table())
+    assert (
+        list(splits["trials"]) == [4] * 3 and list(splits["oracle_trials"]) == [4] * 3
+    )  # 2 methods x 2 seeds
+    assert "oracle_trials" not in split_rows(_table(("benchmark",)))
+
+
 def test_cross_dataset_table() -> None:
     out = {(r["method"], r["split_id"]): r for r in cross_dataset(_table()).to_pylist()}
     assert set(out) == set(METHOD_HELDOUT)

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.config import TrialConfig
-from tasks.identity import trial_identity
+from tasks.identity import describe, trial_identity
 from tasks.oracle import divide_test_classes, oracle_training_set
 from tasks.record import Measurement
 from tasks.splits.files import read_split_file
@@ -82,6 +82,9 @@ def test_the_oracle_trains_on_the_training_halves(glyph_benchmark) -> None:
     subset, oracle = oracle_training_set(images, split, division)
     assert set(subset.image_ids) == {i for ids in division.train.values() for i in ids}
     assert oracle.split_train == oracle.train == sorted(split.test) and not oracle.split_val
+    role = _config(glyph_benchmark, heldout={"fraction": 0.5, "seed": 0}, role="oracle")
+    assert describe(role, split).num_train_classes is None  # known once the division is made
+    assert describe(config, split).num_train_classes == len(split.train)
     parent = {image_id: k for k, image_id in enumerate(images.image_ids)}
     for k in (0, len(subset) // 2, len(subset) - 1):  # the same pixels and label as in the dataset
         j = parent[subset.image_ids[k]]
@@ -143,3 +146,6 @@ def test_oracle_and_benchmark_trials_measure_the_same_heldout_images(glyph_bench
     assert oracle.selected_epoch == 1  # its last epoch
     assert 0 <= oracle.measurement("heldout", "recall@1") <= 1
     assert oracle.scalars()["heldout/left_out_classes"] == 0
+    split = read_split_file(glyph_benchmark["split_file"]).split("0")
+    assert record.identity.num_train_classes == len(split.train)
+    assert oracle.identity.num_train_classes == len(split.test)  # what it trained on: every class kept
