@@ -5,7 +5,8 @@ metrics only need where each *positive* (other image of the query's class) lands
 ranking, so instead of top-k lists we count, for each positive, the non-positives ranked above it:
 
 - The similarity matrix is symmetric (the query set is the gallery), so it is computed once per block
-  pair (I, J >= I) and serves the rows of I and of J: half the products of a plain search.
+  pair (I, J >= I) and serves the rows of I and of J: half the products of a plain search (on the
+  CPU a diagonal block's products are only computed above its diagonal, in strips).
 - A non-positive can only push a positive down if it is at least as similar as that positive, so each
   query keeps a threshold, the similarity of its weakest positive still within ``depth``; only block
   entries at or above the threshold are looked at further (a comparison and a flat ``nonzero``).
@@ -97,15 +98,13 @@ def positive_ranks(
         scratch = np.empty(block * block, bool) if numpy_kernels else None
         for i0, j0, sims in _blocks(left, right, block, numpy_kernels):
             i1, j1 = i0 + sims.shape[0], j0 + sims.shape[1]
-            if i0 == j0:
-                sims.fill_diagonal_(-torch.inf)
+            # rows serve the queries of I, columns those of J (on a diagonal block: the pairs above it)
             query, gallery, vals = _above(sims, theta[i0:i1, None], scratch)
             counts.add(query, gallery + j0, vals, i0, i1)
             theta[i0:i1] = counts.thresholds(i0, i1)
-            if i0 != j0:  # the same block, read by columns, serves the queries of J
-                gallery, query, vals = _above(sims, theta[None, j0:j1], scratch)
-                counts.add(query, gallery + i0, vals, j0, j1)
-                theta[j0:j1] = counts.thresholds(j0, j1)
+            gallery, query, vals = _above(sims, theta[None, j0:j1], scratch)
+            counts.add(query, gallery + i0, vals, j0, j1)
+            theta[j0:j1] = counts.thresholds(j0, j1)
     return counts.result()
 
 
@@ -155,20 +154,26 @@ def _numpy_kernels(device: torch.device) -> bool:
 def _blocks(
     left: torch.Tensor, right: torch.Tensor, block: int, numpy_kernels: bool
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """``(i0, j0, left[I] @ right[J]^T)`` for the block pairs J >= I, as float32 tensors.
+    """``(i0, j0, left[I] @ right[J]^T)`` for the block pairs J >= I, as float32 tensors; a diagonal
+    block (I = J) holds -inf on and below its diagonal, each pair of I once.
 
     On a GPU torch's product, queued like every other kernel. On the CPU numpy's (OpenBLAS), computed
     ahead by a pool of as many threads as OpenBLAS would use, each running single-threaded OpenBLAS on
-    1024-row strips (bit for bit the rows of the whole product) while the caller works on an earlier
-    block: the strips go to whichever thread is free, so the caller's bookkeeping (torch, one thread)
-    slows the products by its own CPU time shared over the cores, not by stalling OpenBLAS's fixed
-    split of one product between its threads until the one sharing a core catches up.
+    1024-row strips (bit for bit the rows of the whole product; a diagonal block's strip only from its
+    diagonal on) while the caller works on an earlier block: the strips go to whichever thread is free,
+    so the caller's bookkeeping (torch, one thread) slows the products by its own CPU time shared over
+    the cores, not by stalling OpenBLAS's fixed split of one product between its threads until the one
+    sharing a core catches up.
     """
     starts = range(0, len(left), block)
     pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
     if not numpy_kernels:
+        lower = torch.ones(block, block, dtype=torch.bool, device=left.device).tril()
         for i0, j0 in pairs:
-            yield i0, j0, left[i0 : i0 + block] @ right[j0 : j0 + block].T
+            sims = left[i0 : i0 + block] @ right[j0 : j0 + block].T
+            if i0 == j0:
+                sims.masked_fill_(lower[: len(sims), : len(sims)], -torch.inf)
+            yield i0, j0, sims
         return
     a, b = left.numpy(), right.numpy()
     # output buffers taken in turn (a fresh 64 MB array per product would cost page faults): while the
@@ -181,11 +186,14 @@ def _blocks(
         i0, j0 = pairs[k]
         rows, cols = a[i0 : i0 + block], b[j0 : j0 + block]
         out = buffers[k % CPU_BUFFERS][: len(rows) * len(cols)].reshape(len(rows), len(cols))
-        strips = range(0, len(rows), CPU_STRIP)
-        return out, [
-            pool.submit(np.matmul, rows[r : r + CPU_STRIP], cols.T, out=out[r : r + CPU_STRIP])
-            for r in strips
-        ]
+        futures = []
+        for r in range(0, len(rows), CPU_STRIP):
+            strip = slice(r, r + CPU_STRIP)
+            if i0 == j0:
+                futures.append(pool.submit(_upper_strip, rows[strip], cols, out[strip], r))
+            else:
+                futures.append(pool.submit(np.matmul, rows[strip], cols.T, out=out[strip]))
+        return out, futures
 
     with blas.limit(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
         pending = [submit(pool, k) for k in range(min(CPU_BUFFERS - 1, len(pairs)))]
@@ -196,6 +204,15 @@ def _blocks(
             if k + CPU_BUFFERS - 1 < len(pairs):  # into the buffer the caller is done with
                 pending.append(submit(pool, k + CPU_BUFFERS - 1))
             yield i0, j0, torch.from_numpy(out)
+
+
+def _upper_strip(rows: np.ndarray, cols: np.ndarray, out: np.ndarray, first: int) -> None:
+    """Rows ``first:first + len(rows)`` of a diagonal block: the products right of the diagonal, -inf
+    on and left of it (the product of the columns from ``first`` on equals the whole one's, bit for bit)."""
+    h = len(rows)
+    np.matmul(rows, cols[first:].T, out=out[:, first:])
+    out[:, :first] = -np.inf
+    np.putmask(out[:, first : first + h], np.tri(h, dtype=bool), -np.inf)
 
 
 def _above(
