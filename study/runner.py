@@ -71,41 +71,45 @@ def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
 def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
     study_dir = spec.study_dir
     check_inputs(spec, echo)  # data and split files against the spec, before anything is written
-    with (
-        study_lock(study_dir),
-        driver_status(study_dir),
-        third_party_log(study_dir / THIRD_PARTY_LOG) as capture_logs,
-    ):
-        save_spec(spec)
-        split_paths = [split_file(d, spec.shots, study_dir) for d in spec.datasets]  # built on first use
-        for d, path in zip(spec.datasets, split_paths, strict=True):
-            write_split_projection(study_dir, d.name, path)  # the dashboard's view of the splits
-        plans = [DatasetPlan.load(d, path, spec) for d, path in zip(spec.datasets, split_paths, strict=True)]
-        tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)
-        capture_logs()  # MLflow set up alembic's console handler while creating the store
-        parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))
-        log = TrialLog(study_dir, spec.name, tracker, echo)
-        echo(f"study {spec.name}: {study_dir}")
-        with LazyRay(
-            address, dashboard=spec.ray.dashboard, num_cpus=spec.ray.num_cpus, echo=echo, study_dir=study_dir
-        ) as ray:
-            resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-            execution = Execution(
-                study_dir,
-                resources,
-                spec.concurrency,
-                spec.max_failures,
-                spec.tuning.metric,
-                log,
-                echo,
-                ray,
-                plugins=read_plugins(spec.plugins),  # file plugins' sources travel with the trials
-            )
-            trials = evaluation_trials(spec, plans, tune_all(spec, plans, execution))
-            evaluate_all(trials, execution)
-        done = completed_trial_ids(study_dir, EVAL)
-        incomplete = tuple(t.label for t in trials if t.trial_id not in done)
-        status = "FAILED" if incomplete or log.failed else "FINISHED"
+    with study_lock(study_dir), third_party_log(study_dir / THIRD_PARTY_LOG) as capture_logs:
+        with driver_status(study_dir):
+            save_spec(spec)
+            split_paths = [split_file(d, spec.shots, study_dir) for d in spec.datasets]  # built on first use
+            for d, path in zip(spec.datasets, split_paths, strict=True):
+                write_split_projection(study_dir, d.name, path)  # the dashboard's view of the splits
+            plans = [
+                DatasetPlan.load(d, path, spec) for d, path in zip(spec.datasets, split_paths, strict=True)
+            ]
+            tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)
+            capture_logs()  # MLflow set up alembic's console handler while creating the store
+            parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))
+            log = TrialLog(study_dir, spec.name, tracker, echo)
+            echo(f"study {spec.name}: {study_dir}")
+            with LazyRay(
+                address,
+                dashboard=spec.ray.dashboard,
+                num_cpus=spec.ray.num_cpus,
+                echo=echo,
+                study_dir=study_dir,
+            ) as ray:
+                resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+                execution = Execution(
+                    study_dir,
+                    resources,
+                    spec.concurrency,
+                    spec.max_failures,
+                    spec.tuning.metric,
+                    log,
+                    echo,
+                    ray,
+                    plugins=read_plugins(spec.plugins),  # file plugins' sources travel with the trials
+                )
+                trials = evaluation_trials(spec, plans, tune_all(spec, plans, execution))
+                evaluate_all(trials, execution)
+            done = completed_trial_ids(study_dir, EVAL)
+            incomplete = tuple(t.label for t in trials if t.trial_id not in done)
+            status = "FAILED" if incomplete or log.failed else "FINISHED"
+        # after the driver's state is final, so the page built here says the study finished or stopped
         report = build_report(study_dir)  # from the results dataset on disk, like `oodml report`
         artifacts = [study_dir / SPEC_FILE, report.parent, write_comparison(study_dir)]
         tracker.finish_study(summary_metrics(study_dir), artifacts, status)
