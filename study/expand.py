@@ -28,10 +28,11 @@ class PlannedTrial:
     config: TrialConfig
     split_digest: str
     tuned: dict[str, float | int] = field(default_factory=dict)
+    cross_digests: tuple[str, ...] = ()  # the split hash of each config.evaluate_on entry
 
     @property
     def trial_id(self) -> str:
-        return trial_identity(self.config, self.split_digest)
+        return trial_identity(self.config, self.split_digest, self.cross_digests)
 
     @property
     def label(self) -> str:
@@ -46,13 +47,14 @@ class PlannedTrial:
             "config": self.config.model_dump(mode="json"),
             "split_digest": self.split_digest,
             "tuned": self.tuned,
+            "cross_digests": list(self.cross_digests),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> PlannedTrial:
-        return cls(
-            data["stage"], TrialConfig.model_validate(data["config"]), data["split_digest"], data["tuned"]
-        )
+        config = TrialConfig.model_validate(data["config"])
+        cross = tuple(data["cross_digests"])
+        return cls(data["stage"], config, data["split_digest"], data["tuned"], cross)
 
 
 @dataclass(frozen=True)
@@ -189,9 +191,8 @@ def tuning_base(spec: StudySpec, plan: DatasetPlan, method: MethodEntry) -> Plan
 def with_hyperparameters(base: PlannedTrial, values: dict[str, float | int]) -> PlannedTrial:
     method = base.config.method
     merged = method.model_copy(update={"hyperparameters": {**method.hyperparameters, **values}})
-    return PlannedTrial(
-        base.stage, base.config.model_copy(update={"method": merged}), base.split_digest, values
-    )
+    config = base.config.model_copy(update={"method": merged})
+    return PlannedTrial(base.stage, config, base.split_digest, values, base.cross_digests)
 
 
 def cross_data(plan: DatasetPlan) -> DataConfig:
@@ -231,6 +232,7 @@ def evaluation_trials(
     trials = []
     for plan in plans:
         others = [cross_data(by_name[name]) for name in plan.entry.evaluate_on]
+        cross = tuple(split_hash(by_name[name].default) for name in plan.entry.evaluate_on)
         for method in spec.methods:
             found = tuned.get((plan.entry.name, method.label), {})
             values = {**method.hyperparameters, **found}
@@ -239,7 +241,7 @@ def evaluation_trials(
                 for seed in spec.seeds:
                     config = trial_config(spec, plan, method, split, seed, values, tuning=False)
                     config = config.model_copy(update={"heldout": heldout, "evaluate_on": others})
-                    trials.append(PlannedTrial(EVAL, config, digest, dict(found)))
+                    trials.append(PlannedTrial(EVAL, config, digest, dict(found), cross))
                     if method.label in spec.oracle_methods:
                         trials.append(PlannedTrial(EVAL, oracle_config(config), digest, dict(found)))
     return trials

@@ -5,7 +5,9 @@ move), the hash of its split's content (``split_hash``) and the versions of the 
 trial's result. The fields added for the oracle and cross-dataset evaluation (``ADDED_FIELDS``) enter it
 only when they differ from their defaults, so trials that use neither keep the ids of older study
 folders, while a benchmark and an oracle trial (or a trial with and without held-out evaluation) differ.
-A cross-dataset entry enters by its dataset, options and split key, not by its split file's content.
+A cross-dataset entry enters by its dataset, options and split key and by the content hash of that split
+(``cross_split_hashes``, only in ids of trials that evaluate on another dataset): a rebuilt split file of
+the other dataset changes the id, so its stale cross rows are not reused.
 Equal ids mean interchangeable results: that is what makes a study's resume skip work,
 and what lets a result of ``oodml trial`` be compared with a study's.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import cache
 from importlib import metadata
 
@@ -53,14 +56,27 @@ def _hashed_config(config: TrialConfig) -> dict:
     return dumped
 
 
-def trial_identity(config: TrialConfig, split_digest: str) -> str:
-    """The trial id of ``config`` on a split whose ``split_hash`` is ``split_digest``."""
+def trial_identity(config: TrialConfig, split_digest: str, cross_digests: Sequence[str] = ()) -> str:
+    """The trial id of ``config`` on a split whose ``split_hash`` is ``split_digest``; ``cross_digests``:
+    the ``split_hash`` of each ``config.evaluate_on`` entry's split, in order (``cross_split_hashes``)."""
+    if len(cross_digests) != len(config.evaluate_on):
+        raise ValueError(
+            f"a trial evaluated on {len(config.evaluate_on)} other datasets needs as many split hashes, "
+            f"got {len(cross_digests)}"
+        )
     payload = {
         "config": _hashed_config(config),
         "split": split_digest,
         "code": code_versions(),
     }
+    if cross_digests:  # only then: the ids of trials that evaluate on no other dataset stay as they were
+        payload["cross_splits"] = list(cross_digests)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cross_split_hashes(config: TrialConfig) -> tuple[str, ...]:
+    """The ``split_hash`` of each ``evaluate_on`` entry's split, read from its split file."""
+    return tuple(split_hash(read_split_file(d.split_file).split(d.split)) for d in config.evaluate_on)
 
 
 def config_split(config: TrialConfig) -> Split:
@@ -78,7 +94,7 @@ def describe(config: TrialConfig, split: Split | None = None, trial_id: str | No
     """
     if trial_id is None:
         split = split if split is not None else config_split(config)
-        trial_id = trial_identity(config, split_hash(split))
+        trial_id = trial_identity(config, split_hash(split), cross_split_hashes(config))
     method = config.method
     from tasks.methods import method_spec
 

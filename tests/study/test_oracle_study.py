@@ -10,12 +10,13 @@ import copy
 import pyarrow as pa
 import pytest
 
-from study.expand import DatasetPlan, evaluation_trials
+from study.expand import DatasetPlan, PlannedTrial, evaluation_trials
 from study.results import auc_summary, degradation_curves, fewshot_gain, ranking
 from study.results.oracle import cross_dataset, shift_decomposition
 from study.results.schema import trial_rows
 from study.spec import SpecError, load_spec
 from tasks.config import HeldoutConfig
+from tasks.identity import split_hash
 from tasks.record import Measurement, TrialIdentity, TrialRecord
 from tasks.splits.files import SplitFile, write_json
 from tests.study.test_spec import BASE, _split, spec_error
@@ -97,6 +98,9 @@ def test_expansion_adds_oracles_heldout_and_cross_evaluation(tmp_path) -> None:
         assert other.split == "0" and other.options.get("seed", 0) == (
             1 if other.dataset_name == "glyphs_b" else 0
         )
+        assert t.cross_digests == (split_hash(_split(1, "0")),)  # the other's default split, by content
+        assert PlannedTrial.from_dict(t.to_dict()).trial_id == t.trial_id  # as a Ray trial carries it
+    assert all(not t.cross_digests for t in oracles)
     plain = evaluation_trials(load_spec({**copy.deepcopy(BASE), **TWO}), _plans(spec, tmp_path), {})
     assert all(t.config.heldout is None for t in plain) and len(plain) == len(benchmark)
 

@@ -4,17 +4,22 @@ measurements of real trials."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from tasks.config import TrialConfig
-from tasks.identity import describe, trial_identity
+from tasks.identity import cross_split_hashes, describe, split_hash, trial_identity
 from tasks.oracle import divide_test_classes, oracle_training_set
 from tasks.record import Measurement
 from tasks.splits.files import read_split_file
 from tasks.splits.heldout import MIN_HALF, heldout_division, kept_classes, training_size
 from tasks.trial import run_trial
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _classes(sizes: dict[str, int]) -> dict[str, list[str]]:
@@ -96,21 +101,32 @@ def test_roles_and_settings_enter_the_trial_id(glyph_benchmark) -> None:
     plain = _config(glyph_benchmark)
     assert trial_identity(plain, "s") == trial_identity(_config(glyph_benchmark, role="benchmark"), "s")
     heldout = {"fraction": 0.5, "seed": 0}
+    cross = _config(glyph_benchmark, evaluate_on=[plain.data.model_dump()])
     ids = {
-        trial_identity(c, "s")
-        for c in (
-            plain,
-            _config(glyph_benchmark, heldout=heldout),
-            _config(glyph_benchmark, heldout=heldout, role="oracle"),
-            _config(glyph_benchmark, heldout=heldout | {"seed": 1}, role="oracle"),
-            _config(glyph_benchmark, evaluate_on=[plain.data.model_dump()]),
-        )
+        trial_identity(plain, "s"),
+        trial_identity(_config(glyph_benchmark, heldout=heldout), "s"),
+        trial_identity(_config(glyph_benchmark, heldout=heldout, role="oracle"), "s"),
+        trial_identity(_config(glyph_benchmark, heldout=heldout | {"seed": 1}, role="oracle"), "s"),
+        trial_identity(cross, "s", ["c"]),
+        trial_identity(cross, "s", ["rebuilt"]),  # the other dataset's split file was rebuilt
     }
-    assert len(ids) == 5
+    assert len(ids) == 6
+    with pytest.raises(ValueError, match="evaluated on 1 other datasets needs as many split hashes, got 0"):
+        trial_identity(cross, "s")
     moved = plain.data.model_copy(update={"split_file": "/elsewhere/splits.json"})
-    assert trial_identity(_config(glyph_benchmark, evaluate_on=[plain.data]), "s") == trial_identity(
-        _config(glyph_benchmark, evaluate_on=[moved]), "s"
+    assert trial_identity(_config(glyph_benchmark, evaluate_on=[plain.data]), "s", ["c"]) == trial_identity(
+        _config(glyph_benchmark, evaluate_on=[moved]), "s", ["c"]
     )  # a study folder can move
+    split = read_split_file(plain.data.split_file).split("0")
+    assert cross_split_hashes(cross) == (split_hash(split),)
+    assert describe(cross).trial_id == trial_identity(cross, split_hash(split), [split_hash(split)])
+
+
+def test_trial_ids_without_the_new_fields_are_pinned() -> None:
+    """The id of the shipped trial config on split hash "s", as every commit since the trial record gave it
+    (checked at adfcb88^, adfcb88, bcfe62b): the oracle and cross-dataset fields leave it unchanged."""
+    raw = yaml.safe_load((ROOT / "configs" / "trial_glyphs.yaml").read_text())
+    assert trial_identity(TrialConfig.model_validate(raw), "s") == "9f116a12c2ddabbe"
 
 
 def test_an_oracle_needs_its_halves_and_nothing_else() -> None:
