@@ -1,7 +1,7 @@
 """Shift vs difficulty, and cross-dataset evaluation: two tables (docs/oracle.md).
 
 The first divides each method's drop in held-out Recall@1 from the easiest split into the part its oracle
-also shows (the test classes are harder) and the rest (shift); the second lists what models trained on
+also shows (the test classes are harder) and the rest (the shift part); the second lists what models trained on
 one dataset score on another dataset's test classes, beside their own test value.
 """
 
@@ -29,7 +29,7 @@ def oracle_blocks(table: pa.Table, out: Path) -> list[Block]:
             Table(
                 decomposition_table(parts),
                 f"Drop in held-out {label} from the easiest split (lowest FID) = difficulty (the oracle's own "
-                "drop: the test classes are harder) + shift (the growth of the gap between oracle and "
+                "drop: the test classes are harder) + shift part (the growth of the gap between oracle and "
                 "method); means over seeds, on the held-out half of the test classes.",
             )
         )
@@ -67,7 +67,7 @@ def decomposition_table(parts: pd.DataFrame) -> pd.DataFrame:
             "gap": parts["gap"].map("{:+.3f}".format),
             "drop": parts["drop"].map("{:+.3f}".format),
             "difficulty": parts["difficulty"].map("{:+.3f}".format),
-            "shift": parts["shift"].map("{:+.3f}".format),
+            "shift part": parts["shift_part"].map("{:+.3f}".format),
             "shift share": parts["shift_share"].map(share),
             "seeds": parts["n_seeds"],
         }

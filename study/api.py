@@ -78,7 +78,7 @@ class StudyResult:
         return fewshot_gain(self.table, metric)
 
     def shift_decomposition(self, metric: str = "recall@1") -> pa.Table:
-        """Each method's drop from the easiest split as difficulty + shift, against its oracle
+        """Each method's drop from the easiest split as difficulty + shift_part, against its oracle
         (docs/oracle.md); empty without oracle trials."""
         from study.results.oracle import shift_decomposition
 

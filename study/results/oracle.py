@@ -9,12 +9,14 @@ The decomposition, per dataset x backbone x method and split j, with every value
 the metric on the held-out half of split j's test classes (``method``: the benchmark trials' selected
 models; ``oracle``: the oracle trials, trained on the other half of the same classes):
 
-    gap(j)        = oracle(j) - method(j)
-    drop(j)       = method(e) - method(j)          e: the split of lowest FID holding both values
-    difficulty(j) = oracle(e) - oracle(j)          how much harder the test classes of j are, without shift
-    shift(j)      = gap(j) - gap(e)                what the train classes of j fail to teach about its test classes
-    drop(j)       = difficulty(j) + shift(j)       (exactly)
-    shift_share(j) = shift(j) / drop(j)            NaN where drop(j) is 0
+    gap(j)         = oracle(j) - method(j)
+    drop(j)        = method(e) - method(j)         e: the split of lowest FID holding both values
+    difficulty(j)  = oracle(e) - oracle(j)         how much harder the test classes of j are, without shift
+    shift_part(j)  = gap(j) - gap(e)               what the train classes of j fail to teach about its test classes
+    drop(j)        = difficulty(j) + shift_part(j) (exactly)
+    shift_share(j) = shift_part(j) / drop(j)       NaN where drop(j) is 0
+
+(``shift_part``, not ``shift``: the results' ``shift`` column is the split's map of shift measures.)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _KEYS = [CURVES_OUT.field(name) for name in METHOD + SPLIT]  # typed as the degr
 DECOMPOSITION_OUT = pa.schema(
     _KEYS
     + [("metric", _STR), ("method_value", _F64), ("oracle_value", _F64), ("gap", _F64)]
-    + [("easiest_split_key", _STR), ("drop", _F64), ("difficulty", _F64), ("shift", _F64)]
+    + [("easiest_split_key", _STR), ("drop", _F64), ("difficulty", _F64), ("shift_part", _F64)]
     + [("shift_share", _F64), ("n_seeds", _I64), ("n_oracle_seeds", _I64), ("left_out_classes", _I64)]
 )
 CROSS_OUT = pa.schema(
@@ -88,7 +90,7 @@ def heldout_curves(table: pa.Table, metric: str = "recall@1") -> pa.Table:
 
 def shift_decomposition(table: pa.Table, metric: str = "recall@1") -> pa.Table:
     """Per dataset x backbone x method x split: the method's and its oracle's held-out ``metric`` and the
-    drop from the easiest split divided into difficulty and shift (the module docstring's definition).
+    drop from the easiest split divided into difficulty and shift_part (the module docstring's definition).
     Splits without both a method and an oracle value are left out."""
     rows = _rows(table, "heldout", metric)
     if rows.empty or not (rows["trial_role"] == ORACLE).any():
@@ -108,7 +110,7 @@ def shift_decomposition(table: pa.Table, metric: str = "recall@1") -> pa.Table:
         easiest = part.iloc[0]
         gap = part["value_oracle"] - part["value"]
         drop = easiest["value"] - part["value"]
-        shift = gap - (easiest["value_oracle"] - easiest["value"])
+        shift_part = gap - (easiest["value_oracle"] - easiest["value"])
         out.append(
             part.assign(
                 method_value=part["value"],
@@ -117,8 +119,8 @@ def shift_decomposition(table: pa.Table, metric: str = "recall@1") -> pa.Table:
                 easiest_split_key=easiest["split_key"],
                 drop=drop,
                 difficulty=easiest["value_oracle"] - part["value_oracle"],
-                shift=shift,
-                shift_share=shift / drop.where(drop != 0),  # NaN where there is no drop
+                shift_part=shift_part,
+                shift_share=shift_part / drop.where(drop != 0),  # NaN where there is no drop
                 n_seeds=part["n"],
                 n_oracle_seeds=part["n_oracle"],
                 left_out_classes=part[["left_out", "left_out_oracle"]].max(axis=1),
@@ -151,10 +153,10 @@ def oracle_lines(table: pa.Table, metric: str = "recall@1") -> list[str]:
         lines += [
             "",
             f"Shift vs difficulty, held-out {metric} (mean over seeds, on the held-out half of the test classes): "
-            "drop from the easiest split = difficulty (the oracle's drop) + shift (gap growth); docs/oracle.md:",
+            "drop from the easiest split = difficulty (the oracle's drop) + shift_part (gap growth); docs/oracle.md:",
         ]
         columns = ["dataset", "method", "split_key", "fid", "method_value", "oracle_value", "gap", "drop"]
-        lines.append(_text(parts.select([*columns, "difficulty", "shift", "shift_share", "n_seeds"])))
+        lines.append(_text(parts.select([*columns, "difficulty", "shift_part", "shift_share", "n_seeds"])))
     cross = cross_dataset(table, metric)
     if cross.num_rows:
         lines += [

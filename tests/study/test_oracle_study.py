@@ -176,8 +176,8 @@ def test_decomposition_against_a_hand_computation() -> None:
             assert row["gap"] == pytest.approx(gap_j)
             assert row["drop"] == pytest.approx(mean[e] - mean[j])
             assert row["difficulty"] == pytest.approx(oracle[e] - oracle[j])
-            assert row["shift"] == pytest.approx(gap_j - gap_e)
-            assert row["drop"] == pytest.approx(row["difficulty"] + row["shift"])
+            assert row["shift_part"] == pytest.approx(gap_j - gap_e)
+            assert row["drop"] == pytest.approx(row["difficulty"] + row["shift_part"])
             if mean[e] == mean[j]:
                 assert row["shift_share"] != row["shift_share"]  # NaN: no drop to divide
             else:
@@ -275,7 +275,7 @@ def test_oracle_and_cross_rows_reach_results_mlflow_and_dashboard(ray_local, tmp
     assert result.cross_dataset().num_rows == 3  # (2 + 1 splits), each evaluated on the other entry
     parts = result.shift_decomposition().to_pylist()
     assert {(r["dataset"], r["split_key"]) for r in parts} == {(r["dataset"], r["split_key"]) for r in oracle}
-    assert all(r["drop"] == pytest.approx(r["difficulty"] + r["shift"]) for r in parts)
+    assert all(r["drop"] == pytest.approx(r["difficulty"] + r["shift_part"]) for r in parts)
     assert set(result.degradation_curves()["method"].to_pylist()) == {"triplet"}  # benchmark rows only
     summary = format_summary(result.study_dir)
     assert "Shift vs difficulty" in summary and "Cross-dataset recall@1" in summary
