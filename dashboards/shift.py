@@ -22,8 +22,9 @@ def shift_blocks(table: pa.Table, out: Path) -> list[Block]:
     if agreement.empty:
         return [
             Note(
-                "The splits of this study store no shift measure besides FID: their split files were "
-                "written before MMD was stored with each split (rebuild them with `oodml splits build`)."
+                "The splits of this study store no shift measure besides FID: their split files are ooDML "
+                "pickles (which have no place for one) or were written before MMD was stored with each "
+                "split; rebuild them with `oodml splits build` (a .json split file) to measure it."
             )
         ]
     splits = split_shift(table)

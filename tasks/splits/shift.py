@@ -51,18 +51,6 @@ def median_heuristic(points: np.ndarray, max_points: int = MEDIAN_POINTS, seed: 
     return float(np.median(np.sqrt(np.maximum(distances, 0.0))))
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
-    """MMD^2_u between the rows of ``x`` and of ``y`` under the RBF kernel of ``bandwidth`` (default: the
-    median heuristic over the pooled rows)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    points = np.concatenate([x, y])
-    if bandwidth is None:
-        bandwidth = median_heuristic(points)
-    train = np.zeros((1, len(points)), dtype=bool)
-    train[0, : len(x)] = True
-    return float(split_mmd2(points, train, ~train, bandwidth)[0])
-
-
 def split_mmd2(
     points: np.ndarray, train: np.ndarray, test: np.ndarray, bandwidth: float, block: int = BLOCK
 ) -> np.ndarray:
