@@ -84,10 +84,10 @@ class SplitOptions(ProgressionOverrides):
             )
         return select
 
-    @field_validator("shots", mode="before")
+    @field_validator("shots", "shift_extractors", mode="before")
     @classmethod
-    def _shot_list(cls, shots: Any) -> Any:
-        return _comma_list(shots)
+    def _lists(cls, value: Any) -> Any:
+        return _comma_list(value)
 
     @field_validator("support")
     @classmethod
@@ -96,28 +96,14 @@ class SplitOptions(ProgressionOverrides):
             raise ValueError(f"episode builder: {unknown_name(support, EPISODE_BUILDERS)}")
         return support
 
-    @field_validator("extractor")
+    @field_validator("extractor", "shift_extractors")
     @classmethod
-    def _extractor(cls, name: str | None) -> str | None:
-        from tasks.splits.features import EXTRACTORS  # torch: only when an extractor is named
-
-        if name is not None and name not in EXTRACTORS:
-            raise ValueError(f"feature extractor: {unknown_name(name, EXTRACTORS)}")
-        return name
-
-    @field_validator("shift_extractors", mode="before")
-    @classmethod
-    def _extractor_list(cls, names: Any) -> Any:
-        return _comma_list(names)
-
-    @field_validator("shift_extractors")
-    @classmethod
-    def _extractors(cls, names: list[str] | None) -> list[str] | None:
+    def _extractors(cls, names: str | list[str] | None) -> str | list[str] | None:
         if not names:
             return names
         from tasks.splits.features import EXTRACTORS  # torch: only when an extractor is named
 
-        for name in names:
+        for name in [names] if isinstance(names, str) else names:
             if name not in EXTRACTORS:
                 raise ValueError(f"feature extractor: {unknown_name(name, EXTRACTORS)}")
         return names
