@@ -11,6 +11,7 @@ from matplotlib.lines import Line2D
 from dashboards.page import Block, Image, Note, Table
 from dashboards.plotting import (
     METRICS,
+    PRIMARY_METRIC,
     figure,
     legend_below,
     line_with_band,
@@ -21,11 +22,9 @@ from dashboards.plotting import (
 )
 from study.results import fewshot_gain
 
-METRIC = "recall@1"
-
 
 def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
-    gain = with_series(fewshot_gain(table, METRIC).to_pandas())
+    gain = with_series(fewshot_gain(table, PRIMARY_METRIC).to_pandas())
     if gain.empty:
         return [Note("No few-shot results (shots > 0) yet.")]
     blocks: list = []
@@ -36,14 +35,14 @@ def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
         blocks.append(
             Image(
                 path,
-                f"{dataset}: top, test {METRICS[METRIC]} on the episode queries before (dashed) and after "
+                f"{dataset}: top, test {METRICS[PRIMARY_METRIC]} on the episode queries before (dashed) and after "
                 f"(solid) adapting on the support set ({SUPPORTS.get(supports.get(dataset), 'support')}), "
                 "with the 95% CI over episodes; the shaded gap is the gain. Bottom: the gain, mean over "
                 "seeds with its 95% CI band over seeds.",
             )
         )
     blocks.append(
-        Table(gain_table(gain), f"Few-shot gain in test {METRICS[METRIC]} per split and shot budget")
+        Table(gain_table(gain), f"Few-shot gain in test {METRICS[PRIMARY_METRIC]} per split and shot budget")
     )
     left_out = left_out_table(table)
     if not left_out.empty:
@@ -102,7 +101,7 @@ def plot_fewshot(rows: pd.DataFrame, dataset: str, path: Path) -> None:
     """One column per shot budget; top row zero- vs few-shot values, bottom row their difference."""
     shots = sorted(rows["shots"].unique())
     styles = series_styles(rows["series"])
-    label = METRICS[METRIC]
+    label = METRICS[PRIMARY_METRIC]
     size = (4.3 * len(shots) + 0.4, 6.4)
     with figure(path, size, nrows=2, ncols=len(shots), sharex="col", sharey="row") as (fig, axes):
         for column, budget in enumerate(shots):

@@ -13,17 +13,15 @@ import pandas as pd
 import pyarrow as pa
 
 from dashboards.page import Block, Note, Table
-from dashboards.plotting import METRICS, with_ci
+from dashboards.plotting import METRICS, PRIMARY_METRIC, with_ci
 from study.results.oracle import cross_dataset, shift_decomposition
-
-PRIMARY = "recall@1"
 
 
 def oracle_blocks(table: pa.Table, out: Path) -> list[Block]:
     """The decomposition and cross-dataset tables, or a note saying the study ran neither."""
-    label = METRICS[PRIMARY]
+    label = METRICS[PRIMARY_METRIC]
     blocks: list[Block] = []
-    parts = shift_decomposition(table, PRIMARY).to_pandas()
+    parts = shift_decomposition(table, PRIMARY_METRIC).to_pandas()
     if not parts.empty:
         blocks.append(
             Table(
@@ -33,7 +31,7 @@ def oracle_blocks(table: pa.Table, out: Path) -> list[Block]:
                 "method); means over seeds, on the held-out half of the test classes.",
             )
         )
-    cross = cross_dataset(table, PRIMARY).to_pandas()
+    cross = cross_dataset(table, PRIMARY_METRIC).to_pandas()
     if not cross.empty:
         blocks.append(
             Table(

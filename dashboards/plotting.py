@@ -22,6 +22,7 @@ from study.results.files import atomic_path
 
 DPI = 110
 METRICS = {"recall@1": "Recall@1", "map@r": "mAP@R"}  # the metrics the dashboard plots, in order
+PRIMARY_METRIC = "recall@1"  # the one the dashboard ranks, compares and decomposes by (a key of METRICS)
 # Okabe-Ito, without its yellow (unreadable on white): distinguishable with the common colour blindnesses.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]

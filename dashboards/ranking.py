@@ -13,15 +13,13 @@ import pandas as pd
 import pyarrow as pa
 
 from dashboards.page import Block, Image, Note, Table
-from dashboards.plotting import METRICS, figure, series_styles, slug, with_ci, with_series
+from dashboards.plotting import METRICS, PRIMARY_METRIC, figure, series_styles, slug, with_ci, with_series
 from study.results import DEFAULT_SPLIT_KEY, auc_summary, ranking
-
-PRIMARY = "recall@1"  # the metric the ranking and the rank correlation use
 
 
 def ranking_blocks(table: pa.Table, out: Path) -> list[Block]:
     aucs = {m: with_series(auc_summary(table, m).to_pandas()) for m in METRICS}
-    ranks = with_series(ranking(table, PRIMARY).to_pandas())
+    ranks = with_series(ranking(table, PRIMARY_METRIC).to_pandas())
     if ranks.empty:
         return [Note("No zero-shot test results of Recall@1 yet.")]
     blocks: list = []
@@ -35,7 +33,7 @@ def ranking_blocks(table: pa.Table, out: Path) -> list[Block]:
                 path,
                 f"{dataset}: normalized AUC (area under metric vs FID over the FID range, DESIGN.md 7) "
                 "with the 95% CI over seeds; hatched bars: seeds cover different splits. Right: rank on "
-                f"the default split vs rank by AUC of {METRICS[PRIMARY]}.",
+                f"the default split vs rank by AUC of {METRICS[PRIMARY_METRIC]}.",
             )
         )
     blocks.append(Table(summary_table(aucs, ranks), "Normalized AUC and ranks per dataset and method"))
@@ -43,7 +41,7 @@ def ranking_blocks(table: pa.Table, out: Path) -> list[Block]:
 
 
 def headline(dataset: str, rows: pd.DataFrame) -> str:
-    label = METRICS[PRIMARY]
+    label = METRICS[PRIMARY_METRIC]
     best = rows.loc[rows["auc"].idxmax()] if rows["auc"].notna().any() else None
     text = f"{dataset}: "
     text += (
@@ -60,7 +58,7 @@ def headline(dataset: str, rows: pd.DataFrame) -> str:
 
 
 def plot_ranking(auc: dict[str, pd.DataFrame], ranks: pd.DataFrame, dataset: str, path: Path) -> None:
-    """AUC bars per metric (methods in order of ``PRIMARY`` AUC), then the rank slope chart."""
+    """AUC bars per metric (methods in order of ``PRIMARY_METRIC`` AUC), then the rank slope chart."""
     order = list(ranks.sort_values(["auc_rank", "series"])["series"])
     styles = series_styles(ranks["series"])
     height = 1.6 + 0.42 * len(order)
@@ -113,9 +111,9 @@ def _slope(ax, ranks: pd.DataFrame, styles: dict[str, dict]) -> None:
 
 def summary_table(aucs: dict[str, pd.DataFrame], ranks: pd.DataFrame) -> pd.DataFrame:
     keys = ["dataset", "series"]
-    primary = aucs[PRIMARY][keys + ["ci95", "n_seeds", "n_splits", "complete"]]
+    primary = aucs[PRIMARY_METRIC][keys + ["ci95", "n_seeds", "n_splits", "complete"]]
     frame = ranks.merge(primary, on=keys, how="left")
-    label = METRICS[PRIMARY]
+    label = METRICS[PRIMARY_METRIC]
     out = pd.DataFrame(
         {
             "dataset": frame["dataset"],
@@ -127,7 +125,7 @@ def summary_table(aucs: dict[str, pd.DataFrame], ranks: pd.DataFrame) -> pd.Data
         }
     )
     for metric, auc in aucs.items():
-        if metric != PRIMARY and not auc.empty:
+        if metric != PRIMARY_METRIC and not auc.empty:
             other = frame[keys].merge(auc[keys + ["auc", "ci95"]], on=keys, how="left")
             out[f"AUC {METRICS[metric]}"] = [
                 with_ci(a, c) for a, c in zip(other["auc"], other["ci95"], strict=True)
