@@ -15,15 +15,14 @@ import pandas as pd
 import pyarrow as pa
 
 from dashboards.page import Block, Image, Note, Table
-from dashboards.plotting import METRICS, figure, slug
+from dashboards.plotting import METRICS, PRIMARY_METRIC, figure, slug
 from study.results.compare import RESAMPLES, compare
 
-METRIC = "recall@1"
 SIGNIFICANT, NOT_SIGNIFICANT, UNTESTED = "#D55E00", "#0072B2", "#999999"
 
 
 def compare_blocks(table: pa.Table, out: Path) -> list[Block]:
-    comparison = compare(table, METRIC)
+    comparison = compare(table, PRIMARY_METRIC)
     pairs, ranks = comparison.pairs.to_pandas(), comparison.ranking.to_pandas()
     if pairs.empty:
         return [Note("No two methods of one dataset have zero-shot test results of Recall@1 yet.")]
@@ -38,7 +37,7 @@ def compare_blocks(table: pa.Table, out: Path) -> list[Block]:
         blocks.append(
             Image(
                 path,
-                f"{dataset}: difference in normalized AUC of test {METRICS[METRIC]} (method a minus method "
+                f"{dataset}: difference in normalized AUC of test {METRICS[PRIMARY_METRIC]} (method a minus method "
                 f"b, on the (split, seed) cells both completed) with its 95% two-way bootstrap interval "
                 f"over seeds x splits ({RESAMPLES} resamples). Orange: significant after Holm's correction "
                 f"over the dataset's pairs (sign-flip test over {comparison.unit}s, alpha "
@@ -87,7 +86,7 @@ def plot_pairs(rows: pd.DataFrame, dataset: str, path: Path) -> None:
         ax.margins(x=0.2)  # room for the p-values right of the intervals
         ax.set_yticks(y, labels=labels)
         ax.invert_yaxis()
-        ax.set_xlabel(f"difference in normalized AUC of test {METRICS[METRIC]}")
+        ax.set_xlabel(f"difference in normalized AUC of test {METRICS[PRIMARY_METRIC]}")
         ax.set_title(f"{dataset} · paired differences")
         ax.grid(axis="y", visible=False)
 

@@ -44,7 +44,7 @@ def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
         field = f"datasets.{index}"
         images = readable_images(entry, field, echo)
         if entry.split_file:
-            plan = DatasetPlan.load(entry, Path(entry.split_file), spec)
+            plan = DatasetPlan.load(entry, Path(entry.split_file), spec, class_sizes(images))
             where = f"{field}.split_file ({plan.split_file})"
             for split in {s.key: s for s in (plan.default, *plan.evaluated)}.values():
                 check_split(spec, split, images, field, where, echo)

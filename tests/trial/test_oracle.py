@@ -18,6 +18,7 @@ from tasks.record import Measurement
 from tasks.splits.files import read_split_file
 from tasks.splits.heldout import MIN_HALF, heldout_division, kept_classes, training_size
 from tasks.trial import run_trial
+from tests.trial.configs import trial_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,27 +57,8 @@ def test_halves_are_seeded_per_class() -> None:
 
 
 def _config(bench, **changes) -> TrialConfig:
-    raw = {
-        "data": {
-            "dataset": "glyphs",
-            "root": bench["root"],
-            "options": bench["options"],
-            "split_file": bench["split_file"],
-            "split": "0",
-        },
-        "model": {"backbone": "glyph_cnn", "embedding_dim": 32, "pretrained": False},
-        "method": {"name": "multisimilarity"},
-        "training": {
-            "epochs": 2,
-            "batch_size": 32,
-            "samples_per_class": 4,
-            "iterations_per_epoch": 3,
-            "lr": 2e-3,
-            "with_nmi": False,
-        },
-        "seed": 0,
-    }
-    return TrialConfig.model_validate(raw | changes)
+    short = {"training.epochs": 2, "training.iterations_per_epoch": 3, "fewshot.shots": []}
+    return trial_config(bench, **short, **changes)
 
 
 def test_the_oracle_trains_on_the_training_halves(glyph_benchmark) -> None:

@@ -18,26 +18,15 @@ from tasks.models import build_model
 from tasks.splits.files import read_split_file
 from tasks.train import UNTRAINED_EPOCH, embed, train_model
 from tasks.trial import run_trial
+from tests.trial.configs import trial_config
 
 BACKBONE = "timm:test_vit"  # 160 px input, mean/std 0.5, 64-d features: cheap on a CPU
 
 
 def _config(bench, method="frozen", backbone=BACKBONE, **training) -> TrialConfig:
-    return TrialConfig.model_validate(
-        {
-            "data": {
-                "dataset": "glyphs",
-                "root": bench["root"],
-                "options": bench["options"],
-                "split_file": bench["split_file"],
-                "split": "0",
-            },
-            "model": {"backbone": backbone, "embedding_dim": 16, "pretrained": False},
-            "method": {"name": method},
-            "training": {"epochs": 3, "batch_size": 32, "samples_per_class": 4, "with_nmi": False} | training,
-            "fewshot": {"shots": [2], "episodes": 2, "iterations": {2: 5}, "batch_size": 40},
-        }
-    )
+    changes = {"model.backbone": backbone, "model.embedding_dim": 16, "method.name": method}
+    training_changes = {f"training.{field}": value for field, value in training.items()}
+    return trial_config(bench, **changes, **training_changes, **{"fewshot.iterations": {2: 5}})
 
 
 @pytest.fixture
