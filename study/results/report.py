@@ -44,7 +44,7 @@ def format_summary(study_dir: str | Path, metric: str = "recall@1", shift: str =
             auc_summary(table, metric, shift=shift),
         ),
         (
-            f"Ranking by AUC vs by {metric} on the default split (key {DEFAULT_SPLIT_KEY})",
+            f"Ranking by AUC over FID vs by {metric} on the default split (key {DEFAULT_SPLIT_KEY})",
             ranking(table, metric),
         ),
     ]
