@@ -28,6 +28,7 @@ def test_ranks_match_full_sort(metric: str, ties: bool, seed: int, monkeypatch: 
     block = int(rng.integers(3, 25))
     # the CPU's products in strips of a few rows, ragged ones and diagonal blocks' too
     monkeypatch.setattr(ranks, "CPU_STRIP", int(rng.integers(1, block + 1)))
+    monkeypatch.setattr(ranks, "CPU_DIAGONAL_STRIP", int(rng.integers(1, block + 1)))
     pr = positive_ranks(torch.from_numpy(x), codes, depth, metric=metric, block=block)
     for i, rel in enumerate(ranked_relevance(x, codes, metric)):
         expected = np.flatnonzero(rel) + 1
