@@ -169,7 +169,8 @@ def _blocks(
     starts = range(0, len(left), block)
     pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
     if not numpy_kernels:
-        lower = torch.ones(block, block, dtype=torch.bool, device=left.device).tril()
+        side = min(block, len(left))
+        lower = torch.ones(side, side, dtype=torch.bool, device=left.device).tril()
         for i0, j0 in pairs:
             sims = left[i0 : i0 + block] @ right[j0 : j0 + block].T
             if i0 == j0:
