@@ -68,6 +68,7 @@ class TrialLog:
         if not error and trial.stage == EVAL:
             earlier = self.superseded.completed(trial.trial_id)
             if earlier:
+                self.tracker.mark_superseded(earlier, EVAL, by=trial.trial_id)
                 self.echo(
                     f"[eval] {trial.label} measured again under the current settings: the results of "
                     f"trial {', '.join(earlier)} moved to {SUPERSEDED_DIR}/"

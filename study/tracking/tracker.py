@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from tasks.record import TrialRecord
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+SUPERSEDED_BY_TAG = "oodml.superseded_by"  # on a child run whose cell a later trial measured again
 
 
 def default_tracking_uri(study_dir: str | Path) -> str:
@@ -182,6 +183,22 @@ class StudyTracker:
             else:
                 self.client.log_artifact(parent, str(path))
         self.client.set_terminated(parent, status)
+
+    def mark_superseded(self, trial_ids: list[str], stage: str, by: str) -> list[str]:
+        """Tag the child runs of ``trial_ids`` (their results moved to ``superseded/``: their cells were
+        measured again under other settings) ``oodml.superseded_by`` = the trial that measured them anew;
+        they are kept, as their row sets are. Returns the run ids."""
+        parent, by = self._parent(), check_id("trial id", by)
+        tagged = []
+        for trial_id in trial_ids:
+            runs = self._search(
+                f"tags.`mlflow.parentRunId` = '{parent}' and tags.`oodml.trial_id` = "
+                f"'{check_id('trial id', trial_id)}' and tags.`oodml.stage` = '{stage}'"
+            )
+            for run in runs:
+                self.client.set_tag(run.info.run_id, SUPERSEDED_BY_TAG, by)
+                tagged.append(run.info.run_id)
+        return tagged
 
     def mark_orphans(self) -> list[str]:
         """Child runs still RUNNING (their driver died) become KILLED; returns their ids."""

@@ -154,4 +154,9 @@ def test_a_rerun_under_other_settings_sets_the_earlier_results_aside(tiny, tiny_
     moved = {path.name for path in (folder / "superseded" / "results").glob("*.parquet")}
     assert moved == {f"eval-{trial_id}.parquet" for trial_id in old}
     assert sum("moved to superseded/" in line for line in lines) == 4
+    client = MlflowClient(again.tracking_uri)
+    experiment = client.get_run(again.parent_run_id).info.experiment_id
+    evals = client.search_runs([experiment], "tags.`oodml.stage` = 'eval'")
+    tagged = {r.data.tags["oodml.trial_id"]: r.data.tags.get("oodml.superseded_by") for r in evals}
+    assert {t for t, by in tagged.items() if by} == old and {by for by in tagged.values() if by} == new
     assert again.auc().num_rows == 2 and (folder / "comparison.json").is_file()

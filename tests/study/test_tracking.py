@@ -189,6 +189,25 @@ def test_relogging_never_duplicates_a_trial(study_dir):
     assert len(children(tracker)) == 2  # the same trial id in another stage is another run
 
 
+def test_a_superseded_trial_keeps_its_run_tagged_with_its_successor(study_dir):
+    tracker = StudyTracker(None, study_dir, "demo")
+    tracker.start_study("demo-1", SPEC)
+    old = tracker.log_trial(
+        make_record("t-old"), stage="eval", checkpoint_dir=checkpoint_dir(study_dir / "a")
+    )
+    new = tracker.log_trial(
+        make_record("t-new"), stage="eval", checkpoint_dir=checkpoint_dir(study_dir / "b")
+    )
+    tracker.log_trial(make_record("t-old"), stage="tune")
+
+    assert tracker.mark_superseded(["t-old"], "eval", by="t-new") == [old]
+    runs = {run.info.run_id: run for run in children(tracker)}
+    assert len(runs) == 3  # kept, not deleted
+    assert runs[old].data.tags["oodml.superseded_by"] == "t-new"
+    assert [r for r in runs if "oodml.superseded_by" in runs[r].data.tags] == [old]  # not the tune run
+    assert new in runs
+
+
 def test_failed_trial_then_retry(study_dir):
     tracker = StudyTracker(None, study_dir, "demo")
     tracker.start_study("demo-1", SPEC)
