@@ -17,14 +17,19 @@ from study.expand import EVAL, PlannedTrial
 from study.results import SupersededResults, write_trial_result
 from study.results.layout import SUPERSEDED_DIR
 from study.trainable import ERROR, RECORD, WHERE, trial_workdir
-from tasks.identity import describe
+from tasks.identity import config_split, describe
 from tasks.record import TrialRecord
 from tasks.train import LAST_CHECKPOINT
 
 
 def failed_record(trial: PlannedTrial, error: str) -> TrialRecord:
-    """The record of a trial that produced none: its identity as known before it ran, and its error."""
-    identity = describe(trial.config, trial_id=trial.trial_id)
+    """The record of a trial that produced none: its identity as known before it ran (its split's FID,
+    class counts and shift measures too, unless the split file cannot be read), and its error."""
+    try:
+        split = config_split(trial.config)
+    except (OSError, ValueError):  # SplitFileError included: the split file may be why the trial failed
+        split = None
+    identity = describe(trial.config, split, trial_id=trial.trial_id)
     return TrialRecord.failed(
         identity,
         error,

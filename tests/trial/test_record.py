@@ -4,7 +4,7 @@ a new metric reaching the results table, MLflow and the dashboard's data with no
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 
 import pyarrow.compute as pc
 import pytest
@@ -91,7 +91,15 @@ def test_oodml_trial_and_a_study_give_a_trial_the_same_identity(glyph_benchmark,
     # a trial that failed before it produced a record is the same type, with what is known of it
     failed = failed_record(planned, "boom")
     assert failed.trial_id == planned.trial_id and failed.identity.method == printed.identity.method
-    assert failed.status == "failed" and failed.identity.fid is None
+    assert failed.status == "failed" and failed.identity.split_hash == planned.split_digest
+    assert (failed.identity.fid, failed.identity.num_test_classes) == (
+        printed.identity.fid,
+        printed.identity.num_test_classes,
+    )  # a failed row still sits at its split's FID in the tables
+    data = planned.config.data.model_copy(update={"split_file": str(tmp_path / "gone.json")})
+    moved = replace(planned, config=planned.config.model_copy(update={"data": data}))
+    gone = failed_record(moved, "no split file").identity  # what is known when the split file is the fault
+    assert gone.trial_id == planned.trial_id and gone.fid is None and gone.method == printed.identity.method
 
 
 @pytest.mark.slow
