@@ -21,7 +21,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -35,11 +34,8 @@ from tasks.data import ClassBalancedBatchSampler, ImageSubset, build_dataset, im
 from tasks.data.transforms import GLYPH, IMAGENET, build_transform
 
 sys.path.insert(0, str(Path(__file__).parent))
+from loadavg import load  # noqa: E402
 from synthetic_images import write_image_folder  # noqa: E402
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def time_epochs(dataset: torch.utils.data.Dataset, targets: list[int], epochs: int) -> float:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 import torch
+from loadavg import load
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from tasks.evaluate import retrieval_metrics
@@ -51,10 +52,6 @@ def timed(fn: Callable[[], dict], repeat: int) -> tuple[float, dict]:
         out = fn()
         best = min(best, time.perf_counter() - start)
     return best, out
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main() -> None:

@@ -24,10 +24,10 @@ threads slow down far more than one.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
+from loadavg import load
 from threadpoolctl import threadpool_limits
 
 import tasks.splits.fid as fid_module
@@ -41,10 +41,6 @@ def _timed(fn, repeat: int = 1) -> tuple[float, object]:
     for _ in range(repeat):
         value = fn()
     return (time.perf_counter() - start) / repeat, value
-
-
-def _load() -> str:
-    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 # ---- round 1's route, verbatim apart from names (the reference of the --sop case) -----------------------
@@ -145,19 +141,19 @@ def sop_case(args: argparse.Namespace) -> None:
         f"{fid_module.EIGEN_THREADS or 'all'}"
     )
 
-    print(f"  before new route: {_load()}", flush=True)
+    print(f"  before new route: {load()}", flush=True)
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):
         t_new, (steps, _, _) = _timed(
             lambda: swap_progression(means, names, train, test, settings, True, PartitionFID(means))
         )
-    print(f"  new route: {t_new:.1f} s ({t_new / args.steps:.2f} s/step); {_load()}", flush=True)
+    print(f"  new route: {t_new:.1f} s ({t_new / args.steps:.2f} s/step); {load()}", flush=True)
 
     with threadpool_limits(limits=args.old_blas_threads or None, user_api="blas"):
         t_old, old = _timed(lambda: _old_harder_progression(means, train, test, args.old_steps, 1000, 1000))
     old_n = t_old * args.steps / args.old_steps
     print(
         f"  old route ({args.old_blas_threads or 'all'} BLAS threads): {t_old:.1f} s for {args.old_steps} steps ({t_old / args.old_steps:.2f} s/step), "
-        f"extrapolated to {args.steps} steps {old_n:.1f} s; {_load()}"
+        f"extrapolated to {args.steps} steps {old_n:.1f} s; {load()}"
     )
     print(f"  ratio old/new {old_n / t_new:.2f}x; new route under 40 s: {t_new < 40}")
 
@@ -198,7 +194,7 @@ def cub_case(args: argparse.Namespace) -> None:
     t_cov, v_cov = _timed(lambda: _fid_from_covariances(a, b, 1e-8))
     print(
         f"one FID ({half} vs {args.classes - half} vectors, d={args.dim}): fast {t_fast * 1e3:.1f} ms, "
-        f"sqrtm {t_ref * 1e3:.0f} ms, ratio {t_ref / t_fast:.0f}x; {_load()}\n"
+        f"sqrtm {t_ref * 1e3:.0f} ms, ratio {t_ref / t_fast:.0f}x; {load()}\n"
         f"  values: fast {v_fast:.12g}, sqrtm {v_ref:.12g} (rel. diff {abs(v_fast - v_ref) / abs(v_ref):.1e}), "
         f"d x d Cholesky+eigenvalue route {v_cov:.12g} (rel. diff {abs(v_fast - v_cov) / abs(v_cov):.1e}, "
         f"{t_cov:.1f} s)"
@@ -223,7 +219,7 @@ def cub_case(args: argparse.Namespace) -> None:
     estimate = calls * t_ref
     print(
         f"progressions (CUB settings, {steps} recorded steps, {calls} FID evaluations): {t_prog:.2f} s; "
-        f"with sqrtm about {estimate:.0f} s; ratio {estimate / t_prog:.0f}x; {_load()}"
+        f"with sqrtm about {estimate:.0f} s; ratio {estimate / t_prog:.0f}x; {load()}"
     )
 
 

@@ -39,11 +39,8 @@ from tasks.models import build_model
 from tasks.splits.files import Split
 
 sys.path.insert(0, str(Path(__file__).parent))
+from loadavg import load  # noqa: E402
 from synthetic_images import write_image_folder  # noqa: E402
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _sync(device: torch.device) -> None:

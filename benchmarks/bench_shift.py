@@ -13,17 +13,13 @@ partitions of the same classes in one pass, as ``oodml splits build`` measures a
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import tracemalloc
 
 import numpy as np
+from loadavg import load
 
 from tasks.splits.shift import median_heuristic, split_mmd2
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def peak() -> str:

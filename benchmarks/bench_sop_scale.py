@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import os
 import resource
 import sys
 import tempfile
@@ -42,14 +41,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from loadavg import load
 from PIL import Image
 
 SUPERS = ["bicycle", "cabinet", "chair", "coffee_maker", "fan", "kettle", "lamp", "mug", "sofa", "stapler",
           "table", "toaster"]  # fmt: skip
-
-
-def load() -> str:
-    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _status(field: str) -> int:

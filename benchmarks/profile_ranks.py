@@ -22,7 +22,6 @@ seconds then show the work itself, which a busy box distorts less than wall time
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from contextlib import contextmanager
 import faiss
 import torch
 from bench_evaluate import synthetic
+from loadavg import load
 from threadpoolctl import threadpool_limits
 
 from tasks.evaluate import ranks, retrieval_metrics
@@ -60,10 +60,6 @@ def step_clock(cpu: dict[str, float]) -> Iterator[None]:
     finally:
         for name, owner in STEPS.items():
             setattr(owner, name, saved[name])
-
-
-def load() -> str:
-    return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main() -> None:
