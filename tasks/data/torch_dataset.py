@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 from tasks.data.arrays import ArrayLoader
 from tasks.data.base import LabelledImages
 from tasks.data.transforms import Preprocess, build_transform
+from tasks.threads import torch_threads
 
 
 def class_indices(
@@ -83,21 +83,6 @@ def array_path_applies(images: LabelledImages, pre: Preprocess) -> bool:
     return height == width == pre.size == pre.resize
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run a block on one intra-op thread.
-
-    A batch of small images is far below the size where torch's thread pool pays off: there it only
-    adds synchronisation, which cost 25x the work itself on a busy 2-core machine (measured).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class ArrayImageSubset(Dataset):
     """Fast path for array-backed greyscale images (the glyph demo): whole batches, no PIL round trip.
 
@@ -137,7 +122,9 @@ class ArrayImageSubset(Dataset):
 
     def batch(self, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Items ``ks`` as one B x C x size x size float tensor and their class indices."""
-        with _one_thread():
+        # one intra-op thread: a batch of small images is far below the size where torch's thread pool
+        # pays off; there it only adds synchronisation, 25x the work itself on a busy 2-core box (measured)
+        with torch_threads(1):
             return self._batch(ks)
 
     def _batch(self, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
+
+from tasks.threads import torch_threads
 
 METRICS = ("ip", "l2")
 CPU_BLOCK = 4096  # rows of a block product on the CPU (64 MB of similarities; 2048 and 4096 measured alike)
@@ -114,15 +116,8 @@ def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
     """torch's CPU ops on one thread (on another device: unchanged) while the block products run in
     numpy's own threads: the bookkeeping's small ops gain nothing from OpenMP threads that compete with
     the products (measured on a busy 2-core box: 10-20x slower with two threads)."""
-    if device.type != "cpu":
+    with torch_threads(1) if device.type == "cpu" else nullcontext():
         yield
-        return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 @contextmanager
