@@ -24,7 +24,8 @@ from dashboards.plotting import (
     with_series,
 )
 from study.results import DEFAULT_SPLIT_KEY, degradation_curves
-from study.results.oracle import ORACLE, heldout_curves
+from study.results.oracle import heldout_curves
+from study.results.schema import ORACLE
 
 ORACLE_NOTE = (
     " Bottom row: on the held-out half of the test classes (the images the oracle did not train on), each "

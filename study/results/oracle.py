@@ -26,8 +26,7 @@ import pyarrow as pa
 
 from study.results.aggregate import CURVES_OUT, METHOD, SPLIT, arrow_table
 from study.results.files import ci95
-
-BENCHMARK, ORACLE = "benchmark", "oracle"
+from study.results.schema import BENCHMARK, ORACLE
 
 _STR, _F64, _I64 = pa.string(), pa.float64(), pa.int64()
 _KEYS = [CURVES_OUT.field(name) for name in METHOD + SPLIT]  # typed as the degradation curves' columns

@@ -79,6 +79,9 @@ TRIAL_FIELDS = [
     pa.field("mlflow_run_id", pa.string()),
     pa.field("finished_at", pa.timestamp("us", tz="UTC")),
 ]
+# the values of trial_role (docs/oracle.md); null (files written before roles) reads as benchmark
+BENCHMARK, ORACLE = "benchmark", "oracle"
+
 SCHEMA = pa.schema(
     IDENTITY_FIELDS + MEASUREMENT_FIELDS + TRIAL_FIELDS,
     metadata={VERSION_KEY: str(SCHEMA_VERSION).encode()},

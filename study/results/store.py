@@ -21,8 +21,15 @@ import pyarrow.parquet as pq
 
 from study.results.files import atomic_path
 from study.results.layout import CURVES_DIR, RESULTS_DIR, SUPERSEDED_DIR
-from study.results.oracle import BENCHMARK
-from study.results.schema import CURVES_SCHEMA, SCHEMA, SCHEMA_VERSION, VERSION_KEY, curve_rows, trial_rows
+from study.results.schema import (
+    BENCHMARK,
+    CURVES_SCHEMA,
+    SCHEMA,
+    SCHEMA_VERSION,
+    VERSION_KEY,
+    curve_rows,
+    trial_rows,
+)
 
 if TYPE_CHECKING:  # for annotations only: the record is read by its attributes
     from tasks.record import TrialRecord

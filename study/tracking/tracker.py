@@ -27,8 +27,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from study.results.layout import CHECKPOINT_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
-from study.results.oracle import ORACLE
-from study.results.schema import STAGES
+from study.results.schema import ORACLE, STAGES
 from study.tracking.keys import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_TAGS_PER_BATCH,
