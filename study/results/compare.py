@@ -59,7 +59,6 @@ import json
 import zlib
 from dataclasses import dataclass
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,6 +67,7 @@ import pyarrow as pa
 from study.results.aggregate import FID, auc_summary, normalized_auc, per_seed_rows, with_shift
 from study.results.files import write_text_atomic
 from study.results.layout import COMPARISON_FILE
+from study.results.storage import StudyPath, Where, locate
 from study.results.store import read_results
 
 ALPHA = 0.05  # the significance level of the Holm-adjusted tests, unless compare is given another
@@ -171,10 +171,10 @@ def compare(
     )
 
 
-def write_comparison(study_dir: str | Path, metric: str = "recall@1") -> Path:
+def write_comparison(study_dir: Where, metric: str = "recall@1") -> StudyPath:
     """``<study>/comparison.json``: ``compare`` of the study's results (the MLflow parent run's artifact)."""
     text = compare(read_results(study_dir), metric).to_json()
-    return write_text_atomic(Path(study_dir) / COMPARISON_FILE, text)
+    return write_text_atomic(locate(study_dir) / COMPARISON_FILE, text)
 
 
 def split_weights(fid: np.ndarray) -> np.ndarray:

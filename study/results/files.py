@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,15 +16,25 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from study.results.storage import ObjectPath, StudyPath, Where, locate
+
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: Where) -> Iterator[Path]:
     """A temporary path for the caller to write ``path``'s new content to; renamed onto ``path`` on success,
     removed on failure. A reader sees the previous complete file or the new one, never part of one.
 
     The temporary name is hidden and does not end in the final suffix (``.<name>.<pid>.tmp``), so readers
-    and globs (``*.parquet``) skip it. The file and the rename are fsynced (docs/results-schema.md)."""
-    path = Path(path)
+    and globs (``*.parquet``) skip it. The file and the rename are fsynced (docs/results-schema.md). For an
+    object-store path the temporary file is local scratch space, uploaded by one PUT on success
+    (``study.results.storage``)."""
+    path = locate(path)
+    if isinstance(path, ObjectPath):
+        with tempfile.TemporaryDirectory(prefix="oodml-") as scratch:
+            tmp = Path(scratch) / path.name
+            yield tmp
+            path.write_bytes(tmp.read_bytes())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -40,10 +51,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.close(directory)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+def write_text_atomic(path: Where, text: str) -> StudyPath:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+    return locate(path)
 
 
 def ci95(values: np.ndarray | pd.Series) -> float:

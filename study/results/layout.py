@@ -25,7 +25,7 @@ its own (``tasks/train.py``, ``tasks/splits/build.py``); the names below that mu
 
 from __future__ import annotations
 
-from pathlib import Path
+from study.results.storage import StudyPath, Where, locate
 
 SPEC_FILE = "study.yaml"
 LOCK_FILE = ".lock"
@@ -57,22 +57,22 @@ DASHBOARD_PAGE = "index.html"
 DEFAULT_SPLIT_KEY = "0"  # the dataset's default split (tasks/splits/selection.py DEFAULT_KEY)
 
 
-def trial_dir(study_dir: str | Path, trial_id: str) -> Path:
-    return Path(study_dir) / TRIALS_DIR / trial_id
+def trial_dir(study_dir: Where, trial_id: str) -> StudyPath:
+    return locate(study_dir) / TRIALS_DIR / trial_id
 
 
-def split_dir(study_dir: str | Path, dataset: str) -> Path:
+def split_dir(study_dir: Where, dataset: str) -> StudyPath:
     """Where the study builds ``dataset``'s split file (a spec may name one elsewhere instead)."""
-    return Path(study_dir) / SPLITS_DIR / dataset
+    return locate(study_dir) / SPLITS_DIR / dataset
 
 
-def status_path(study_dir: str | Path, name: str = TRIAL_STATUS_FILE) -> Path:
-    return Path(study_dir) / STATUS_DIR / name
+def status_path(study_dir: Where, name: str = TRIAL_STATUS_FILE) -> StudyPath:
+    return locate(study_dir) / STATUS_DIR / name
 
 
-def projection_path(study_dir: str | Path, dataset: str) -> Path:
-    return Path(study_dir) / PROJECTIONS_DIR / f"{dataset}.parquet"
+def projection_path(study_dir: Where, dataset: str) -> StudyPath:
+    return locate(study_dir) / PROJECTIONS_DIR / f"{dataset}.parquet"
 
 
-def dashboard_page(study_dir: str | Path) -> Path:
-    return Path(study_dir) / DASHBOARD_DIR / DASHBOARD_PAGE
+def dashboard_page(study_dir: Where) -> StudyPath:
+    return locate(study_dir) / DASHBOARD_DIR / DASHBOARD_PAGE

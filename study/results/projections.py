@@ -10,13 +10,13 @@ The key-value metadata say how the projection was made (``oodml.method``) and th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study.results.files import atomic_path
 from study.results.layout import PROJECTIONS_DIR, projection_path
+from study.results.storage import StudyPath, Where, arrow_source, locate
 
 PROJECTION_SCHEMA = pa.schema(
     [
@@ -42,7 +42,7 @@ class ProjectionTable:
     source: str  # where the class means came from
 
 
-def write_projection(study_dir: str | Path, projection: ProjectionTable) -> Path:
+def write_projection(study_dir: Where, projection: ProjectionTable) -> StudyPath:
     path = projection_path(study_dir, projection.dataset)
     metadata = {f"oodml.{k}": getattr(projection, k) for k in _KEYS}
     table = projection.rows.cast(PROJECTION_SCHEMA).replace_schema_metadata(metadata)
@@ -51,10 +51,10 @@ def write_projection(study_dir: str | Path, projection: ProjectionTable) -> Path
     return path
 
 
-def read_projection(study_dir: str | Path, dataset: str) -> ProjectionTable | None:
+def read_projection(study_dir: Where, dataset: str) -> ProjectionTable | None:
     """``dataset``'s projection table, or None when the study has none (or it cannot be read)."""
     try:
-        table = pq.read_table(projection_path(study_dir, dataset))
+        table = pq.read_table(**arrow_source(projection_path(study_dir, dataset)))
     except (OSError, pa.ArrowException):
         return None
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
@@ -62,7 +62,6 @@ def read_projection(study_dir: str | Path, dataset: str) -> ProjectionTable | No
     return ProjectionTable(dataset, table.select(PROJECTION_SCHEMA.names).cast(PROJECTION_SCHEMA), **values)
 
 
-def projected_datasets(study_dir: str | Path) -> list[str]:
+def projected_datasets(study_dir: Where) -> list[str]:
     """Datasets with a projection table in the study."""
-    folder = Path(study_dir) / PROJECTIONS_DIR
-    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+    return sorted(p.stem for p in (locate(study_dir) / PROJECTIONS_DIR).glob("*.parquet"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -22,12 +21,13 @@ from study.results.compare import CELL, DRAWS, EXACT_UP_TO, RESAMPLES, UNITS, Co
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.oracle import oracle_lines
 from study.results.schema import SCHEMA
+from study.results.storage import StudyPath, Where, locate
 from study.results.store import leftover_temporary_files, read_folder
 
 
-def format_summary(study_dir: str | Path, metric: str = "recall@1", shift: str = FID) -> str:
+def format_summary(study_dir: Where, metric: str = "recall@1", shift: str = FID) -> str:
     """A plain-text report of a study's results folder; curves and AUC against the ``shift`` measure."""
-    study_dir = Path(study_dir)
+    study_dir = locate(study_dir)
     table, skipped = _read_study(study_dir)
     names = sorted(set(table["study"].drop_null().to_pylist()))
     lines = [f"Study {', '.join(names) or '(no results yet)'}: {study_dir / RESULTS_DIR}"]
@@ -86,7 +86,9 @@ def format_summary(study_dir: str | Path, metric: str = "recall@1", shift: str =
 
 
 def add_results_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", type=Path, help="the study folder (holds results/)")
+    parser.add_argument(
+        "study_dir", type=locate, help="the study folder (holds results/): a local path or s3://bucket/prefix"
+    )
     parser.add_argument("--metric", default="recall@1", help="metric to summarise (default: recall@1)")
     parser.add_argument(
         "--shift",
@@ -152,7 +154,7 @@ def format_comparison(comparison: Comparison, metric: str = "recall@1", shift: s
     return "\n".join(lines[1:])
 
 
-def _read_study(study_dir: Path) -> tuple[pa.Table, list[tuple[Path, str]]]:
+def _read_study(study_dir: StudyPath) -> tuple[pa.Table, list[tuple[StudyPath, str]]]:
     if not (study_dir / RESULTS_DIR).is_dir():
         raise FileNotFoundError(f"{study_dir} has no {RESULTS_DIR}/ folder: is it a study folder?")
     return read_folder(study_dir / RESULTS_DIR, SCHEMA)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study.results.files import atomic_path
 from study.results.layout import DRIVER_STATUS_FILE, TRIAL_STATUS_FILE, status_path
+from study.results.storage import StudyPath, Where, arrow_source
 
 HEARTBEAT_S = 20.0
 STALE_AFTER_S = 3 * HEARTBEAT_S + 10
@@ -60,12 +60,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def read_trial_status(study_dir: str | Path) -> pa.Table:
+def read_trial_status(study_dir: Where) -> pa.Table:
     """The trial status table; empty (same schema) when the study has none, or it cannot be read."""
     return _read(status_path(study_dir, TRIAL_STATUS_FILE), TRIAL_STATUS_SCHEMA)
 
 
-def write_trial_status(study_dir: str | Path, table: pa.Table) -> None:
+def write_trial_status(study_dir: Where, table: pa.Table) -> None:
     _write(status_path(study_dir, TRIAL_STATUS_FILE), table.cast(TRIAL_STATUS_SCHEMA))
 
 
@@ -87,20 +87,20 @@ class DriverStatus:
         return f"oodml run pid {self.pid} on {self.host} since {self.started_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def read_driver(study_dir: str | Path) -> DriverStatus | None:
+def read_driver(study_dir: Where) -> DriverStatus | None:
     """The last driver that ran the study, or None (never ran since the status tables exist)."""
     rows = _read(status_path(study_dir, DRIVER_STATUS_FILE), DRIVER_SCHEMA).to_pylist()
     return DriverStatus(**rows[-1]) if rows else None
 
 
-def write_driver(study_dir: str | Path, driver: DriverStatus) -> None:
+def write_driver(study_dir: Where, driver: DriverStatus) -> None:
     row = {f.name: getattr(driver, f.name) for f in DRIVER_SCHEMA}
     _write(status_path(study_dir, DRIVER_STATUS_FILE), pa.Table.from_pylist([row], schema=DRIVER_SCHEMA))
 
 
-def _read(path: Path, schema: pa.Schema) -> pa.Table:
+def _read(path: StudyPath, schema: pa.Schema) -> pa.Table:
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(**arrow_source(path))
     except (OSError, pa.ArrowException):  # absent (an older study), or damaged outside oodml
         return schema.empty_table()
     columns = [
@@ -110,6 +110,6 @@ def _read(path: Path, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _write(path: Path, table: pa.Table) -> None:
+def _write(path: StudyPath, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

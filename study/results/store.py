@@ -1,10 +1,11 @@
-"""The results dataset on disk: one Parquet file per trial row set, written atomically.
+"""The results dataset: one Parquet file per trial row set, written atomically.
 
 ``<study_dir>/results/<stage>-<trial>.parquet`` holds a trial's rows and ``<study_dir>/curves/`` its
-per-epoch curves. A file is written to a hidden ``.*.tmp`` name, flushed to disk and renamed over its
-final name, so a reader sees either the previous complete file or the new one, never a partial one; the
-results file is written after the curves file and is the trial's completion marker. Writing the same
-trial and stage again replaces its files, so a retried or resumed trial is never counted twice.
+per-epoch curves. On a local disk a file is written to a hidden ``.*.tmp`` name, flushed and renamed over
+its final name; on an object store it is one PUT (``study.results.storage``). Either way a reader sees the
+previous complete file or the new one, never a partial one. The results file is written after the curves
+file and is the trial's completion marker. Writing the same trial and stage again replaces its files, so a
+retried or resumed trial is never counted twice.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -30,6 +30,7 @@ from study.results.schema import (
     curve_rows,
     trial_rows,
 )
+from study.results.storage import StudyPath, Where, arrow_source, locate
 
 if TYPE_CHECKING:  # for annotations only: the record is read by its attributes
     from tasks.record import TrialRecord
@@ -41,14 +42,14 @@ class UnreadableResultWarning(UserWarning):
     """A ``.parquet`` file in the results dataset could not be read and was skipped."""
 
 
-def result_path(study_dir: str | Path, trial_id: str, stage: str, folder: str = RESULTS_DIR) -> Path:
+def result_path(study_dir: Where, trial_id: str, stage: str, folder: str = RESULTS_DIR) -> StudyPath:
     """Where a trial's rows live: the name is derived from the trial id and stage only."""
     name = trial_id if _SAFE.fullmatch(trial_id) else _escaped(trial_id)
-    return Path(study_dir) / folder / f"{stage}-{name}.parquet"
+    return locate(study_dir) / folder / f"{stage}-{name}.parquet"
 
 
 def write_trial_result(
-    study_dir: str | Path,
+    study_dir: Where,
     record: TrialRecord,
     *,
     stage: str,
@@ -56,7 +57,7 @@ def write_trial_result(
     mlflow_run_id: str | None = None,
     tuned: dict | None = None,
     where: dict[str, str | None] | None = None,
-) -> Path:
+) -> StudyPath:
     """Write (or replace) a trial's rows and curves (from its ``TrialRecord``); returns the results file.
     ``where``: the ``ray_node_id`` and ``hostname`` the trial ran on, when known."""
     rows = trial_rows(
@@ -90,8 +91,8 @@ class SupersededResults:
     supersedes nothing. The cells of the study's files are read once, then kept up to date.
     """
 
-    def __init__(self, study_dir: str | Path, stage: str) -> None:
-        self.study_dir, self.stage = Path(study_dir), stage
+    def __init__(self, study_dir: Where, stage: str) -> None:
+        self.study_dir, self.stage = locate(study_dir), stage
         self._cells: dict[str, tuple] | None = None
 
     def completed(self, trial_id: str) -> list[str]:
@@ -126,32 +127,32 @@ def _cell(row: dict) -> tuple:
     return tuple(row[c] if c != "trial_role" else (row[c] or BENCHMARK) for c in CELL)
 
 
-def completed_trial_ids(study_dir: str | Path, stage: str | None = None) -> set[str]:
+def completed_trial_ids(study_dir: Where, stage: str | None = None) -> set[str]:
     """Trial ids with a completed row set (failed trials are not completed: a rerun retries them)."""
-    table, _ = read_folder(Path(study_dir) / RESULTS_DIR, SCHEMA, columns=["trial_id", "stage", "status"])
+    table, _ = read_folder(locate(study_dir) / RESULTS_DIR, SCHEMA, columns=["trial_id", "stage", "status"])
     done = pc.equal(table["status"], "completed")
     if stage is not None:
         done = pc.and_(done, pc.equal(table["stage"], stage))
     return set(table.filter(done)["trial_id"].to_pylist())
 
 
-def read_results(study_dir: str | Path) -> pa.Table:
+def read_results(study_dir: Where) -> pa.Table:
     """All result rows as one table (the empty schema if there are none); warns about unreadable files."""
-    return _read_warning(Path(study_dir) / RESULTS_DIR, SCHEMA)
+    return _read_warning(locate(study_dir) / RESULTS_DIR, SCHEMA)
 
 
-def read_curves(study_dir: str | Path) -> pa.Table:
+def read_curves(study_dir: Where) -> pa.Table:
     """All per-epoch curve rows as one table (long form: trial_id, stage, epoch, key, value)."""
-    return _read_warning(Path(study_dir) / CURVES_DIR, CURVES_SCHEMA)
+    return _read_warning(locate(study_dir) / CURVES_DIR, CURVES_SCHEMA)
 
 
 def read_folder(
-    folder: Path, schema: pa.Schema, columns: list[str] | None = None
-) -> tuple[pa.Table, list[tuple[Path, str]]]:
+    folder: Where, schema: pa.Schema, columns: list[str] | None = None
+) -> tuple[pa.Table, list[tuple[StudyPath, str]]]:
     """Read every ``*.parquet`` file in ``folder``; returns the table and the files skipped, with why."""
     wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
     tables, skipped = [], []
-    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+    for path in sorted(locate(folder).glob("*.parquet")):  # nothing when the folder is absent
         try:
             tables.append(_read_file(path, wanted))
         except (OSError, ValueError, pa.ArrowException) as err:
@@ -159,13 +160,14 @@ def read_folder(
     return (pa.concat_tables(tables) if tables else wanted.empty_table()), skipped
 
 
-def leftover_temporary_files(study_dir: str | Path) -> list[Path]:
-    """``.tmp`` files left by writers that crashed before renaming them (ignored by every reader)."""
-    return sorted(p for d in (RESULTS_DIR, CURVES_DIR) for p in (Path(study_dir) / d).glob(".*.tmp"))
+def leftover_temporary_files(study_dir: Where) -> list[StudyPath]:
+    """``.tmp`` files left by writers that crashed before renaming them (ignored by every reader; an object
+    store has none: an object is written by one PUT)."""
+    return sorted(p for d in (RESULTS_DIR, CURVES_DIR) for p in (locate(study_dir) / d).glob(".*.tmp"))
 
 
-def _read_file(path: Path, wanted: pa.Schema) -> pa.Table:
-    with pq.ParquetFile(path) as parquet:  # lighter than pq.read_table, which builds a dataset per file
+def _read_file(path: StudyPath, wanted: pa.Schema) -> pa.Table:
+    with pq.ParquetFile(**arrow_source(path)) as parquet:  # lighter than pq.read_table
         version = int((parquet.schema_arrow.metadata or {}).get(VERSION_KEY, b"0"))
         if version > SCHEMA_VERSION:
             raise ValueError(
@@ -179,14 +181,14 @@ def _read_file(path: Path, wanted: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=wanted)
 
 
-def _read_warning(folder: Path, schema: pa.Schema) -> pa.Table:
+def _read_warning(folder: StudyPath, schema: pa.Schema) -> pa.Table:
     table, skipped = read_folder(folder, schema)
     for path, why in skipped:
         warnings.warn(f"skipped unreadable result file {path}: {why}", UnreadableResultWarning, stacklevel=3)
     return table
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
+def _atomic_write(table: pa.Table, path: StudyPath) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
