@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from dashboards.report import build_report
+from study.results.storage import locate
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", type=Path, help="the study folder (holds results/)")
+    parser.add_argument(
+        "study_dir", type=locate, help="the study folder (holds results/): a local path or s3://bucket/prefix"
+    )
     parser.add_argument(
         "--serve", action="store_true", help="serve the page on 127.0.0.1, rebuilt when the results change"
     )

