@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from study.cluster import configure
 from study.results.layout import SPEC_FILE
+from study.results.storage import StudyPath, Where, locate
 from study.spec import StudySpec, load_spec
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class StudyResult:
     outcome: StudyOutcome
 
     @property
-    def study_dir(self) -> Path:
+    def study_dir(self) -> StudyPath:
         return self.outcome.study_dir
 
     @property
@@ -135,13 +136,13 @@ def run(
 
 
 def resume(
-    study_dir: str | Path,
+    study_dir: Where,
     overrides: Mapping[str, Any] | None = None,
     *,
     address: str | None = None,
     echo: Callable[[str], None] = say,
 ) -> StudyResult:
     """Finish the study saved in ``study_dir`` (its resolved spec, ``study.yaml``), wherever it now is."""
-    study_dir = Path(study_dir).resolve()
+    study_dir = locate(study_dir).resolve()
     overrides = {**(overrides or {}), "storage.root": str(study_dir)}
     return run(study_dir / SPEC_FILE, overrides, address=address, echo=echo)

@@ -25,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from study.results.layout import NODE_CHECK_FILE
+from study.results.storage import ObjectPath, StudyPath, Where, locate
 
 LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # No usage reports; Tune's console output off (the runner prints its progress itself); Ctrl-C stops the
@@ -97,19 +98,20 @@ class StorageNotSharedError(RuntimeError):
 def _read_marker(path: str) -> tuple[str, str | None, str | None]:
     """On one node: (hostname, the marker's content or None, why it could not be read)."""
     try:
-        return socket.gethostname(), Path(path).read_text(), None
+        return socket.gethostname(), locate(path).read_text(), None
     except OSError as err:
         return socket.gethostname(), None, f"{type(err).__name__}: {err.strerror or err}"
 
 
-def check_shared_storage(study_dir: str | Path, *, timeout: float = 300.0) -> int:
+def check_shared_storage(study_dir: Where, *, timeout: float = 300.0) -> int:
     """Refuse a cluster whose nodes do not all see ``study_dir``: the driver writes a marker file with a
     fresh token into it, and a task pinned to every alive node (NodeAffinitySchedulingStrategy, no CPU)
-    reads it back. Returns the number of nodes checked; raises ``StorageNotSharedError``."""
+    reads it back. For a study folder on an object store this proves every node reaches the store with
+    its own credentials. Returns the number of nodes checked; raises ``StorageNotSharedError``."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    marker = Path(study_dir).resolve() / NODE_CHECK_FILE
+    marker = locate(study_dir).resolve() / NODE_CHECK_FILE
     token = secrets.token_hex(16)
     marker.write_text(token)
     try:
@@ -131,14 +133,27 @@ def check_shared_storage(study_dir: str | Path, *, timeout: float = 300.0) -> in
         if text != token
     ]
     if blind:
-        raise StorageNotSharedError(
-            f"{len(blind)} of {len(nodes)} Ray nodes do not see the study folder {marker.parent} (the driver "
-            f"wrote {NODE_CHECK_FILE} there; they could not read it back): {'; '.join(blind)}. Every node "
-            "reads and writes the study folder at the same path (trial folders, checkpoints): put it on "
-            "shared storage (NFS or similar) mounted at the same path on every node, or set storage.root to "
-            "such a path (--set storage.root=/shared/runs/NAME); see docs/cluster.md"
-        )
+        raise StorageNotSharedError(_not_shared(marker, blind, len(nodes)))
     return len(nodes)
+
+
+def _not_shared(marker: StudyPath, blind: list[str], nodes: int) -> str:
+    if isinstance(marker, ObjectPath):
+        return (
+            f"{len(blind)} of {nodes} Ray nodes cannot read the study folder {marker.parent} on the object "
+            f"store (the driver wrote {NODE_CHECK_FILE} there): {'; '.join(blind)}. Every node reads and "
+            "writes the study folder: give each node credentials and the endpoint for the store "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL in the environment "
+            "`ray start` runs in, or ~/.aws/); see docs/cluster.md"
+        )
+    return (
+        f"{len(blind)} of {nodes} Ray nodes do not see the study folder {marker.parent} (the driver "
+        f"wrote {NODE_CHECK_FILE} there; they could not read it back): {'; '.join(blind)}. Every node "
+        "reads and writes the study folder at the same path (trial folders, checkpoints): put it on "
+        "shared storage (NFS or similar) mounted at the same path on every node, put it on an object "
+        "store (storage.root: s3://bucket/prefix), or set storage.root to such a path "
+        "(--set storage.root=/shared/runs/NAME); see docs/cluster.md"
+    )
 
 
 @contextmanager

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from study.overrides import parse_assignments
+from study.results.storage import locate
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", type=Path, help="a study folder (holds study.yaml)")
+    parser.add_argument(
+        "study_dir", type=locate, help="a study folder (holds study.yaml): a local path or s3://bucket/prefix"
+    )
     _common(parser)
 
 

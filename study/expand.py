@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from study.results.storage import StudyPath, local_copy, locate
 from study.spec import DatasetEntry, MethodEntry, SpecError, StudySpec
 from tasks.config import DataConfig, FewShotConfig, HeldoutConfig, TrialConfig
 from tasks.identity import split_hash, trial_identity
@@ -62,7 +62,7 @@ class DatasetPlan:
     """A dataset with its split file read: the splits to evaluate and the one to tune on."""
 
     entry: DatasetEntry
-    split_file: Path
+    split_file: StudyPath  # where trials read it: a local path, or an object (fetched by the trainable)
     evaluated: tuple[Split, ...]
     default: Split
 
@@ -70,21 +70,21 @@ class DatasetPlan:
     def load(
         cls,
         entry: DatasetEntry,
-        split_file: Path,
+        split_file: StudyPath,
         spec: StudySpec,
         class_sizes: Mapping[str, int] | None = None,
     ) -> DatasetPlan:
         """Read and check the split file against the spec (keys exist, every budget has episodes, batches
         fit). ``class_sizes`` (images per class) serves the oracle's check: without it, and with the oracle
         on, the entry's dataset is built to count them."""
-        split_file = Path(split_file).resolve()
+        split_file = locate(split_file).resolve()
         field = f"datasets.{spec.datasets.index(entry)}"
         source = (
             f"{field}.split_file" if entry.split_file else f"{field} (split file built from {field}.splits)"
         )
         where = f"{source} ({split_file})"
         try:
-            splits = read_split_file(split_file)
+            splits = read_split_file(local_copy(split_file))
         except SplitFileError as err:
             raise SpecError(f"{source}: {err}") from None
         keys = [s.key for s in splits.splits]

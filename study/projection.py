@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from study.results.layout import CLASS_MEANS_FILE, DEFAULT_SPLIT_KEY, projection_path
 from study.results.projections import PROJECTION_SCHEMA, ProjectionTable, write_projection
+from study.results.storage import StudyPath, local_copy, locate
 
 SHOWN = 4  # splits per dataset: the easiest, the default, the median and the hardest
 UMAP_MIN_CLASSES = 10  # below this, a neighbourhood graph says little: PCA
@@ -101,23 +102,31 @@ def projection_table(
     return ProjectionTable(dataset, table, projection.method, *projection.labels, source)
 
 
-def write_split_projection(study_dir: Path, dataset: str, split_path: Path) -> Path | None:
+def _up_to_date(out: StudyPath, source: StudyPath) -> bool:
+    if isinstance(out, Path) and isinstance(source, Path):
+        return out.is_file() and out.stat().st_mtime >= source.stat().st_mtime
+    return out.is_file()
+
+
+def write_split_projection(study_dir: StudyPath, dataset: str, split_path: StudyPath) -> StudyPath | None:
     """Write ``dataset``'s projection table unless it is newer than its split file; None without class
-    means (or when they lack classes of the splits). A projection that fails warns: it never stops a study."""
+    means (or when they lack classes of the splits). A projection that fails warns: it never stops a study.
+    On an object store the split file and class means are read through the scratch space, and a
+    projection table already there is kept (a built split file there is never rebuilt in place)."""
     from tasks.splits.files import read_split_file
 
     out = projection_path(study_dir, dataset)
-    if out.is_file() and out.stat().st_mtime >= split_path.stat().st_mtime:
+    if _up_to_date(out, split_path):
         return out
     try:
-        split_file = read_split_file(split_path)
+        split_file = read_split_file(local_copy(split_path))
         candidates = [split_path.parent / CLASS_MEANS_FILE]
         if split_file.provenance.get("features"):
-            candidates.append(Path(split_file.provenance["features"]))
+            candidates.append(locate(split_file.provenance["features"]))
         found = next((p for p in candidates if p.is_file()), None)
         if found is None or not split_file.splits:
             return None
-        means = load_class_means(found)
+        means = load_class_means(local_copy(found))
         if {c for s in shown_splits(split_file.splits) for c in (*s.train, *s.test)} - set(means):
             return None
         return write_projection(study_dir, projection_table(dataset, split_file.splits, means, found.name))

@@ -10,7 +10,8 @@ method x split x seed with them, each training evaluated at every few-shot budge
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from study.results import auc_summary, completed_trial_ids, read_results
 from study.results.compare import write_comparison
 from study.results.files import write_text_atomic
 from study.results.layout import SPEC_FILE, THIRD_PARTY_LOG
+from study.results.storage import StudyPath, local_copy, scratch_path, upload
 from study.spec import StudySpec
 from study.splitfiles import split_file
 from study.status import driver_status
@@ -39,7 +41,7 @@ from study.tuning import tune_all
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    study_dir: Path
+    study_dir: StudyPath
     tracking_uri: str
     parent_run_id: str
     planned: int  # evaluation trials of the study
@@ -52,7 +54,7 @@ class StudyOutcome:
         return not (self.failed or self.incomplete)
 
 
-def save_spec(spec: StudySpec) -> Path:
+def save_spec(spec: StudySpec) -> StudyPath:
     return write_text_atomic(spec.study_dir / SPEC_FILE, spec.to_yaml())
 
 
@@ -71,7 +73,7 @@ def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
 def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
     study_dir = spec.study_dir
     check_inputs(spec, echo)  # data and split files against the spec, before anything is written
-    with study_lock(study_dir), third_party_log(study_dir / THIRD_PARTY_LOG) as capture_logs:
+    with study_lock(study_dir), _log_file(study_dir) as log, third_party_log(log) as capture_logs:
         with driver_status(study_dir):
             save_spec(spec)
             split_paths = [split_file(d, spec.shots, study_dir) for d in spec.datasets]  # built on first use
@@ -124,7 +126,24 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
     )
 
 
-def summary_metrics(study_dir: Path) -> dict[str, float]:
+@contextmanager
+def _log_file(study_dir: StudyPath) -> Iterator[Path]:
+    """The third-party log's local file: in the study folder, or, for a study on an object store, in the
+    scratch space (continuing the store's copy), uploaded when the run ends."""
+    remote = study_dir / THIRD_PARTY_LOG
+    if isinstance(remote, Path):
+        yield remote
+        return
+    local = local_copy(remote) if remote.exists() else scratch_path(remote)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield local
+    finally:
+        if local.exists():
+            upload(local, remote)
+
+
+def summary_metrics(study_dir: StudyPath) -> dict[str, float]:
     """Normalized AUC of test Recall@1 per dataset and method (the parent run's headline numbers)."""
     auc = auc_summary(read_results(study_dir)).to_pylist()
     return {f"auc/{r['dataset']}/{r['method']}/recall@1": r["auc"] for r in auc}

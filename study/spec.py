@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from study.overrides import apply_overrides
+from study.results.storage import ObjectPath, StudyPath, is_remote, locate
 from tasks.config import (
     AdaptationConfig,
     DataConfig,
@@ -338,16 +339,49 @@ class TuningSpec(_Strict):
 
 
 class Resources(_Strict):
-    """Per trial; fractions share a device between trials."""
+    """Per trial; fractions share a device between trials (docs/cluster.md, GPUs)."""
 
     cpus: float = Field(1, gt=0)
-    gpus: float = Field(0, ge=0)
+    gpus: float = Field(
+        0, ge=0, description="GPUs per trial: 0.5 puts two trials on one GPU; above 1, whole GPUs only"
+    )
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and not float(gpus).is_integer():  # Ray refuses them: one trial's GPUs are whole
+            raise ValueError(
+                f"{gpus} GPUs per trial: Ray gives a trial a fraction of one GPU (up to 1) or whole GPUs; "
+                f"use {int(gpus)} or {int(gpus) + 1}"
+            )
+        return gpus
 
 
 class Storage(_Strict):
-    root: str | None = Field(None, description="study folder; None: runs/<name>")
+    root: str | None = Field(
+        None, description="study folder: a local path or s3://bucket/prefix; None: runs/<name>"
+    )
     tracking_uri: str | None = Field(None, description="MLflow; None: SQLite file in the study folder")
     experiment: str | None = Field(None, description="MLflow experiment; None: the study name")
+
+    @field_validator("root")
+    @classmethod
+    def _known_scheme(cls, root: str | None) -> str | None:
+        if root is not None:
+            locate(root)  # refuses a URI scheme other than s3://
+        return root
+
+    @model_validator(mode="after")
+    def _tracking_beside_an_object_store(self) -> Storage:
+        """A study folder on an object store cannot hold MLflow's default SQLite file."""
+        if self.root and is_remote(self.root) and self.tracking_uri is None:
+            raise ValueError(
+                f"storage.root is {self.root}: a study folder on an object store cannot hold MLflow's "
+                "SQLite database; set storage.tracking_uri to an MLflow server (http://<host>:5000, "
+                "docs/cluster.md) or to a database the driver reaches (postgresql://..., "
+                "sqlite:////var/tmp/<study>.db)"
+            )
+        return self
 
 
 class RaySpec(_Strict):
@@ -505,7 +539,10 @@ class StudySpec(_Strict):
         return sorted(s for s in self.fewshot.budgets if s > 0)
 
     @property
-    def study_dir(self) -> Path:
+    def study_dir(self) -> StudyPath:
+        """The study folder: an absolute local path, or an ``s3://`` prefix (``study.results.storage``)."""
+        if self.storage.root and is_remote(self.storage.root):
+            return locate(self.storage.root)
         return Path(self.storage.root or Path("runs") / self.name).expanduser().resolve()
 
     def resolved(self) -> StudySpec:
@@ -525,20 +562,24 @@ def format_errors(err: ValidationError, source: str) -> str:
     )
 
 
-def load_spec(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> StudySpec:
+def load_spec(
+    source: str | Path | ObjectPath | dict, overrides: dict[str, Any] | list[str] | None = None
+) -> StudySpec:
     """Read (YAML path or dict), apply ``--set`` style overrides, validate; paths become absolute."""
     if isinstance(source, dict):
         raw, where = source, "study spec"
     else:
         where = str(source)
         try:
-            raw = yaml.safe_load(Path(source).read_text())
+            raw = yaml.safe_load(locate(source).read_text())  # a saved spec may lie on the object store
         except (OSError, yaml.YAMLError) as err:
             raise SpecError(f"{where}: cannot read study specification ({err})") from err
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides or {})
-    base = None if isinstance(source, dict) else Path(source).expanduser().resolve().parent
+    base = (
+        None if isinstance(source, dict) or is_remote(source) else Path(source).expanduser().resolve().parent
+    )
     entries = raw.get("plugins") or []
     if isinstance(entries, list) and all(isinstance(e, str) for e in entries):  # else: a field error below
         from study.plugins import load_plugins

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from study.results.layout import SPLIT_FILE, SPLIT_OPTIONS_FILE, split_dir
+from study.results.storage import ObjectPath, StudyPath, scratch_path, upload
 from study.spec import DatasetEntry, SpecError
 
 OPTIONS_FILE = SPLIT_OPTIONS_FILE  # what the built split file depends on
@@ -27,8 +28,9 @@ def build_request(entry: DatasetEntry, shots: list[int]) -> dict[str, Any]:
     return {"dataset": entry.dataset, "root": entry.root, "options": entry.loader_options(), **settings}
 
 
-def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
-    """The split file of ``entry``, building it into ``<study>/splits/<entry name>/`` on first use."""
+def split_file(entry: DatasetEntry, shots: list[int], study_dir: StudyPath) -> StudyPath:
+    """The split file of ``entry``, building it into ``<study>/splits/<entry name>/`` on first use. A study
+    folder on an object store gets it built in the scratch space and uploaded, ``splits.json`` last."""
     if entry.split_file:
         return Path(entry.split_file)
     out = split_dir(study_dir, entry.name)
@@ -50,12 +52,13 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
     s, options_of_loader = entry.build, entry.loader_options()
     images = build_dataset(entry.dataset, entry.root, **options_of_loader)
     sides = (len(images.default_train), len(images.default_test))
-    out.mkdir(parents=True, exist_ok=True)
-    options.write_text(json.dumps(request))  # first: splits.json (written last, atomically) is the marker
+    work = scratch_path(out) if isinstance(out, ObjectPath) else out
+    work.mkdir(parents=True, exist_ok=True)
+    (work / OPTIONS_FILE).write_text(json.dumps(request))  # first: splits.json (written last) is the marker
     built_file = build_from_dataset(
         entry.dataset,
         images,
-        out,
+        work,
         extractor=s.extractor,
         weights=s.weights,
         device=s.device,
@@ -68,5 +71,8 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: Path) -> Path:
         dataset_options=options_of_loader,
         shift_extractors=s.shift_extractors or (),
     )
-    report(built_file, out)
+    report(built_file, work)
+    if isinstance(out, ObjectPath):
+        files = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
+        upload(work, out, [*(f for f in files if f != SPLIT_FILE), SPLIT_FILE])
     return built

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,11 +28,12 @@ from study.results.status import (
     write_driver,
     write_trial_status,
 )
+from study.results.storage import StudyPath, arrow_source
 from study.results.store import result_path
 
 
 @contextmanager
-def driver_status(study_dir: Path) -> Iterator[None]:
+def driver_status(study_dir: StudyPath) -> Iterator[None]:
     """Record this process as the study's running driver until the block ends (hold the study lock)."""
     started = now()
     driver = DriverStatus(os.getpid(), socket.gethostname(), "running", started, started)
@@ -59,7 +59,7 @@ def driver_status(study_dir: Path) -> Iterator[None]:
         _mark_interrupted(study_dir)
 
 
-def _mark_interrupted(study_dir: Path) -> None:
+def _mark_interrupted(study_dir: StudyPath) -> None:
     """Trials still ``running`` in the table belong to a driver that is gone (or ending now)."""
     table = read_trial_status(study_dir)
     running = pc.equal(table["status"], "running").to_pylist()
@@ -70,7 +70,7 @@ def _mark_interrupted(study_dir: Path) -> None:
         write_trial_status(study_dir, table.set_column(3, "status", pa.array(status, pa.string())))
 
 
-def _update(study_dir: Path, trial_id: str, stage: str, **values) -> None:
+def _update(study_dir: StudyPath, trial_id: str, stage: str, **values) -> None:
     """Only the driver's main thread (Tune's callbacks) writes the trial table."""
     rows = read_trial_status(study_dir).to_pylist()
     row = next((r for r in rows if r["trial_id"] == trial_id and r["stage"] == stage), None)
@@ -81,7 +81,7 @@ def _update(study_dir: Path, trial_id: str, stage: str, **values) -> None:
     write_trial_status(study_dir, pa.Table.from_pylist(rows))
 
 
-def trial_started(study_dir: Path, trial_id: str, stage: str, label: str) -> None:
+def trial_started(study_dir: StudyPath, trial_id: str, stage: str, label: str) -> None:
     _update(
         study_dir,
         trial_id,
@@ -94,11 +94,12 @@ def trial_started(study_dir: Path, trial_id: str, stage: str, label: str) -> Non
     )
 
 
-def trial_ended(study_dir: Path, trial_id: str, stage: str) -> None:
+def trial_ended(study_dir: StudyPath, trial_id: str, stage: str) -> None:
     """The trial's status and error as its result row says (``failed`` if it has none)."""
     status, error = "failed", "the trial ended without a result row"
     try:
-        row = pq.read_table(result_path(study_dir, trial_id, stage), columns=["status", "error"]).slice(0, 1)
+        path = result_path(study_dir, trial_id, stage)
+        row = pq.read_table(**arrow_source(path), columns=["status", "error"]).slice(0, 1)
         status, error = row["status"][0].as_py(), row["error"][0].as_py()
     except (OSError, pa.ArrowException, IndexError):
         pass

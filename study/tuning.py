@@ -17,8 +17,6 @@ the most budget left), so every method's tuning shares the workers instead of qu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 import pyarrow.compute as pc
 from optuna.distributions import FloatDistribution, IntDistribution
@@ -32,6 +30,7 @@ from study.execution import Execution
 from study.expand import TUNE, DatasetPlan, tuning_base
 from study.results import read_results
 from study.results.layout import OPTUNA_JOURNAL
+from study.results.storage import ObjectPath, StudyPath, local_copy, scratch_path, upload
 from study.spec import MethodEntry, StudySpec
 from study.trainable import OBJECTIVE, SEARCH
 
@@ -65,7 +64,7 @@ def recover(study: optuna.Study, method: MethodEntry) -> None:
             study.enqueue_trial(start)
 
 
-def recorded(study_dir: Path, dataset: str, method: str) -> int:
+def recorded(study_dir: StudyPath, dataset: str, method: str) -> int:
     """Tuning trials of ``dataset``/``method`` with result rows (completed or failed)."""
     table = read_results(study_dir).select(["trial_id", "stage", "dataset", "method"])
     mask = pc.and_(pc.equal(table["stage"], TUNE), pc.equal(table["dataset"], dataset))
@@ -78,12 +77,31 @@ def best_values(study: optuna.Study) -> dict[str, float | int]:
     return dict(max(completed, key=lambda t: t.value).params) if completed else {}
 
 
-class MethodSearches(Searcher):
-    """Several Optuna searches behind one Tune experiment; the config names its search (``SEARCH``)."""
+class Journal:
+    """The Optuna journal of the study: a file in the study folder or, for a study folder on an object
+    store, a copy in the scratch space (continuing the store's) uploaded by ``save`` after every change."""
 
-    def __init__(self, searches: dict[str, OptunaSearch], budgets: dict[str, int]) -> None:
+    def __init__(self, study_dir: StudyPath) -> None:
+        self.stored = study_dir / OPTUNA_JOURNAL
+        if isinstance(self.stored, ObjectPath):
+            self.local = local_copy(self.stored) if self.stored.exists() else scratch_path(self.stored)
+            self.local.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            self.local = self.stored
+        self.storage = JournalStorage(JournalFileBackend(str(self.local)))
+
+    def save(self) -> None:
+        if isinstance(self.stored, ObjectPath) and self.local.exists():
+            upload(self.local, self.stored)
+
+
+class MethodSearches(Searcher):
+    """Several Optuna searches behind one Tune experiment; the config names its search (``SEARCH``).
+    ``journal`` is saved after each suggestion and each completion."""
+
+    def __init__(self, searches: dict[str, OptunaSearch], budgets: dict[str, int], journal: Journal) -> None:
         super().__init__(metric=OBJECTIVE, mode="max")
-        self.searches, self.left = searches, dict(budgets)
+        self.searches, self.left, self.journal = searches, dict(budgets), journal
         self.owner: dict[str, str] = {}
 
     def suggest(self, trial_id: str) -> dict | None:
@@ -92,13 +110,16 @@ class MethodSearches(Searcher):
             return Searcher.FINISHED
         self.left[name] -= 1
         self.owner[trial_id] = name
-        return {SEARCH: name, **self.searches[name].suggest(trial_id)}
+        suggested = {SEARCH: name, **self.searches[name].suggest(trial_id)}
+        self.journal.save()
+        return suggested
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.searches[self.owner[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.searches[self.owner[trial_id]].on_trial_complete(trial_id, result, error)
+        self.journal.save()
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the searches' state is their Optuna journal (Tune would warn otherwise)."""
@@ -107,7 +128,8 @@ class MethodSearches(Searcher):
 def tune_all(spec: StudySpec, plans: list[DatasetPlan], execution: Execution) -> dict:
     """Run what is left of every tuning budget; the tuned values per (dataset, method) that searches
     (empty where no trial completed)."""
-    storage = JournalStorage(JournalFileBackend(str(execution.study_dir / OPTUNA_JOURNAL)))
+    journal = Journal(execution.study_dir)
+    storage = journal.storage
     studies, searches, budgets, bases = {}, {}, {}, {}
     for plan in plans:
         for method in (m for m in spec.methods if m.search_space()):
@@ -126,8 +148,13 @@ def tune_all(spec: StudySpec, plans: list[DatasetPlan], execution: Execution) ->
     if searches:
         total = sum(budgets.values())
         execution.fit(
-            "tune", total=total, search_alg=MethodSearches(searches, budgets), num_samples=total, bases=bases
+            "tune",
+            total=total,
+            search_alg=MethodSearches(searches, budgets, journal),
+            num_samples=total,
+            bases=bases,
         )
+    journal.save()  # the recovered and enqueued trials, also when nothing was left to run
     tuned = {key: best_values(study) for key, study in studies.items()}
     for (dataset, method), values in tuned.items():
         if not values:

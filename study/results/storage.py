@@ -24,6 +24,7 @@ import fnmatch
 import functools
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -226,6 +227,56 @@ def arrow_source(where: Where) -> dict:
     if isinstance(path, ObjectPath):
         return {"source": path.key, "filesystem": path.filesystem}
     return {"source": str(path), "filesystem": None}
+
+
+def scratch_root() -> Path:
+    """Node-local scratch space for objects of a store (``OODML_SCRATCH``, else ``<tmp>/oodml-scratch``)."""
+    return Path(os.environ.get("OODML_SCRATCH") or Path(tempfile.gettempdir()) / "oodml-scratch")
+
+
+def scratch_path(where: ObjectPath) -> Path:
+    """Where ``where`` is kept in this node's scratch space: ``<scratch>/<scheme>/<bucket>/<key>``."""
+    return scratch_root() / where.scheme / where.key
+
+
+def local_copy(where: Where) -> Path:
+    """A local path holding ``where``'s content: a local path itself; an object or a folder of objects
+    downloaded to the scratch space (again only where the local copy's size differs)."""
+    path = locate(where)
+    if isinstance(path, Path):
+        return path
+    target = scratch_path(path)
+    objects = [path] if path.is_file() else [p for p in _walk(path)]
+    if not objects:
+        raise FileNotFoundError(f"{path}: no such object or folder on the store")
+    for item in objects:
+        local = target if item == path else target / PurePosixPath(item.key).relative_to(path.key)
+        size = _retried(lambda item=item: item.filesystem.get_file_info(item.key).size, item)
+        if not local.is_file() or local.stat().st_size != size:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(item.read_bytes())
+            os.replace(tmp, local)
+    return target
+
+
+def upload(local: Path, where: ObjectPath, names: list[str] | None = None) -> None:
+    """Upload a file, or a folder's files (all, or ``names`` in that order), one PUT each."""
+    if local.is_file():
+        where.write_bytes(local.read_bytes())
+        return
+    for name in (
+        names
+        if names is not None
+        else sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+    ):
+        (where / name).write_bytes((local / name).read_bytes())
+
+
+def _walk(folder: ObjectPath) -> list[ObjectPath]:
+    selector = pafs.FileSelector(folder.key, allow_not_found=True, recursive=True)
+    infos = _retried(lambda: folder.filesystem.get_file_info(selector), folder)
+    return sorted(ObjectPath(folder.scheme, i.path) for i in infos if i.type == pafs.FileType.File)
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 
 from study.results.layout import CHECKPOINT_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
 from study.results.schema import ORACLE, STAGES
+from study.results.storage import ObjectPath, StudyPath, Where, local_copy, locate
 from study.tracking.keys import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_TAGS_PER_BATCH,
@@ -54,19 +55,24 @@ def default_tracking_uri(study_dir: str | Path) -> str:
     return f"sqlite:///{Path(study_dir).resolve() / MLFLOW_DB}"
 
 
-def artifact_location(tracking_uri: str, study_dir: Path) -> str | None:
-    """Local stores keep artifacts under ``<study_dir>/mlartifacts``; a tracking server decides itself."""
+def artifact_location(tracking_uri: str, study_dir: StudyPath) -> str | None:
+    """Database stores keep artifacts under ``<study_dir>/mlartifacts`` (``s3://.../mlartifacts`` for a
+    study folder on S3, written by MLflow through boto3); a tracking server decides itself."""
     if urlparse(tracking_uri).scheme.startswith(_SERVER_SCHEMES):
         return None
+    if isinstance(study_dir, ObjectPath):
+        return str(study_dir / MLFLOW_ARTIFACTS_DIR)
     return (Path(study_dir).resolve() / MLFLOW_ARTIFACTS_DIR).as_uri()
 
 
 class StudyTracker:
     """Logs a study to MLflow; picklable (the client is rebuilt on first use), so workers can log too."""
 
-    def __init__(self, tracking_uri: str | None, study_dir: str | Path, experiment_name: str) -> None:
-        self.study_dir = Path(study_dir).resolve()
+    def __init__(self, tracking_uri: str | None, study_dir: Where, experiment_name: str) -> None:
+        self.study_dir = locate(study_dir).resolve()
         self.study_dir.mkdir(parents=True, exist_ok=True)
+        if tracking_uri is None and isinstance(self.study_dir, ObjectPath):
+            raise ValueError(f"{self.study_dir}: a study folder on an object store needs a tracking_uri")
         self.tracking_uri = tracking_uri or default_tracking_uri(self.study_dir)
         self.experiment_name = experiment_name
         self.parent_run_id: str | None = None
@@ -158,7 +164,7 @@ class StudyTracker:
         return run_id
 
     def finish_study(
-        self, summary_metrics: dict[str, float], artifacts: list[Path], status: str = "FINISHED"
+        self, summary_metrics: dict[str, float], artifacts: list[StudyPath], status: str = "FINISHED"
     ) -> None:
         """Log summary metrics (e.g. AUC per method) and files or folders to the parent run, and end it.
 
@@ -167,7 +173,7 @@ class StudyTracker:
         parent = self._parent()
         if status not in ("FINISHED", "FAILED", "KILLED"):
             raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
-        missing = [str(p) for p in artifacts if not Path(p).exists()]
+        missing = [str(p) for p in artifacts if not locate(p).exists()]
         if missing:
             raise FileNotFoundError(f"artifacts not found: {missing}")
         bad = {k: v for k, v in summary_metrics.items() if not is_number(v)}
@@ -176,7 +182,7 @@ class StudyTracker:
         now = _now()
         metrics = [Metric(mlflow_key(k), float(v), now, self.resumes) for k, v in summary_metrics.items()]
         self._log(parent, metrics=metrics)
-        for path in map(Path, artifacts):
+        for path in map(local_copy, artifacts):  # objects of a study on S3: through the scratch space
             if path.is_dir():
                 self.client.log_artifacts(parent, str(path), path.name)
             else:

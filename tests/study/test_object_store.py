@@ -4,6 +4,7 @@ folder's, ``oodml results`` and ``oodml report`` on an ``s3://`` folder, and the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -186,3 +187,42 @@ def test_parquet_written_through_the_layer_is_one_object(s3_root):
     names = [p.name for p in (locate(s3_root) / "results").iterdir()]
     assert names and all(n.endswith(".parquet") and not n.startswith(".") for n in names)
     assert isinstance(read_results(s3_root), pa.Table)
+
+
+def test_one_driver_holds_a_study_lease_on_s3_and_a_stale_one_expires(s3_root, monkeypatch):
+    import study.lock as lock
+
+    monkeypatch.setattr(lock, "SETTLE_S", 0.1)
+    lease = locate(s3_root) / ".lock"
+    with lock.study_lock(locate(s3_root)):
+        assert "oodml run pid" in lease.read_text()
+        with pytest.raises(lock.StudyLockedError, match=r"is in use by oodml run pid .* renewed \d+ s ago"):
+            with lock.study_lock(locate(s3_root)):
+                pass
+    assert not lease.exists()  # released
+    # A driver killed without a word leaves its lease: refused until it expires, then taken over.
+    stale = {"owner": "gone", "holder": "oodml run pid 1 on elsewhere", "renewed": time.time()}
+    lease.write_text(json.dumps(stale))
+    with pytest.raises(lock.StudyLockedError, match="pid 1 on elsewhere.*expire 90 s after"):
+        with lock.study_lock(locate(s3_root)):
+            pass
+    monkeypatch.setattr(lock, "LEASE_EXPIRY_S", 0.5)
+    time.sleep(0.6)
+    with lock.study_lock(locate(s3_root)):
+        assert "gone" not in lease.read_text()
+
+
+def test_a_lease_lost_to_a_racing_driver_is_refused(s3_root, monkeypatch):
+    """Two drivers that both found no lease: the one whose token is not read back stops."""
+    import study.lock as lock
+
+    lease = locate(s3_root) / ".lock"
+    monkeypatch.setattr(lock, "SETTLE_S", 1.0)
+    rival = threading.Timer(
+        0.3, lambda: lease.write_text('{"owner": "rival", "holder": "the rival", "renewed": 0}')
+    )
+    rival.start()
+    with pytest.raises(lock.StudyLockedError, match="another driver took its lease at the same moment"):
+        with lock.study_lock(locate(s3_root)):
+            pass
+    rival.join()
