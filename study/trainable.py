@@ -5,14 +5,22 @@ The trial's working folder is ``<study>/trials/<trial id>``; ``run_trial`` resum
 retried trial first restores it from its latest Tune checkpoint (the retry may run on another node).
 The final report carries the whole trial record (``TrialRecord.to_json``) and the selected weights as its
 checkpoint; the driver turns them into result rows and an MLflow run.
+
+GPUs (``resources.gpus``, docs/cluster.md): Ray sets ``CUDA_VISIBLE_DEVICES`` to the GPUs it gives a trial,
+so torch sees those only. The record keeps Ray's ids and that variable beside the device the trial used. A
+trial given GPUs on a node where torch cannot use CUDA stops (``gpu_refusal``) instead of training on the
+CPU under ``training.device: auto``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +53,56 @@ def planned_trial(config: dict, bases: dict[str, dict] | None) -> PlannedTrial:
     return with_hyperparameters(PlannedTrial.from_dict(bases[config[SEARCH]]), values)
 
 
+def cuda_problem() -> str | None:
+    """Why torch cannot use CUDA in this process, or None if it can."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is built without CUDA"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    absent = (
+        "this machine has none" if visible is None else f"CUDA_VISIBLE_DEVICES={visible!r} names none here"
+    )
+    return (
+        f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no usable GPU (NVIDIA "
+        f"driver missing or too old, or {absent})"
+    )
+
+
+def gpu_refusal(
+    device: str, gpu_ids: Sequence[str], no_cuda: str | None, where: Mapping[str, str]
+) -> str | None:
+    """Why a trial that Ray gave ``gpu_ids`` must not run on this node (``where``: ``WHERE``'s values), or
+    None. It must not when torch cannot use CUDA here (``no_cuda`` says why) and ``training.device`` is
+    ``auto`` (it would train on the CPU, slowly, holding a GPU nobody uses) or ``cuda``. ``cpu`` (or
+    ``mps``) is the user's deliberate choice: the trial runs so.
+
+    Recorded as a failed trial, not retried: the node stays as it is, so an attempt on it fails the same
+    way, and Tune may well place the retry there again. The error names the node so that it gets fixed;
+    ``oodml resume`` then reruns the failed trials."""
+    if not gpu_ids or no_cuda is None or not (device == "auto" or device.startswith("cuda")):
+        return None
+    return (
+        f"GPUUnavailableError: Ray gave this trial GPU {', '.join(gpu_ids)} on host {where['hostname']} "
+        f"(Ray node {where['ray_node_id']}), but {no_cuda}; with training.device: {device} it would not "
+        "use that GPU. Install a CUDA build of torch on that node or fix its NVIDIA driver; if it has no "
+        "GPU, start it without declaring any (ray start --num-gpus=0); or set training.device: cpu to "
+        "train on the CPU deliberately"
+    )
+
+
+def _with_gpus(record: TrialRecord, gpu_ids: tuple[str, ...]) -> TrialRecord:
+    """The record with the GPUs Ray gave the trial and the CUDA_VISIBLE_DEVICES it ran under."""
+    environment = dataclasses.replace(
+        record.environment,
+        ray_gpu_ids=gpu_ids,
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
+    return dataclasses.replace(record, environment=environment)
+
+
 def _numbers(row: dict) -> dict:
     return {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
@@ -75,6 +133,11 @@ def run_planned(
         send({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__} on this worker: {err}"})
         return
     trial = planned_trial(config, bases)
+    gpu_ids = tuple(str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", ()))
+    refusal = gpu_refusal(trial.config.training.device, gpu_ids, cuda_problem() if gpu_ids else None, here)
+    if refusal:
+        send({OBJECTIVE: math.nan, ERROR: refusal})
+        return
     workdir = trial_workdir(study_dir, trial.trial_id)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -95,6 +158,7 @@ def run_planned(
     if record.trial_id != trial.trial_id:  # one identity function: only a changed split file gets here
         send({OBJECTIVE: math.nan, ERROR: _changed_split(trial, record.trial_id)})
         return
+    record = _with_gpus(record, gpu_ids)
     curve = record.curves.values.get(metric) or [_final(record, metric)]  # untrained: no epochs
     final = {OBJECTIVE: max(curve), RECORD: record.to_json()}
     if record.checkpoint is None:  # untrained (frozen baseline): its weights are the published ones

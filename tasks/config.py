@@ -101,7 +101,11 @@ class TrainingConfig(_Strict):
     )
     ks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
     with_nmi: bool = True
-    device: str = "auto"
+    device: str = Field(
+        "auto",
+        description="auto: CUDA, then MPS, then the CPU; in a study, a trial that Ray gave a GPU stops "
+        "instead when torch cannot use CUDA on its node (docs/cluster.md, GPUs); cpu: the CPU, even then",
+    )
     amp: bool = Field(True, description="mixed precision on CUDA")
 
     @model_validator(mode="after")

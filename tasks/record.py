@@ -134,11 +134,15 @@ class Timings:
 
 @dataclass(frozen=True)
 class Environment:
-    """Where the trial ran: package versions, torch device and threads."""
+    """Where the trial ran: package versions, the torch device it used and its threads; under Ray, the GPU
+    ids Ray gave it (``()``: none; None: not run by Ray) and ``CUDA_VISIBLE_DEVICES`` as the trial saw it
+    (None: unset). The study's trainable fills the last two: ``tasks`` knows nothing of Ray."""
 
     versions: Mapping[str, str] = field(default_factory=dict)
     device: str | None = None
     torch_threads: int | None = None
+    ray_gpu_ids: tuple[str, ...] | None = None
+    cuda_visible_devices: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,10 @@ class TrialRecord:
             tuple(curves.get("epochs", ())), {k: tuple(v) for k, v in curves.get("values", {}).items()}
         )
         parts["timings"] = Timings(**(parts.get("timings") or {}))
-        parts["environment"] = Environment(**(parts.get("environment") or {}))
+        environment = dict(parts.get("environment") or {})  # older records lack the GPU fields: defaults
+        if environment.get("ray_gpu_ids") is not None:
+            environment["ray_gpu_ids"] = tuple(environment["ray_gpu_ids"])
+        parts["environment"] = Environment(**environment)
         return cls(**parts)
 
     @classmethod

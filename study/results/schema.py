@@ -71,6 +71,8 @@ TRIAL_FIELDS = [
     pa.field("time_fewshot_s", pa.float64()),
     pa.field("time_total_s", pa.float64()),
     pa.field("device", pa.string()),
+    pa.field("ray_gpu_ids", pa.list_(pa.string())),  # the GPUs Ray gave the trial ([]: none)
+    pa.field("cuda_visible_devices", pa.string()),  # as the trial saw it (Ray sets it to those GPUs)
     pa.field("ray_node_id", pa.string()),  # where the trial's last report came from (a cluster: which node)
     pa.field("hostname", pa.string()),
     pa.field("checkpoint", pa.string()),
@@ -135,6 +137,8 @@ def trial_rows(
         config=_json(record.config),
         versions=_json(record.environment.versions),
         device=record.environment.device,
+        ray_gpu_ids=record.environment.ray_gpu_ids,
+        cuda_visible_devices=record.environment.cuda_visible_devices,
         mlflow_run_id=mlflow_run_id,
         ray_node_id=ray_node_id,
         hostname=hostname,
