@@ -3,10 +3,14 @@
 Each run is a fresh Tune experiment (``<study>/ray/<name>-<time>``) over the trials still to do; resume
 works from the study's own state (result rows, trial folders, the Optuna journal), not from
 ``Tuner.restore``, which would rebuild callbacks and searcher from pickles of an earlier run.
+
+A trial whose Ray node goes away is retried on a node that is left, from its last checkpoint, and that
+loss does not use up its ``max_failures`` (``NodeLosses``, docs/cluster.md section 5).
 """
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +18,8 @@ from functools import partial
 from pathlib import Path
 
 from ray import tune
+from ray.core.generated.common_pb2 import ActorDeathCause, ActorDiedErrorContext
+from ray.exceptions import ActorDiedError, ActorUnavailableError, NodeDiedError, RayActorError
 
 from study.cluster import LazyRay
 from study.expand import PlannedTrial
@@ -40,6 +46,102 @@ class TrialStatus(tune.Callback):
         trial_ended(self.study_dir, planned.trial_id, planned.stage)
 
     on_trial_error = on_trial_complete
+
+
+# Node losses per trial retried without counting against max_failures; a trial that loses more nodes
+# than this has each further loss counted like a failure of its own, so it cannot loop forever.
+NODE_LOSS_RETRIES = 3
+
+
+def lost_with_node(error: BaseException, death: ActorDeathCause | None = None) -> bool:
+    """Whether a failed attempt died with its node rather than of its own doing: a ``NodeDiedError``, an
+    actor unreachable (``ActorUnavailableError``) or preempted by a drain, or an ``ActorDiedError`` whose
+    death cause, as the GCS records it (``death``), is ``NODE_DIED``. Every other error (an exception in
+    the trial, its worker process killed or crashed) is the trial's own."""
+    if isinstance(error, NodeDiedError | ActorUnavailableError):
+        return True
+    if isinstance(error, RayActorError) and error.preempted:
+        return True
+    return (
+        isinstance(error, ActorDiedError)
+        and death is not None
+        and death.HasField("actor_died_error_context")
+        and death.actor_died_error_context.reason == ActorDiedErrorContext.NODE_DIED
+    )
+
+
+def death_cause(error: BaseException) -> ActorDeathCause | None:
+    """The GCS's record of why the actor of ``error`` died (None for other errors, or with no record).
+    ``ActorDiedError`` keeps only the text of its cause, so the cause is read from the actor table
+    (``ray._private.state.actors``: the dashboard-free reader ``ray.util.state`` lacks)."""
+    if not isinstance(error, ActorDiedError) or not error.actor_id:
+        return None
+    from ray._private import state
+
+    return state.actors(actor_id=error.actor_id).get("DeathCause")
+
+
+def last_error(trial) -> BaseException | None:
+    """The exception of a Tune trial's latest failure: ``Trial.handle_error`` pickles every Ray error to
+    ``error.pkl`` and appends its text to ``error.txt``; a pickle that is not that latest entry (the
+    latest failure was no Ray error) is not it."""
+    pickled, text = trial.pickled_error_file, trial.error_file
+    if not pickled or not text or not Path(pickled).is_file() or not Path(text).is_file():
+        return None
+    with open(pickled, "rb") as f:
+        error = pickle.load(f)
+    return error if Path(text).read_text().endswith(f"{error}\n") else None
+
+
+class NodeLosses(tune.Callback):
+    """Takes a node loss back from a retried trial's failure count, up to ``limit`` per trial.
+
+    Tune counts every failure (``Trial.handle_error``; only a drain's preemption is not counted), retries
+    while the count is at most ``max_failures`` (``Trial.should_recover``) and calls ``on_trial_recover``
+    after requeuing the trial, before it schedules anything: a node loss taken back here leaves
+    ``max_failures`` for the trial's own failures. With ``max_failures: 0`` Tune retries nothing, a node
+    loss neither (it decides before this hook can tell the two apart).
+    """
+
+    def __init__(
+        self,
+        resolve: Callable[[dict], PlannedTrial],
+        echo: Callable[[str], None],
+        limit: int = NODE_LOSS_RETRIES,
+    ) -> None:
+        self.resolve, self.echo, self.limit = resolve, echo, limit
+        self.taken: dict[str, int] = {}  # Tune trial id -> node losses taken back
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        error = last_error(trial)
+        if error is None or not lost_with_node(error, death_cause(error)):
+            return
+        planned, taken = self.resolve(trial.config), self.taken.get(trial.trial_id, 0)
+        where = f"[{planned.stage}] trial {planned.trial_id} ({planned.label}) lost its Ray node"
+        if taken >= self.limit:
+            self.echo(
+                f"{where} again: more than {self.limit} node losses, this one counts against max_failures"
+            )
+            return
+        if not (isinstance(error, RayActorError) and error.preempted):  # Tune did not count a preemption
+            trial.run_metadata.num_failures -= 1
+            trial.run_metadata.invalidate_cache()
+        self.taken[trial.trial_id] = taken + 1
+        self.echo(
+            f"{where}; retried on a node that is left, from its last checkpoint "
+            f"(node loss {taken + 1} of {self.limit} not counted against max_failures)"
+        )
+
+
+def _reuse_actors(ray: LazyRay) -> bool:
+    """Whether a trial's actor serves the next trial (no worker start and imports per trial): only on a
+    local Ray of one node. Tune 2.60 counts a reused actor that dies while it is reset for its next trial
+    twice (``TuneController._actor_failed``, then the reset task's error) and ends that trial whatever
+    ``max_failures`` says, as a cluster node lost just when a trial finished on it did (issue 19); a local
+    Ray's one node dies with the driver."""
+    import ray as ray_api
+
+    return ray.address is None and sum(1 for node in ray_api.nodes() if node.get("Alive")) == 1
 
 
 def _trial_name(trial) -> str:
@@ -83,7 +185,7 @@ class Execution:
                 search_alg=search_alg,
                 num_samples=num_samples,
                 max_concurrent_trials=self.concurrency,
-                reuse_actors=True,  # a trial's worker serves the next: no process start + imports per trial
+                reuse_actors=_reuse_actors(self.ray),
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
@@ -95,6 +197,7 @@ class Execution:
                 callbacks=[
                     Recorder(partial(planned_trial, bases=bases), self.log),
                     Progress(name, total, self.log, self.echo),
+                    NodeLosses(partial(planned_trial, bases=bases), self.echo),
                     TrialStatus(self.study_dir, partial(planned_trial, bases=bases)),  # after the Recorder
                 ],
                 verbose=0,

@@ -14,6 +14,7 @@ removed in its middle.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,7 +29,9 @@ import pytest
 import yaml
 
 from study.results import read_results
-from study.results.layout import NODE_CHECK_FILE, RAY_DIR
+from study.results.layout import NODE_CHECK_FILE, RAY_DIR, trial_dir
+from study.results.status import read_trial_status
+from tasks.train import LAST_CHECKPOINT
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -53,6 +56,13 @@ def _own_namespace() -> list[str] | None:
     return prefix if probe.returncode == 0 else None
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # exited meanwhile
+        return ""
+
+
 class Node:
     """``ray start --block`` in a session of its own; ``stop`` signals that session only."""
 
@@ -69,6 +79,22 @@ class Node:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"ray start did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.5)
+
+    def training(self) -> bool:
+        """Whether a trial trains on this node now: a ``ray::ImplicitFunc.train`` worker among its processes."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                    int(stat.parent.name)
+                )
+            except OSError:  # exited meanwhile
+                continue
+        found, todo = [], [self.process.pid]
+        while todo:
+            found.append(todo.pop())
+            todo.extend(children.get(found[-1], []))
+        return any(_cmdline(pid).startswith("ray::ImplicitFunc.train") for pid in found)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -153,6 +179,14 @@ def test_a_study_folder_some_node_cannot_see_is_refused(cluster, tiny_spec, tmp_
     assert not list(root.glob("trials/*")) and read_results(root).num_rows == 0  # no trial ran
 
 
+def _checkpointed(root: Path) -> bool:
+    """Whether every trial running now (started, no result row yet) has checkpointed an epoch."""
+    status = read_trial_status(root)
+    running = set(status.filter(pc.equal(status["status"], "running"))["trial_id"].to_pylist())
+    running -= set(read_results(root)["trial_id"].to_pylist())
+    return all((trial_dir(root, t) / LAST_CHECKPOINT).is_file() for t in running)
+
+
 def test_trials_run_on_both_nodes_and_survive_removing_one(cluster, tiny_spec, tmp_path):
     address, second, _, logs = cluster
     root = tmp_path / "shared" / "study"
@@ -161,14 +195,19 @@ def test_trials_run_on_both_nodes_and_survive_removing_one(cluster, tiny_spec, t
     config = _spec(tiny_spec, root, tmp_path / "study.yaml", seeds=[0, 1], training=training)
     run = _oodml_run(config, address, logs / "study.log")
     try:
-        deadline = time.monotonic() + 400
-        while len(set(read_results(root)["ray_node_id"].to_pylist())) < 2:  # a trial done on each node
+        deadline = time.monotonic() + 600
+        # A trial done on each node, and the next one training on the second node past an epoch checkpoint.
+        while (
+            len(set(read_results(root)["ray_node_id"].to_pylist())) < 2
+            or not second.training()
+            or not _checkpointed(root)
+        ):
             assert run.poll() is None and time.monotonic() < deadline, (logs / "study.log").read_text()[
                 -3000:
             ]
             time.sleep(0.5)
-        second.stop()  # the next trial on the second node is in flight: it dies with its node
-        assert run.wait(400) == 0, (logs / "study.log").read_text()[-3000:]
+        second.stop()  # its trial in flight dies with its node
+        assert run.wait(600) == 0, (logs / "study.log").read_text()[-3000:]
     finally:
         if run.poll() is None:
             run.kill()
@@ -181,6 +220,17 @@ def test_trials_run_on_both_nodes_and_survive_removing_one(cluster, tiny_spec, t
     assert per_trial.num_rows == 4 and set(per_trial["finished_at_count_distinct"].to_pylist()) == {1}
     assert len(set(table["ray_node_id"].to_pylist())) == 2 and pc.all(pc.is_valid(table["hostname"])).as_py()
     assert set(table["hostname"].to_pylist()) == {socket.gethostname()}
+    # The trial in flight on the removed node failed once, with its node, and was retried elsewhere.
     errors = list((root / RAY_DIR).glob("eval-*/trial_*/error.txt"))
-    assert errors, "no trial attempt failed: the second node was removed with no trial in flight"
+    assert len(errors) == 1, f"expected one failed attempt, the removed node's trial: {errors}"
+    error = errors[0].read_text()
+    assert error.count("Failure #") == 1 and "its node has died" in error, error
+    removed = re.search(r"Node Id: (\w+)", error).group(1)
+    assert removed in table["ray_node_id"].to_pylist()  # it had run a trial before
+    retried = re.findall(r"trial (\w+) \(.*\) lost its Ray node; retried on a node that is left", output)
+    assert len(retried) == 1, output[-3000:]
+    rows = table.filter(pc.equal(table["trial_id"], retried[0]))
+    assert rows.num_rows and removed not in rows["ray_node_id"].to_pylist(), "retried on the removed node"
+    resumed = set(rows["resumed_from_epoch"].to_pylist())
+    assert len(resumed) == 1 and (resumed.pop() or 0) >= 1, "not resumed from its epoch checkpoint"
     assert "[eval] 4/4 done, 0 running, 0 failed" in output
