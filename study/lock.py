@@ -6,10 +6,10 @@ however it exits, so a killed run never leaves a stale lock behind; the file onl
 On an object store (no locks, no rename): a lease object ``<study>/.lock`` naming its owner (a fresh
 token), the driver, and when it was last renewed. A driver takes the lease when there is none or the one
 there has expired: it writes its own, waits ``SETTLE_S`` and reads it back; a driver that reads another
-owner's token lost a race and is refused. The owner renews the lease every ``RENEW_S`` seconds from a
-thread and deletes it when it ends. A driver killed without a word (``kill -9``, a lost node) leaves its
-lease behind: it is stale once not renewed for ``LEASE_EXPIRY_S`` seconds, and until then a new driver is
-refused with the time it must wait (docs/reliability.md).
+owner's token lost a race and is refused. The owner renews the lease every ``RENEW_S`` seconds (20, or a
+quarter of the expiry) from a thread and deletes it when it ends. A driver killed without a word
+(``kill -9``, a lost node) leaves its lease behind: it is stale once not renewed for ``LEASE_EXPIRY_S``
+seconds, and until then a new driver is refused with the time it must wait (docs/cluster.md, 2a).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 from study.results.layout import LOCK_FILE
 from study.results.storage import ObjectPath, StudyPath
 
-RENEW_S = 20.0
 LEASE_EXPIRY_S = float(os.environ.get("OODML_LEASE_EXPIRY_S", "90"))
+RENEW_S = min(20.0, LEASE_EXPIRY_S / 4)  # several renewals fit in one expiry, whatever it is set to
 SETTLE_S = 2.0
 
 

@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.fs as pafs
 from ray import tune
 
 from study.expand import EVAL, PlannedTrial
 from study.results import SupersededResults, write_trial_result
 from study.results.layout import SUPERSEDED_DIR
+from study.results.storage import S3
 from study.trainable import ERROR, RECORD, WHERE, trial_workdir
 from tasks.identity import config_split, describe
 from tasks.record import TrialRecord
@@ -112,12 +114,21 @@ class Recorder(tune.Callback):
             record = failed_record(
                 planned, result.get(ERROR) or "the trial ended without reporting its record"
             )
-        checkpoint = trial.checkpoint.path if trial.checkpoint else None
-        self.log.record(planned, record, checkpoint, _where(result))
+        self.log.record(planned, record, _checkpoint_location(trial.checkpoint), _where(result))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         planned = self.resolve(trial.config)
         self.log.record(planned, failed_record(planned, trial_error(trial)), None, _where(trial.last_result))
+
+
+def _checkpoint_location(checkpoint) -> str | None:
+    """Where a Tune checkpoint lies, as ``study.results.storage.locate`` reads it: its path, or an ``s3://``
+    URI when Tune stores the study's experiments on S3 (its ``path`` is then ``bucket/key``)."""
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint.filesystem, pafs.S3FileSystem):
+        return f"{S3}://{checkpoint.path}"
+    return checkpoint.path
 
 
 def _where(result: dict | None) -> dict:

@@ -29,6 +29,10 @@ class TrialFolder:
         self.local = scratch_path(stored) if isinstance(stored, ObjectPath) else stored
         self._pushed: dict[str, tuple[int, int]] = {}  # file -> (size, mtime_ns) when last uploaded
 
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.stored, ObjectPath)
+
     def pull(self) -> Path:
         """Make the scratch copy hold exactly the stored folder's files (nothing to do for a local folder:
         it is the stored one); returns ``local``."""

@@ -18,6 +18,7 @@ import yaml
 
 from study.commands import add_run_arguments, run
 from study.overrides import apply_overrides, parse_assignments
+from study.results.storage import is_remote
 
 
 def study_root(config: str, assignments: list[str]) -> str | None:
@@ -30,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     root = study_root(args.config, args.set)
-    if not root or not Path(root).expanduser().is_absolute():
+    if not root or not (is_remote(root) or Path(root).expanduser().is_absolute()):
         print(
             f"study.submit: error: storage.root must be an absolute path (got {root!r}): a Ray job runs in a "
-            "temporary copy of its working directory; add --set storage.root=/abs/path/to/study",
+            "temporary copy of its working directory; add --set storage.root=/abs/path/to/study (or "
+            "s3://bucket/prefix)",
             file=sys.stderr,
         )
         return 2

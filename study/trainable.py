@@ -2,7 +2,10 @@
 
 Runs on a Ray worker, whose working directory is not the study folder, so every path is absolute.
 The trial's working folder is ``<study>/trials/<trial id>``; ``run_trial`` resumes from it, and a
-retried trial first restores it from its latest Tune checkpoint (the retry may run on another node).
+retried trial first restores it from its latest Tune checkpoint (the retry may run on another node). For a
+study folder on an object store the trial works in the node's scratch space (``study.scratch``): its folder
+is pulled from the store when it starts and pushed after every epoch, which serves a retry on any node
+and a resumed study alike, so Tune keeps no per-epoch checkpoint of it.
 The final report carries the whole trial record (``TrialRecord.to_json``) and the selected weights as its
 checkpoint; the driver turns them into result rows and an MLflow run.
 
@@ -28,6 +31,8 @@ from study.expand import PlannedTrial, with_hyperparameters
 from study.plugins import PluginError, PluginSource
 from study.plugins import load as load_plugins
 from study.results.layout import trial_dir
+from study.results.storage import StudyPath, Where
+from study.scratch import TrialFolder, localized
 
 if TYPE_CHECKING:
     from tasks.record import TrialRecord
@@ -41,7 +46,7 @@ WHERE = ("ray_node_id", "hostname")  # in every report: the Ray node and host th
 DETERMINISTIC = (ValueError, FloatingPointError)
 
 
-def trial_workdir(study_dir: str | Path, trial_id: str) -> Path:
+def trial_workdir(study_dir: Where, trial_id: str) -> StudyPath:
     return trial_dir(study_dir, trial_id)
 
 
@@ -138,7 +143,8 @@ def run_planned(
     if refusal:
         send({OBJECTIVE: math.nan, ERROR: refusal})
         return
-    workdir = trial_workdir(study_dir, trial.trial_id)
+    folder = TrialFolder(trial_workdir(study_dir, trial.trial_id))
+    workdir = folder.pull()
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as saved:
@@ -148,24 +154,30 @@ def run_planned(
     def report(row: dict, directory: Path) -> None:
         nonlocal best
         best = max(best, row.get(metric, -math.inf))
-        send({**_numbers(row), OBJECTIVE: best}, checkpoint=tune.Checkpoint.from_directory(directory))
+        folder.push()
+        epoch = None if folder.remote else tune.Checkpoint.from_directory(directory)
+        send({**_numbers(row), OBJECTIVE: best}, checkpoint=epoch)
 
     try:
-        record = run_trial(trial.config, workdir, on_epoch=report)
+        record = run_trial(localized(trial.config), workdir, on_epoch=report)
     except DETERMINISTIC as err:
         send({OBJECTIVE: math.nan, ERROR: f"{type(err).__name__}: {err}"})
         return
     if record.trial_id != trial.trial_id:  # one identity function: only a changed split file gets here
         send({OBJECTIVE: math.nan, ERROR: _changed_split(trial, record.trial_id)})
         return
+    folder.push()
+    weights = record.checkpoint  # a local path (in the scratch space for a study on an object store)
     record = _with_gpus(record, gpu_ids)
+    if weights is not None:
+        record = dataclasses.replace(record, checkpoint=folder.stored_path(weights))
     curve = record.curves.values.get(metric) or [_final(record, metric)]  # untrained: no epochs
     final = {OBJECTIVE: max(curve), RECORD: record.to_json()}
-    if record.checkpoint is None:  # untrained (frozen baseline): its weights are the published ones
+    if weights is None:  # untrained (frozen baseline): its weights are the published ones
         send(final)
         return
     with tempfile.TemporaryDirectory() as selected:
-        shutil.copy2(record.checkpoint, selected)
+        shutil.copy2(weights, selected)
         send(final, checkpoint=tune.Checkpoint.from_directory(selected))
 
 

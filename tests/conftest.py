@@ -181,9 +181,6 @@ def listening_addresses() -> Callable[[int], set[str]]:
     return addresses
 
 
-S3_BUCKET = "oodml-test"
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A SeaweedFS S3 server on 127.0.0.1 for the session (tests/s3server.py), with the standard AWS
@@ -212,4 +209,41 @@ def s3_root(s3_server, request: pytest.FixtureRequest) -> str:
     """A fresh ``s3://`` prefix of the session's S3 server for one test."""
     import uuid
 
-    return f"s3://{S3_BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    from tests.s3server import BUCKET
+
+    return f"s3://{BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server on 127.0.0.1 for the session (tests/pgserver.py), with an empty ``mlflow``
+    database; its folder under /tmp, where the ``postgres`` user may enter."""
+    from tests.pgserver import PostgresServer, postgres_bin
+
+    if postgres_bin() is None:
+        pytest.skip("no PostgreSQL server binaries (Debian's postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg", reason="psycopg[binary] (part of the test extra) drives PostgreSQL")
+    folder = Path(tempfile.mkdtemp(prefix="oodml-pg-", dir="/tmp"))
+    server = PostgresServer(folder)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_on_postgres(postgres, s3_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``mlflow server`` with its runs in the session's PostgreSQL and its artifacts on the S3 server."""
+    from tests.pgserver import MlflowServer
+    from tests.s3server import BUCKET
+
+    server = MlflowServer(
+        tmp_path_factory.mktemp("mlflow-server"), postgres.uri(), f"s3://{BUCKET}/mlartifacts"
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 WEED = Path(sys.executable).with_name("weed")
 ACCESS_KEY, SECRET_KEY, REGION = "oodml-test-key", "oodml-test-secret", "us-east-1"
-PROBE_BUCKET = "ready-probe"  # written and read by ``start`` until the server stores objects
+BUCKET = "oodml-test"  # the tests' bucket (a write creates it); ``start`` writes BUCKET/.ready until it can
 _PORTS = (
     "master.port",
     "master.port.grpc",
@@ -87,7 +87,9 @@ class S3Server:
         )
         command = [str(WEED), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.folder / 'data'}"]
         command += [f"-{name}={port}" for name, port in self.ports.items()]
-        command += ["-s3", f"-s3.config={identities}", "-master.volumeSizeLimitMB=64", "-metricsPort=0"]
+        command += ["-s3", f"-s3.config={identities}", "-metricsPort=0"]
+        # Each bucket takes several volumes: small ones, as many as the disk holds (weed's default is 8).
+        command += ["-master.volumeSizeLimitMB=64", "-volume.max=0"]
         log = (self.folder / "weed.log").open("a")
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder
@@ -111,9 +113,9 @@ class S3Server:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                with client.open_output_stream(f"{PROBE_BUCKET}/ready") as out:
+                with client.open_output_stream(f"{BUCKET}/.ready") as out:
                     out.write(b"ready")
-                with client.open_input_stream(f"{PROBE_BUCKET}/ready") as stream:
+                with client.open_input_stream(f"{BUCKET}/.ready") as stream:
                     if stream.read() == b"ready":
                         return
             except OSError:

@@ -122,7 +122,7 @@ class StudyTracker:
         record: TrialRecord,
         *,
         stage: str,
-        checkpoint_dir: str | Path | None = None,
+        checkpoint_dir: Where | None = None,
         tuned: dict | None = None,
     ) -> str:
         """Log one trial as a child run and return its id; idempotent per ``trial_id`` and ``stage``.
@@ -138,7 +138,8 @@ class StudyTracker:
         status = record.status
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}: {stage!r}")
-        checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+        stored = locate(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+        checkpoint = local_copy(stored) if stored is not None and stored.is_file() else stored
         if checkpoint is not None and not checkpoint.is_file():
             if status == "completed":
                 raise FileNotFoundError(f"trial {trial_id}: no checkpoint at {checkpoint}")
