@@ -1,5 +1,5 @@
 """A real PostgreSQL server on 127.0.0.1 for the MLflow tests (Debian's ``postgresql``), its data in a
-folder of the test's, and an ``mlflow server`` backed by it.
+folder of the test's, and an ``mlflow server`` (backed by it, or by any store MLflow takes).
 
 PostgreSQL refuses to run as root, so as root its commands run as the ``postgres`` user (``runuser``);
 as anyone else they run as that user. ``stop`` stops the server it started (``pg_ctl stop``, then its
@@ -12,13 +12,14 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.ports import free_port
 
 USER, DATABASE = "oodml", "mlflow"
 
@@ -27,12 +28,6 @@ def postgres_bin() -> Path | None:
     """Debian's PostgreSQL binaries (``/usr/lib/postgresql/<version>/bin``), the newest; None if absent."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4]))
     return Path(found[-1]).parent if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -88,12 +83,13 @@ class PostgresServer:
 
 @dataclass
 class MlflowServer:
-    """``mlflow server`` with its runs in ``backend`` and its artifacts proxied to ``artifacts`` (an
-    ``s3://`` URI: the server writes them with the standard AWS variables of its environment)."""
+    """``mlflow server`` with its runs in ``backend`` and its artifacts proxied to ``artifacts`` (a folder,
+    or an ``s3://`` URI: the server writes there with the standard AWS variables of its environment)."""
 
     folder: Path
     backend: str
     artifacts: str
+    workers: int = 2
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
@@ -104,7 +100,7 @@ class MlflowServer:
     def start(self, seconds: float = 120) -> None:
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--backend-store-uri", self.backend, "--artifacts-destination", self.artifacts]
-        command += ["--workers", "2"]
+        command += ["--workers", str(self.workers)]
         with (self.folder / "mlflow-server.log").open("wb") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder

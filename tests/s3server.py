@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.ports import free_ports
 
 WEED = Path(sys.executable).with_name("weed")
 ACCESS_KEY, SECRET_KEY, REGION = "oodml-test-key", "oodml-test-secret", "us-east-1"
@@ -33,17 +34,6 @@ _PORTS = (
     "s3.port.iceberg",
     "s3.port.lance",
 )
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass

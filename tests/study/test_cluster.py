@@ -27,20 +27,17 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from study.results import read_results
 from study.results.layout import NODE_CHECK_FILE, RAY_DIR, trial_dir
 from study.results.status import read_trial_status
+from study.results.storage import StudyPath, locate
 from tasks.train import LAST_CHECKPOINT
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _own_namespace() -> list[str] | None:
@@ -107,47 +104,68 @@ class Node:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Head + second node (1 CPU each). Yields (address, second node, the folder the second node does not
-    see or None where no mount namespace can be made, log folder)."""
-    logs = tmp_path_factory.mktemp("cluster-logs")
-    hidden = tmp_path_factory.mktemp("not-shared")
-    temp = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # Unix socket paths must stay short
-    env = dict(os.environ)
-    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # a cluster, on 127.0.0.1 (--node-ip-address)
-    port = _free_port()
+class Cluster:
+    """A head and a second node (1 CPU each) on this machine. The second node runs in a mount namespace of
+    its own where one can be made, with an empty tmpfs over ``hidden``; ``second()`` starts a fresh one
+    after a test removed it. The nodes run with this process's environment (the AWS variables of the
+    session's S3 server included)."""
+
+    def __init__(self, logs: Path, hidden: Path, temp: str) -> None:
+        self.logs, self.temp = logs, temp
+        self.env = dict(os.environ)
+        self.env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # a cluster, on 127.0.0.1 (--node-ip-address)
+        self.port = free_port()
+        self.namespace = _own_namespace()
+        self.hidden = hidden if self.namespace else None  # None: no node with another view of the files
+        self.nodes: list[Node] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    # Neither node may take the fixed default ports another Ray on this machine may hold (52365, 10001).
-    head = Node(
-        [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common]
-        + [f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"],
-        logs / "head.log",
-        env,
-    )
-    nodes = [head]
-    try:
-        head.wait_started()
-        namespace = _own_namespace()
-        second = [RAY, "start", f"--address=127.0.0.1:{port}", *common]
-        second += [f"--dashboard-agent-listen-port={_free_port()}", "--resources", '{"second": 1}']
-        if namespace:  # an empty tmpfs over `hidden`, seen by this node's processes only
-            second = [
-                *namespace,
-                "sh",
-                "-c",
-                'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"',
-                str(hidden),
-            ]
-            second += [RAY, "start", f"--address=127.0.0.1:{port}", *common]
-            second += [f"--dashboard-agent-listen-port={_free_port()}", "--resources", '{"second": 1}']
-        node = Node(second, logs / "second.log", env)
-        nodes.append(node)
+
+    def start_head(self) -> None:
+        # Neither node may take the fixed default ports another Ray on this machine may hold (52365, 10001).
+        command = [RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=false"]
+        command += [f"--temp-dir={self.temp}", *self.common, f"--dashboard-agent-listen-port={free_port()}"]
+        command += [f"--ray-client-server-port={free_port()}"]
+        self._start(command, "head")
+
+    def second(self) -> Node:
+        """The second node: the running one, or a fresh one if the last was stopped."""
+        last = self.nodes[-1] if len(self.nodes) > 1 else None
+        if last is not None and last.process.poll() is None:
+            return last
+        command = [RAY, "start", f"--address={self.address}", *self.common]
+        command += [f"--dashboard-agent-listen-port={free_port()}", "--resources", '{"second": 1}']
+        if self.namespace:  # an empty tmpfs over `hidden`, seen by this node's processes only
+            mount = 'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"'
+            command = [*self.namespace, "sh", "-c", mount, str(self.hidden), *command]
+        return self._start(command, f"second-{len(self.nodes)}")
+
+    def _start(self, command: list[str], name: str) -> Node:
+        node = Node(command, self.logs / f"{name}.log", self.env)
+        self.nodes.append(node)
         node.wait_started()
-        yield f"127.0.0.1:{port}", node, (hidden if namespace else None), logs
-    finally:
-        for node in reversed(nodes):
+        return node
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
             node.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3_server):
+    """The module's two-node cluster (``Cluster``), its nodes able to reach the session's S3 server."""
+    temp = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # Unix socket paths must stay short
+    running = Cluster(tmp_path_factory.mktemp("cluster-logs"), tmp_path_factory.mktemp("not-shared"), temp)
+    try:
+        running.start_head()
+        running.second()
+        yield running
+    finally:
+        running.stop()
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -163,7 +181,8 @@ def _oodml_run(config: Path, address: str, log: Path) -> subprocess.Popen:
 
 
 def test_a_study_folder_some_node_cannot_see_is_refused(cluster, tiny_spec, tmp_path):
-    address, _, hidden, logs = cluster
+    address, hidden, logs = cluster.address, cluster.hidden, cluster.logs
+    cluster.second()
     if hidden is None:
         pytest.skip(
             "no mount namespace can be made here (unshare --mount): no node with another view of the files"
@@ -179,7 +198,7 @@ def test_a_study_folder_some_node_cannot_see_is_refused(cluster, tiny_spec, tmp_
     assert not list(root.glob("trials/*")) and read_results(root).num_rows == 0  # no trial ran
 
 
-def _checkpointed(root: Path) -> bool:
+def _checkpointed(root: StudyPath) -> bool:
     """Whether every trial running now (started, no result row yet) has checkpointed an epoch."""
     status = read_trial_status(root)
     running = set(status.filter(pc.equal(status["status"], "running"))["trial_id"].to_pylist())
@@ -188,7 +207,7 @@ def _checkpointed(root: Path) -> bool:
 
 
 def test_trials_run_on_both_nodes_and_survive_removing_one(cluster, tiny_spec, tmp_path):
-    address, second, _, logs = cluster
+    address, second, logs = cluster.address, cluster.second(), cluster.logs
     root = tmp_path / "shared" / "study"
     # 4 trials of several seconds (2 splits x 2 seeds), 1 CPU each: one per node at a time.
     training = tiny_spec(root)["training"] | {"epochs": 3, "iterations_per_epoch": 60}
@@ -233,4 +252,56 @@ def test_trials_run_on_both_nodes_and_survive_removing_one(cluster, tiny_spec, t
     assert rows.num_rows and removed not in rows["ray_node_id"].to_pylist(), "retried on the removed node"
     resumed = set(rows["resumed_from_epoch"].to_pylist())
     assert len(resumed) == 1 and (resumed.pop() or 0) >= 1, "not resumed from its epoch checkpoint"
+    assert "[eval] 4/4 done, 0 running, 0 failed" in output
+
+
+def test_a_study_on_s3_runs_on_nodes_without_a_shared_folder_and_survives_removing_one(
+    cluster, tiny_spec, tmp_path, s3_root, mlflow_on_postgres
+):
+    """The cluster most users have: no shared filesystem (the second node does not see the folder the
+    driver runs in), the study folder on S3, MLflow on a server backed by PostgreSQL. The study runs on
+    both nodes, loses the second in its middle, and completes; its runs are all on the server."""
+    if cluster.hidden is None:
+        pytest.skip("no mount namespace can be made here (unshare --mount): every node sees every folder")
+    address, second = cluster.address, cluster.second()
+    here = cluster.hidden / "s3-study"  # the driver's folder: the second node cannot see it
+    here.mkdir()
+    root = locate(s3_root)
+    training = tiny_spec(s3_root)["training"] | {"epochs": 3, "iterations_per_epoch": 60}
+    storage = {"root": s3_root, "tracking_uri": mlflow_on_postgres.url, "experiment": "two-nodes-on-s3"}
+    config = _spec(tiny_spec, s3_root, here / "study.yaml", seeds=[0, 1], training=training, storage=storage)
+    run = _oodml_run(config, address, here / "study.log")
+    log = here / "study.log"
+    try:
+        deadline = time.monotonic() + 600
+        while (
+            len(set(read_results(s3_root)["ray_node_id"].to_pylist())) < 2
+            or not second.training()
+            or not _checkpointed(root)
+        ):
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        second.stop()  # its trial in flight dies with its node
+        assert run.wait(600) == 0, log.read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    output = log.read_text()
+    assert "the study folder is visible from all 2 Ray nodes" in output
+    assert sorted(p.name for p in here.iterdir()) == ["study.log", "study.yaml"]  # all else on the store
+    table = read_results(s3_root)
+    assert (
+        set(table["status"].to_pylist()) == {"completed"} and len(set(table["ray_node_id"].to_pylist())) == 2
+    )
+    per_trial = table.group_by("trial_id").aggregate([("finished_at", "count_distinct")])
+    assert per_trial.num_rows == 4 and set(per_trial["finished_at_count_distinct"].to_pylist()) == {1}
+    retried = re.findall(r"trial (\w+) \(.*\) lost its Ray node; retried on a node that is left", output)
+    assert len(retried) == 1, output[-3000:]
+    rows = table.filter(pc.equal(table["trial_id"], retried[0]))
+    resumed = set(rows["resumed_from_epoch"].to_pylist())
+    assert len(resumed) == 1 and (resumed.pop() or 0) >= 1, "not resumed from its epoch checkpoint on S3"
+    client = MlflowClient(mlflow_on_postgres.url)
+    experiment = client.get_experiment_by_name("two-nodes-on-s3").experiment_id
+    children = [r for r in client.search_runs([experiment]) if "oodml.trial_id" in r.data.tags]
+    assert {r.info.run_id for r in children} == set(table["mlflow_run_id"].to_pylist())
     assert "[eval] 4/4 done, 0 running, 0 failed" in output

@@ -26,15 +26,10 @@ import yaml
 
 from study.results import read_results
 from study.results.status import read_trial_status
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +40,11 @@ def gpu_head(tmp_path_factory) -> Iterator[str]:
     temp = tempfile.mkdtemp(prefix="rg-", dir="/tmp")  # Unix socket paths must stay short
     env = dict(os.environ)
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # a cluster, on 127.0.0.1 (--node-ip-address)
-    port = _free_port()
+    port = free_port()
     command = [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1"]
     command += ["--num-cpus=3", "--num-gpus=1", "--include-dashboard=false", "--disable-usage-stats"]
-    command += [f"--temp-dir={temp}", f"--dashboard-agent-listen-port={_free_port()}"]
-    command += [f"--ray-client-server-port={_free_port()}"]  # not the default another Ray may hold
+    command += [f"--temp-dir={temp}", f"--dashboard-agent-listen-port={free_port()}"]
+    command += [f"--ray-client-server-port={free_port()}"]  # not the default another Ray may hold
     with log_path.open("w") as log:
         head = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -7,13 +7,7 @@ module through ``StudyTracker`` and every test starts from a copy of it, as a dr
 import argparse
 import dataclasses
 import multiprocessing
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,6 +18,7 @@ from study.tracking import StudyTracker, add_ui_arguments, default_tracking_uri,
 from study.tracking.tracker import artifact_location
 from study.tracking.ui import reach
 from tasks.record import Curves, Environment, Measurement, Timings, TrialIdentity, TrialRecord
+from tests.pgserver import MlflowServer
 
 SPEC = {"name": "demo", "methods": [{"name": "margin"}], "training": {"epochs": 3, "lr": 0.001}}
 
@@ -354,32 +349,13 @@ def test_remote_uri_leaves_artifacts_to_the_server(tmp_path):
 def tracking_server(tmp_path, template_store):
     """A real ``mlflow server`` on 127.0.0.1 (SQLite backend copied from the template, proxied artifacts)."""
     shutil.copy(template_store, tmp_path / "server.db")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1"]
-    command += ["--artifacts-destination", str(tmp_path / "server-artifacts")]
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    artifacts = tmp_path / "server-artifacts"
+    server = MlflowServer(tmp_path, f"sqlite:///{tmp_path / 'server.db'}", str(artifacts), workers=1)
+    server.start(90)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "mlflow server did not answer in 90 s"
-            time.sleep(0.5)
-        yield url, tmp_path / "server-artifacts"
+        yield server.url, artifacts
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
+        server.stop()
 
 
 def test_remote_tracking_server_gets_runs_and_checkpoints(tracking_server, tmp_path):
