@@ -10,25 +10,33 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
-from study.results.layout import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
+import yaml
+
+from study.results.layout import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB, SPEC_FILE
+from study.results.storage import ObjectPath, Where, locate
 from study.tracking.tracker import default_tracking_uri
 
 LOOPBACK = "127.0.0.1"
 
 
-def ui_command(study_dir: str | Path, *, host: str = LOOPBACK, port: int = 5000) -> list[str]:
-    """The ``mlflow server`` command line for the study's SQLite store and artifact folder."""
-    study_dir = Path(study_dir).resolve()
+def ui_command(
+    study_dir: Where, *, host: str = LOOPBACK, port: int = 5000, backend: str | None = None
+) -> list[str]:
+    """The ``mlflow server`` command line for a study's store (its SQLite file, or ``backend``: the
+    database URI a study on an object store logged to) and its artifact folder."""
+    study_dir = locate(study_dir).resolve()
+    artifacts = study_dir / MLFLOW_ARTIFACTS_DIR
     return [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--backend-store-uri",
-        default_tracking_uri(study_dir),
+        backend or default_tracking_uri(study_dir),
         "--artifacts-destination",
-        (study_dir / MLFLOW_ARTIFACTS_DIR).as_uri(),
+        str(artifacts) if isinstance(artifacts, ObjectPath) else artifacts.as_uri(),
         "--host",
         host,
         "--port",
@@ -39,7 +47,11 @@ def ui_command(study_dir: str | Path, *, host: str = LOOPBACK, port: int = 5000)
 
 
 def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", type=Path, help="the study folder (holds mlflow.db)")
+    parser.add_argument(
+        "study_dir",
+        type=locate,
+        help="the study folder (holds mlflow.db; on s3://bucket/prefix, its study.yaml names the store)",
+    )
     parser.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
     parser.add_argument(
         "--host",
@@ -49,17 +61,33 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def ui(args: argparse.Namespace) -> int:
-    store = Path(args.study_dir).resolve() / MLFLOW_DB
-    if not store.is_file():
-        raise FileNotFoundError(
-            f"no MLflow store at {store}; a study that logged to a tracking server is browsed on that server"
-        )
+    backend = None
+    if isinstance(args.study_dir, ObjectPath):  # no SQLite file there: the store its saved spec names
+        backend = _saved_tracking_uri(args.study_dir)
+        if urlparse(backend).scheme.startswith(("http", "https")):
+            print(f"study {args.study_dir} logs to the MLflow server {backend}: browse it there", flush=True)
+            return 0
+        store = backend
+    else:
+        store = Path(args.study_dir).resolve() / MLFLOW_DB
+        if not store.is_file():
+            raise FileNotFoundError(
+                f"no MLflow store at {store}; a study that logged to a tracking server is browsed on that server"
+            )
     print(
         f"MLflow UI for {store} at http://{args.host}:{args.port}, listening on {args.host} "
         f"({reach(args.host)}); Ctrl-C stops it",
         flush=True,
     )
-    return run_process_group(ui_command(args.study_dir, host=args.host, port=args.port))
+    return run_process_group(ui_command(args.study_dir, host=args.host, port=args.port, backend=backend))
+
+
+def _saved_tracking_uri(study_dir: ObjectPath) -> str:
+    """``storage.tracking_uri`` of the spec saved in a study folder on an object store."""
+    saved = study_dir / SPEC_FILE
+    if not saved.is_file():
+        raise FileNotFoundError(f"{study_dir} holds no {SPEC_FILE}: is it a study folder?")
+    return (yaml.safe_load(saved.read_text()).get("storage") or {})["tracking_uri"]
 
 
 def run_process_group(command: list[str], grace_s: float = 10) -> int:

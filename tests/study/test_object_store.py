@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 
 import study.results.storage as storage
 from study.results import (
@@ -226,3 +227,21 @@ def test_a_lease_lost_to_a_racing_driver_is_refused(s3_root, monkeypatch):
         with lock.study_lock(locate(s3_root)):
             pass
     rival.join()
+
+
+def test_oodml_ui_on_s3_opens_the_store_the_saved_spec_names(s3_root, tmp_path):
+    from study.tracking import ui_command
+
+    saved = locate(s3_root) / "study.yaml"
+    saved.write_text(
+        yaml.safe_dump({"name": "x", "storage": {"root": s3_root, "tracking_uri": "http://mlflow:5000"}})
+    )
+    told = _oodml("ui", s3_root)
+    assert (
+        told.returncode == 0
+        and "logs to the MLflow server http://mlflow:5000: browse it there" in told.stdout
+    )
+    database = f"sqlite:///{tmp_path / 'x.db'}"
+    command = ui_command(s3_root, backend=database)
+    assert command[command.index("--backend-store-uri") + 1] == database
+    assert command[command.index("--artifacts-destination") + 1] == f"{s3_root}/mlartifacts"
