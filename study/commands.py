@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from study.overrides import parse_assignments
-from study.results.storage import locate
+from study.results.storage import StoreUnavailableError, locate
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +78,9 @@ def _locked(start) -> int:
     except (StudyLockedError, StorageNotSharedError) as err:
         print(f"oodml: error: {err}", file=sys.stderr)
         return 2
+    except StoreUnavailableError as err:  # its message says to resume once the store is back
+        print(f"oodml: error: {err}", file=sys.stderr)
+        return 1
     return _finish(result)
 
 

@@ -245,3 +245,26 @@ def test_oodml_ui_on_s3_opens_the_store_the_saved_spec_names(s3_root, tmp_path):
     command = ui_command(s3_root, backend=database)
     assert command[command.index("--backend-store-uri") + 1] == database
     assert command[command.index("--artifacts-destination") + 1] == f"{s3_root}/mlartifacts"
+
+
+def test_a_run_whose_store_is_away_past_the_limit_says_so(s3_server, s3_root, tmp_path, tiny_spec):
+    spec = tiny_spec(s3_root)
+    spec["storage"] |= {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    s3_server.stop()
+    try:
+        env = dict(os.environ, OODML_STORE_OUTAGE_LIMIT_S="2")
+        run = subprocess.run(
+            [sys.executable, "-m", "study.cli", "run", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=300,
+        )
+    finally:
+        s3_server.start()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "oodml: error: " in run.stderr and "the object store did not answer for 2 s" in run.stderr
+    assert "Traceback" not in run.stderr
