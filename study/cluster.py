@@ -156,6 +156,20 @@ def _not_shared(marker: StudyPath, blind: list[str], nodes: int) -> str:
     )
 
 
+def _job_config():
+    """The job's config: the folder holding ``study``, ``tasks`` and ``dashboards`` on the workers' path.
+
+    Ray puts the driver's working directory on its workers' ``sys.path``. A folder there named like one of
+    the packages (a study folder called ``study``, holding ``results/``) would be imported by the workers
+    as a namespace package ahead of an editable install, whose import hook comes after the path search,
+    and ``study.results`` would be that folder. With the packages' own folder on the path anywhere, the
+    path search finds the real (regular) package first. ``_py_driver_sys_path`` is the one way
+    ``ray.init`` takes such a folder (it appends the working directory to it)."""
+    from ray.job_config import JobConfig
+
+    return JobConfig(_py_driver_sys_path=[str(Path(__file__).resolve().parents[1])])
+
+
 @contextmanager
 def ray_session(address: str | None, *, dashboard: bool, num_cpus: int | None):
     """Yield where Ray runs; starts (and stops) a local Ray unless this process is already connected."""
@@ -171,12 +185,13 @@ def ray_session(address: str | None, *, dashboard: bool, num_cpus: int | None):
             include_dashboard=dashboard,
             dashboard_host="127.0.0.1",
             log_to_driver=False,
+            job_config=_job_config(),
         )
         where = "local Ray on 127.0.0.1" + (
             f", dashboard http://{context.dashboard_url}" if dashboard else ""
         )
     else:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, job_config=_job_config())
         where = f"Ray cluster at {address}"
     try:
         yield where

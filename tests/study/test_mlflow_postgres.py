@@ -77,5 +77,7 @@ def test_two_studies_log_to_mlflow_on_postgres_at_once_and_lose_nothing(
             artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")}
             assert artifacts == {"checkpoint/best.pt"}
         assert not (tmp_path / name / "mlflow.db").exists()  # nothing tracked in the study folder
-    stored = locate(f"s3://{BUCKET}/mlartifacts").glob("*/*/artifacts/checkpoint/best.pt")
-    assert len(list(stored)) == 4, "the checkpoints did not all reach the S3 store"
+    artifacts = locate(f"s3://{BUCKET}/mlartifacts")  # <experiment id>/<run id>/artifacts/...
+    experiments = [client.get_experiment_by_name(name).experiment_id for name, _ in runs]
+    stored = [p for e in experiments for p in (artifacts / e).glob("*/artifacts/checkpoint/best.pt")]
+    assert len(stored) == 4, "the checkpoints did not all reach the S3 store"
