@@ -73,6 +73,5 @@ def split_file(entry: DatasetEntry, shots: list[int], study_dir: StudyPath) -> S
     )
     report(built_file, work)
     if isinstance(out, ObjectPath):
-        files = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
-        upload(work, out, [*(f for f in files if f != SPLIT_FILE), SPLIT_FILE])
+        upload(work, out, last=SPLIT_FILE)
     return built

@@ -3,7 +3,7 @@
 ``locate(where)`` gives a ``pathlib.Path`` for a local folder, so every local study behaves exactly as it
 always did, and an ``ObjectPath`` for ``s3://``: the part of ``Path``'s interface a study folder uses
 (``/``, ``name``, ``parent``, ``exists``, ``is_dir``, ``glob``, ``read_bytes``, ``write_bytes``,
-``open("rb")``, ``unlink``, ``replace``), carried out by ``pyarrow.fs.S3FileSystem``: the library the results
+``unlink``, ``replace``), carried out by ``pyarrow.fs.S3FileSystem``: the library the results
 already depend on, and the one Ray Tune stores its experiments through, so one client and one set of
 credentials serve the tables, the trial checkpoints and Tune's state (docs/architecture.md).
 
@@ -172,12 +172,6 @@ class ObjectPath:
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
         return self.write_bytes(text.encode(encoding))
 
-    def open(self, mode: str = "rb"):
-        """A seekable reader (Parquet reads its footer first); only ``"rb"``: writes go by ``write_bytes``."""
-        if mode != "rb":
-            raise ValueError(f"{self}: objects are opened for reading only ('rb'), not {mode!r}")
-        return _retried(lambda: self.filesystem.open_input_file(self.key), self)
-
     def unlink(self, missing_ok: bool = False) -> None:
         try:
             _retried(lambda: self.filesystem.delete_file(self.key), self)
@@ -211,10 +205,6 @@ class ObjectPath:
                 found.append(ObjectPath(self.scheme, info.path))
         return iter(sorted(found))
 
-    def rmtree(self) -> None:
-        """Delete every object under this prefix."""
-        _retried(lambda: self.filesystem.delete_dir_contents(self.key, missing_dir_ok=True), self)
-
 
 StudyPath = Union[Path, ObjectPath]  # noqa: UP007
 Where = Union[str, os.PathLike, ObjectPath]  # noqa: UP007  (what ``locate`` takes)
@@ -246,12 +236,15 @@ def local_copy(where: Where) -> Path:
     if isinstance(path, Path):
         return path
     target = scratch_path(path)
-    objects = [path] if path.is_file() else [p for p in _walk(path)]
+    info = path._info()
+    if info.type == pafs.FileType.File:
+        objects = [(path, info.size)]
+    else:
+        objects = _walk(path)
     if not objects:
         raise FileNotFoundError(f"{path}: no such object or folder on the store")
-    for item in objects:
+    for item, size in objects:
         local = target if item == path else target / PurePosixPath(item.key).relative_to(path.key)
-        size = _retried(lambda item=item: item.filesystem.get_file_info(item.key).size, item)
         if not local.is_file() or local.stat().st_size != size:
             local.parent.mkdir(parents=True, exist_ok=True)
             tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
@@ -260,23 +253,23 @@ def local_copy(where: Where) -> Path:
     return target
 
 
-def upload(local: Path, where: ObjectPath, names: list[str] | None = None) -> None:
-    """Upload a file, or a folder's files (all, or ``names`` in that order), one PUT each."""
+def upload(local: Path, where: ObjectPath, last: str | None = None) -> None:
+    """Upload a file, or a folder's files, one PUT each; ``last`` (a file of the folder, such as a
+    completion marker) goes after all the others."""
     if local.is_file():
         where.write_bytes(local.read_bytes())
         return
-    for name in (
-        names
-        if names is not None
-        else sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
-    ):
+    names = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+    for name in sorted(names, key=lambda n: n == last):  # stable: the rest keep their order
         (where / name).write_bytes((local / name).read_bytes())
 
 
-def _walk(folder: ObjectPath) -> list[ObjectPath]:
+def _walk(folder: ObjectPath) -> list[tuple[ObjectPath, int]]:
+    """Every object under ``folder`` with its size, from one listing."""
     selector = pafs.FileSelector(folder.key, allow_not_found=True, recursive=True)
     infos = _retried(lambda: folder.filesystem.get_file_info(selector), folder)
-    return sorted(ObjectPath(folder.scheme, i.path) for i in infos if i.type == pafs.FileType.File)
+    found = [(ObjectPath(folder.scheme, i.path), i.size) for i in infos if i.type == pafs.FileType.File]
+    return sorted(found, key=lambda pair: pair[0])
 
 
 @functools.cache
