@@ -5,7 +5,7 @@ average, like SOP's test split: 73,568 x 512 gives about 11,300 classes). In one
 turn: pytorch-metric-learning's ``AccuracyCalculator`` (precision_at_1, mean_average_precision_at_r,
 NMI; its faiss search and k-means), our ``retrieval_metrics`` with NMI (what ``oodml evaluate``
 computes) and without (``--no-nmi``: Recall@1,2,4,8, mAP@R, mAP@1000), and faiss's bare exact
-``IndexFlatIP`` k=12 search. Prints each time, the two ratios the goals name (DESIGN.md 5: kNN
+``IndexFlatIP`` k=12 search. Prints each time, the two ratios the goals name (docs/performance.md: kNN
 metrics / faiss bare search at most 0.65, library / whole evaluation at least 2), the values side by
 side (they must agree: our k-means uses the library's seed, 1234, so NMI agrees too) and the load
 average before and after: on a loaded box the library slows down far more than our code.

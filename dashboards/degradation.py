@@ -1,4 +1,5 @@
-"""Degradation curves: test Recall@1 and mAP@R against split FID, one line per method (DESIGN.md 7).
+"""Degradation curves: test Recall@1 and mAP@R against split FID, one line per method (docs/protocol.md
+section 8).
 
 Where a study ran the oracle (docs/oracle.md), a second row of panels compares, on the held-out half of
 the test classes, each method that has an oracle (solid) with its oracle (dashed, the method's colour):

@@ -1,4 +1,5 @@
-"""Few-shot gains: how much Recall@1 a few labelled test examples buy back on each split (DESIGN.md 6)."""
+"""Few-shot gains: how much Recall@1 a few labelled test examples buy back on each split
+(docs/protocol.md section 5)."""
 
 from __future__ import annotations
 

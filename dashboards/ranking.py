@@ -31,9 +31,9 @@ def ranking_blocks(table: pa.Table, out: Path) -> list[Block]:
         blocks.append(
             Image(
                 path,
-                f"{dataset}: normalized AUC (area under metric vs FID over the FID range, DESIGN.md 7) "
-                "with the 95% CI over seeds; hatched bars: seeds cover different splits. Right: rank on "
-                f"the default split vs rank by AUC of {METRICS[PRIMARY_METRIC]}.",
+                f"{dataset}: normalized AUC (area under metric vs FID over the FID range, docs/protocol.md "
+                "section 8) with the 95% CI over seeds; hatched bars: seeds cover different splits. Right: "
+                f"rank on the default split vs rank by AUC of {METRICS[PRIMARY_METRIC]}.",
             )
         )
     blocks.append(Table(summary_table(aucs, ranks), "Normalized AUC and ranks per dataset and method"))

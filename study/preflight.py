@@ -159,9 +159,9 @@ def check_whole_class_budgets(
     too_many = sorted(s for s in budgets if s > most)
     if too_many:
         raise SpecError(
-            f"{budget_field}: {too_many} shots with whole-class support (DESIGN.md 6) need that many images "
-            f"per test class, spent on whole classes with at least 2 classes left as queries; the "
-            f"{len(test)} test classes of the default split of {field} ({images.name}) hold "
+            f"{budget_field}: {too_many} shots with whole-class support (docs/protocol.md section 5) need "
+            f"that many images per test class, spent on whole classes with at least 2 classes left as "
+            f"queries; the {len(test)} test classes of the default split of {field} ({images.name}) hold "
             f"{sum(sizes[c] for c in test)} images, enough for at most {most} shots: lower {budget_field}"
         )
 

@@ -7,10 +7,10 @@ The definitions (docs/statistics.md states them for readers):
   backbone are compared on the cells (split j, seed s) both completed, by the paired difference
   ``d[s, j] = v_a[s, j] - v_b[s, j]`` of the metric's value (zero-shot; for ``shots > 0`` the few-shot
   value, as ``aggregate.py`` takes it).
-- **Weights.** The normalized AUC (DESIGN.md 7) is linear in the per-split values: ``AUC = sum_j w_j v_j``
-  with the trapezoid weights ``w_j = normalized_auc(fid, e_j)`` over the FIDs (or the values of the
-  ``shift`` measure chosen, e.g. ``mmd``) of the splits in the pair's cells (they sum to 1; NaN when those splits
-  span fewer than 2 distinct values).
+- **Weights.** The normalized AUC (docs/protocol.md section 8) is linear in the per-split values:
+  ``AUC = sum_j w_j v_j`` with the trapezoid weights ``w_j = normalized_auc(fid, e_j)`` over the FIDs (or
+  the values of the ``shift`` measure chosen, e.g. ``mmd``) of the splits in the pair's cells (they sum
+  to 1; NaN when those splits span fewer than 2 distinct values).
 - **Difference.** ``diff = sum_j w_j dbar_j``, ``dbar_j`` the mean of ``d[s, j]`` over the seeds with a cell
   on split j. With every cell present it is the mean over seeds of the per-seed AUC differences, i.e.
   ``auc_summary``'s AUC of a minus that of b. ``auc_a`` and ``auc_b`` are the same sums of each method's own

@@ -1,4 +1,4 @@
-"""Fetching the public DML datasets into the layout their loaders read (DESIGN.md 10).
+"""Fetching the public DML datasets into the layout their loaders read (README.md, Datasets).
 
 oodml adds the catalogue (where each archive is published, its MD5, what it unpacks to) and the
 messages; ``torchvision.datasets.utils`` checks (``check_integrity``) and unpacks (``extract_archive``).

@@ -1,4 +1,4 @@
-"""The built-in demo dataset: characters rendered from the fonts that ship inside matplotlib (DESIGN.md §8).
+"""The built-in demo dataset: characters rendered from the fonts that ship inside matplotlib.
 
 A class is a character covered by all 13 faces (12 DejaVu Sans / Sans Mono / Serif styles + STIXGeneral),
 after dropping near-empty glyphs and merging homoglyphs (Latin A, Greek Alpha and Cyrillic A render

@@ -1,8 +1,8 @@
 """The initial train/test class partition of a dataset (its default split, where the progressions start).
 
-DESIGN.md section 3 starts every progression from "the dataset's default split". The paper datasets
-define it (sorted classes, the first half train); a user's dataset chooses it with these options, shared
-by the ``imagefolder``, ``csv``, ``cub200`` and ``cars196`` builders:
+Every split progression starts from the dataset's default split (docs/protocol.md sections 2 and 4).
+The paper datasets define it (sorted classes, the first half train); a user's dataset chooses it with
+these options, shared by the ``imagefolder``, ``csv``, ``cub200`` and ``cars196`` builders:
 
 - ``partition: sorted`` (default): the first ``train_fraction`` of the sorted class names are train;
 - ``partition: random``: a random ``train_fraction`` of the classes, drawn with ``partition_seed``;

@@ -7,10 +7,10 @@ exactly ``normalize(model.features(x))``; :attr:`trains` is False, so the traini
 no optimizer step whatever ``training.epochs`` says, and the trial records ``selected_epoch`` -1 (the
 model as built). The model's ``embedding_dim`` setting does not apply: the embedding is the feature.
 
-Few-shot adaptation (DESIGN.md 6) starts from these features: ``fewshot.mode: head`` (the default) trains
-a copy of the identity-initialised layer on the support features, so an episode measures what adapting
-a linear map from the zero-shot embedding gains; ``linear_probe`` trains a freshly initialised layer of
-the same shape; ``full`` also fine-tunes the backbone.
+Few-shot adaptation (docs/protocol.md section 5) starts from these features: ``fewshot.mode: head`` (the
+default) trains a copy of the identity-initialised layer on the support features, so an episode measures
+what adapting a linear map from the zero-shot embedding gains; ``linear_probe`` trains a freshly
+initialised layer of the same shape; ``full`` also fine-tunes the backbone.
 """
 
 from __future__ import annotations

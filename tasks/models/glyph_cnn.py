@@ -1,4 +1,4 @@
-"""The small CNN for the 32x32 greyscale glyph demo dataset (DESIGN.md section 8): four blocks of
+"""The small CNN for the 32x32 greyscale glyph demo dataset (``tasks.data.glyphs``): four blocks of
 3x3 convolution, BatchNorm, ReLU and 2x2 max-pooling (32-64-128-128 channels), then global average
 pooling to a 128-d feature. Trained from scratch; no pretrained weights exist for it.
 """

@@ -1,4 +1,4 @@
-"""Pretrained backbone weights, fetched through the libraries' own caches (DESIGN.md 10).
+"""Pretrained backbone weights, fetched through the libraries' own caches (README.md, One trial).
 
 ImageNet checkpoints of torchvision models live where ``torch.hub`` caches them
 (``torch.hub.get_dir()/checkpoints/<file name of the URL>``) and are downloaded there by torch hub's own

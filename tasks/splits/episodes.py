@@ -16,7 +16,7 @@ DEFAULT_SHOTS = (2, 5, 10)
 DEFAULT_CLASS_SHOTS = (2, 5)
 DEFAULT_EPISODES = 10
 
-# Two kinds of episode (DESIGN.md section 6), both as the ooDML split files store them:
+# Two kinds of episode (docs/protocol.md section 5), both as the ooDML split files store them:
 # - per-image support: every test class it uses -> the ids of its support images; the queries are the
 #   rest of each such class's images;
 # - whole-class support (SOP, whose classes hold only a few images): the list of test classes whose
@@ -118,7 +118,7 @@ def whole_class_episodes(
 ) -> tuple[list[ClassEpisode], list[str]]:
     """``episodes`` supports of whole test classes, each holding as many labelled images as ``shots`` per class.
 
-    DESIGN.md 6 fixes that an SOP support is a set of whole classes but not how many; we match the
+    An SOP support is a set of whole classes (docs/protocol.md section 5); how many is ours: we match the
     labelling budget of the per-image protocol: the support is the shortest prefix of a seeded
     permutation of the test classes holding at least ``shots x #test classes`` images, so the budgets
     stay comparable across datasets. At least two test classes must remain as queries. No class is left

@@ -1,4 +1,5 @@
-"""Class-mean features of a fixed pretrained network: what FID between class sets compares (DESIGN.md §2).
+"""Class-mean features of a fixed pretrained network: what FID between class sets compares
+(docs/protocol.md section 1).
 
 Every image goes through the extractor's evaluation transform and network; its globally pooled
 penultimate features are averaged per class. Extractors (``EXTRACTORS``):
@@ -10,7 +11,8 @@ penultimate features are averaged per class. Extractors (``EXTRACTORS``):
   classifier on the held-out glyph classes, which play ImageNet's role. Why not pixel PCA or a random
   CNN: they also give a FID trend, but under them an untrained network's Recall@1 falls with FID too,
   i.e. part of their "shift" is mere test difficulty; with features learned on other classes it does
-  not (DESIGN.md §8). Its trained weights are cached next to the glyph bank, keyed by their settings.
+  not (measured on the glyph benchmark). Its trained weights are cached next to the glyph bank, keyed
+  by their settings.
 
 Per-image features are cached under ``cache_dir`` keyed by dataset, extractor weights, transform and
 image ids, so a second call only averages.

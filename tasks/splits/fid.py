@@ -1,4 +1,4 @@
-"""Frechet distance between two sets of class-mean vectors (DESIGN.md section 2).
+"""Frechet distance between two sets of class-mean vectors (docs/protocol.md section 1).
 
     FID(A, B) = |mu_A - mu_B|^2 + tr(C_A) + tr(C_B) - 2 tr((P Q)^(1/2)),   P = C_A + eps I, Q = C_B + eps I
 
@@ -15,7 +15,7 @@ Two fast routes compute that trace exactly (no general matrix square root):
   computed from each side's sum and scatter matrix ``X^T X`` (``fid_from_scatter``). ``SubsetScatter``
   keeps those two for a subset of the rows of a fixed matrix and updates them by the rows that enter and
   leave, so a split progression that moves K classes pays a rank-2K update instead of two full
-  covariances (DESIGN.md section 3).
+  covariances (docs/protocol.md section 2).
 
 The ``n >= d`` route runs all its d x d work (scatter, Cholesky, triangular products, eigenvalues) in
 scipy's BLAS/LAPACK: numpy's ``@`` and ``numpy.linalg`` use a second OpenBLAS whose idle threads spin

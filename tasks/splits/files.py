@@ -1,4 +1,4 @@
-"""Split files: our JSON format and the ooDML pickle format (DESIGN.md section 4), both ways.
+"""Split files: our JSON format and the ooDML pickle format (docs/protocol.md section 3), both ways.
 
 The JSON file keeps everything: the three progressions (every recorded step), the selected splits
 with their train/validation division and few-shot episodes, and provenance (dataset, feature

@@ -2,7 +2,7 @@
 and ``oodml splits build`` generates its flags from its fields (name, help text, default).
 
 Progression settings left unset take the dataset's (``tasks.splits.settings``: published, or CUB200's
-scaled to the class count; DESIGN.md section 3). On the command line a list is comma-separated
+scaled to the class count; docs/protocol.md section 2). On the command line a list is comma-separated
 (``--shots 2,5,10``, ``--select -20,0,6,R22``); the model reads that form in YAML too.
 """
 
@@ -53,8 +53,8 @@ class SplitOptions(ProgressionOverrides):
     episodes: int = Field(DEFAULT_EPISODES, description="episodes per shot budget")
     support: str | None = Field(
         None,
-        description="few-shot support: 'images' per test class, or whole test 'classes' (DESIGN.md 6); "
-        "unset: the dataset's default (classes for sop, images otherwise)",
+        description="few-shot support: 'images' per test class, or whole test 'classes' (docs/protocol.md "
+        "section 5); unset: the dataset's default (classes for sop, images otherwise)",
     )
     seed: int = Field(0, description="seed of the train/validation division and of the episodes")
     extractor: str | None = Field(

@@ -1,4 +1,4 @@
-"""The ooDML split progressions (DESIGN.md section 3; Milbich, Roth et al., NeurIPS 2021).
+"""The ooDML split progressions (docs/protocol.md section 2; Milbich, Roth et al., NeurIPS 2021).
 
 Starting from a dataset's default train/test class partition, a progression moves classes between the
 two sides step by step so that the FID between train and test class means grows (``harder``), shrinks
@@ -287,10 +287,11 @@ def removal_progression(
     """Class removal, from the state the harder progression ends in, with a fresh swap history.
 
     Each step records its partition, picks K pairs as the harder direction does and swaps them. As
-    DESIGN.md section 3 specifies (following the ooDML reference, ``split_maker_with_class_removal``),
-    when the FID after the swaps is greater than or equal to the FID before them, the swaps are undone
-    and the picked classes are removed from their sides instead. The swap history keeps the list
-    positions it picked across removals, unrenumbered, as the reference's does.
+    docs/protocol.md section 2 specifies (following the ooDML reference,
+    ``split_maker_with_class_removal``), when the FID after the swaps is greater than or equal to the FID
+    before them, the swaps are undone and the picked classes are removed from their sides instead. The
+    swap history keeps the list positions it picked across removals, unrenumbered, as the reference's
+    does.
     """
     fid_of = fid_of or PartitionFID(means)
     train, test = np.array(train, copy=True), np.array(test, copy=True)
@@ -309,7 +310,7 @@ def removal_progression(
             # is neither renumbered nor pruned after a deletion, so for the next H picks it excludes
             # whichever classes have moved into those positions (and positions past the end exclude
             # nothing). Renumbering would follow the removed classes' neighbours instead and pick other
-            # classes from the first removal on (DESIGN.md section 3).
+            # classes from the first removal on (docs/protocol.md section 2).
         if min(len(train), len(test)) < settings.swaps_per_step + max(settings.history, 2):
             # Another step could leave a side with fewer than 2 classes (FID undefined) or run out of
             # candidates outside the swap history.

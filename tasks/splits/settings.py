@@ -1,4 +1,4 @@
-"""Progression settings per dataset: the published ones (DESIGN.md section 3), scaled for the rest.
+"""Progression settings per dataset: the published ones (docs/protocol.md section 2), scaled for the rest.
 
 CUB200, CARS196 and SOP use their published settings exactly. Any other dataset (an image folder, a CSV
 list, the glyph demo) starts from CUB200's and bounds them by the size of its initial partition, ``n``
@@ -42,7 +42,8 @@ PUBLISHED_SETTINGS: dict[str, ProgressionConfig] = {"cub200": _CUB, "cars196": _
 PUBLISHED_KEYS: dict[str, list[str]] = {"cub200": ["-20", "-10", "0", "6", "10", "30", "R22", "R48", "R66"]}
 
 
-# Few-shot support per dataset (DESIGN.md 6): whole test classes where classes hold only a few images.
+# Few-shot support per dataset (docs/protocol.md section 5): whole test classes where classes hold only a
+# few images.
 DEFAULT_SUPPORT: dict[str, Support] = {"sop": "classes"}
 
 

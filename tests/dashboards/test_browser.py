@@ -1,4 +1,5 @@
-"""The dashboard in headless Chromium (DESIGN.md 9): every chart drawn, no console errors, a screenshot."""
+"""The dashboard in headless Chromium (Debian's chromium and chromium-driver, via selenium): every chart
+drawn, no console errors, a screenshot."""
 
 import shutil
 from pathlib import Path

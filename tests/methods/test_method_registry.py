@@ -59,7 +59,8 @@ ORIGINAL_VARIANTS = {
 
 @pytest.mark.parametrize(("name", "variants"), sorted(ORIGINAL_VARIANTS.items()))
 def test_oodml_methods_default_to_the_original(name, variants):
-    """DESIGN.md 5b: the ooDML code's definition is the default; a library's convention is a variant."""
+    """docs/protocol.md section 10: the ooDML code's definition is the default; a library's convention is
+    a variant."""
     assert list(METHODS[name].variants) == variants
 
 

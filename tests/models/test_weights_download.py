@@ -1,6 +1,6 @@
-"""Pretrained weights download through torch hub's and Hugging Face's own caches (DESIGN.md 10), from an
-HTTP server on 127.0.0.1; offline or without a connection the cache is used, and an absent file is named
-with where to put it and the setting."""
+"""Pretrained weights download through torch hub's and Hugging Face's own caches (README.md, One trial),
+from an HTTP server on 127.0.0.1; offline or without a connection the cache is used, and an absent file is
+named with where to put it and the setting."""
 
 from __future__ import annotations
 

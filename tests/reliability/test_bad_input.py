@@ -270,7 +270,8 @@ def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
         "c09 (3 images); lower fewshot.budgets to at most 1, or set fewshot.small_classes: leave_out"
         in message
     )
-    # whole-class support (DESIGN.md 6, SOP's default) takes every image of a support class: no limit
+    # whole-class support (docs/protocol.md section 5, SOP's default) takes every image of a support class:
+    # no limit
     weights = tmp_path / "resnet50.pth"
     weights.touch()  # preflight only asks where the FID weights are
     whole = {"datasets.0.splits": {"select": 2, "support": "classes", "weights": str(weights)}}
@@ -279,7 +280,9 @@ def test_shots_beyond_the_smallest_class_are_refused_before_splits_are_built(
     message = refused(
         changed(changed(spec, build), {**whole, "fewshot.budgets": [0, 5], "fewshot.iterations": {5: 3}})
     )
-    assert message.startswith("fewshot.budgets: [5] shots with whole-class support (DESIGN.md 6) need")
+    assert message.startswith(
+        "fewshot.budgets: [5] shots with whole-class support (docs/protocol.md section 5) need"
+    )
     assert (
         "the 6 test classes of the default split of datasets.0 (imagefolder) hold 33 images, enough for "
         in message

@@ -1,4 +1,5 @@
-"""Few-shot episodes against their invariants (DESIGN.md 6): per-image and whole-class support."""
+"""Few-shot episodes against their invariants (docs/protocol.md section 5): per-image and whole-class
+support."""
 
 import numpy as np
 import pytest

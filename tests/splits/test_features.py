@@ -96,9 +96,9 @@ def _structured_image(width: int, height: int, tone: int, rng: np.random.Generat
 
 @pytest.mark.slow
 def test_resnet50_features_are_class_means_of_pooled_eval_features(tmp_path: Path) -> None:
-    """DESIGN.md 2: every image through the evaluation transform (Resize 256, CenterCrop 224, ImageNet
-    normalisation; no augmentation) and the network in eval mode, its 2048-d globally average-pooled
-    penultimate features, averaged per class. The reference is torchvision's own ResNet50 (random weights,
+    """docs/protocol.md section 1: every image through the evaluation transform (Resize 256, CenterCrop
+    224, ImageNet normalisation; no augmentation) and the network in eval mode, its 2048-d globally
+    average-pooled penultimate features, averaged per class. The reference is torchvision's own ResNet50 (random weights,
     fc = Identity) on torchvision's classic PIL transforms; PIL's and the tensor path's antialiased resizes
     differ by about 1e-4 of the largest feature, while (measured) a training augmentation (crop and flip)
     moves the means by 5% of it, a per-class max by 8%, max pooling by 60%, batch statistics (train mode)

@@ -1,4 +1,4 @@
-"""The split progressions against a slow, literal transcription of DESIGN.md section 3."""
+"""The split progressions against a slow, literal transcription of docs/protocol.md section 2."""
 
 import numpy as np
 import pytest
@@ -57,7 +57,8 @@ def _reference_removal(means, train, test, n, k, h):
             new_t[i], new_s[j] = new_s[j], new_t[i]
         if fid_reference(means[new_t], means[new_s]) >= before:
             drop_t, drop_s = {i for i, _ in pairs}, {j for _, j in pairs}
-            # hist_t / hist_s keep the positions as picked (DESIGN.md 3: not renumbered, not dropped)
+            # hist_t / hist_s keep the positions as picked (docs/protocol.md section 2: not renumbered,
+            # not dropped)
             train = [c for i, c in enumerate(train) if i not in drop_t]
             test = [c for j, c in enumerate(test) if j not in drop_s]
         else:
