@@ -23,6 +23,7 @@ from tasks.splits.progressions import (
     removal_progression,
     swap_progression,
 )
+from tasks.splits.settings import scaled_settings
 
 
 def _sqrtm_fid(train_feats: np.ndarray, test_feats: np.ndarray, eps: float = 1e-8) -> float:
@@ -49,8 +50,13 @@ def _original_walk(train_swaps, test_swaps, k, train_history, test_history, hist
     return train_swap, test_swap
 
 
-def _original_removal(train_feats, train_cls, test_feats, test_cls, n_swaps, swaps_per_iter, history):
-    """Transcription of the reference's removal loop; returns [(key, fid, train names, test names)]."""
+def _original_removal(
+    train_feats, train_cls, test_feats, test_cls, n_swaps, swaps_per_iter, history, stop_below=None
+):
+    """Transcription of the reference's removal loop; returns [(key, fid, train names, test names)].
+
+    ``stop_below``: also stop after a step that leaves the smaller side with fewer classes (oodml's stop
+    rule, not the reference's, which runs its N steps)."""
     train_feats, test_feats = list(train_feats), list(test_feats)
     train_cls, test_cls = list(train_cls), list(test_cls)
     train_history, test_history = [], []  # list positions, exactly as picked
@@ -81,6 +87,8 @@ def _original_removal(train_feats, train_cls, test_feats, test_cls, n_swaps, swa
             for position in sorted(set(test_picked), reverse=True):
                 del test_feats[position]
                 del test_cls[position]
+        if stop_below is not None and min(len(train_cls), len(test_cls)) < stop_below:
+            break
     return recorded
 
 
@@ -177,3 +185,88 @@ def test_swaps_are_kept_only_when_they_lower_the_fid(seed):
         swapped_test = [index[c] for c in (set(before.test) - gone_test) | gone_train]
         assert fid(means[swapped_train], means[swapped_test]) >= before.fid
     assert kept and removed  # both branches of the rule were taken
+
+
+# The stop rule (removal_progression's loop; settings.py's docstring): after a step, the walk stops when the smaller
+# side holds fewer than K + max(H, 2) classes; a step that leaves exactly K + max(H, 2) is followed by
+# another. With every class mean the same vector (all ones: centred exactly 0), a swap never changes the
+# FID, so by the >= rule every step removes K classes from each side, and the sizes of each recorded step
+# follow by hand: a side of n classes holds n - s K at step s.
+@pytest.mark.parametrize(
+    ("sides", "k", "history", "expected_sizes"),
+    [
+        # bound 2 + max(1, 2) = 4; after-step smaller side 10, 8, 6, 4 (= bound: go on), 2 (< 4: stop)
+        ((12, 13), 2, 1, [(12, 13), (10, 11), (8, 9), (6, 7), (4, 5)]),
+        # H = 0 still keeps 2: bound 2 + 2 = 4, as above (a bound of K + H = 2 would go on to 2 classes)
+        ((12, 13), 2, 0, [(12, 13), (10, 11), (8, 9), (6, 7), (4, 5)]),
+        # bound 1 + 3 = 4; one class a step: 12 .. 4 recorded, stop once 3 are left
+        ((12, 13), 1, 3, [(12 - s, 13 - s) for s in range(9)]),
+        # bound 3 + max(3, 2) = 6: after-step 9, 6 (= bound: go on), 3 (< 6: stop)
+        ((12, 13), 3, 3, [(12, 13), (9, 10), (6, 7)]),
+        # the smaller side decides, whichever it is: the test side of 12 here (the train side of 20 would
+        # allow 9 steps)
+        ((20, 12), 2, 1, [(20, 12), (18, 10), (16, 8), (14, 6), (12, 4)]),
+        ((12, 20), 2, 1, [(12, 20), (10, 18), (8, 16), (6, 14), (4, 12)]),
+    ],
+)
+def test_the_removal_walk_stops_below_k_plus_max_h_2_and_not_at_it(sides, k, history, expected_sizes):
+    n_train, n_test = sides
+    means = np.ones((n_train + n_test, 3))
+    names = [f"c{i:02d}" for i in range(len(means))]
+    train, test = np.arange(n_train), np.arange(n_train, n_train + n_test)
+    steps = removal_progression(means, names, train, test, ProgressionSettings(30, k, history))
+    assert [(len(s.train), len(s.test)) for s in steps] == expected_sizes
+    assert [s.key for s in steps] == [f"R{s * k}" for s in range(len(expected_sizes))]
+    assert min(expected_sizes[-1]) - k < k + max(history, 2) <= min(expected_sizes[-1])
+
+
+def test_the_removal_walk_runs_its_steps_when_the_stop_is_not_reached():
+    """N steps and no more when the sides stay above the bound: 12 - 3 * 2 = 6 >= 4 after the last."""
+    means = np.ones((25, 3))
+    names = [f"c{i:02d}" for i in range(25)]
+    steps = removal_progression(means, names, np.arange(12), np.arange(12, 25), ProgressionSettings(4, 2, 1))
+    assert [(len(s.train), len(s.test)) for s in steps] == [(12, 13), (10, 11), (8, 9), (6, 7)]
+
+
+def test_the_removal_walk_stops_at_the_boundary_as_the_original_loop_with_the_rule():
+    """On a generic run (swaps kept and removals mixed) the steps are the original loop's, cut by the rule:
+    after a step, stop when the smaller side holds fewer than K + max(H, 2) classes. The run reaches a step
+    whose smaller side is exactly the bound and goes on from it."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(25, 30))
+    names = [f"c{i:02d}" for i in range(25)]
+    train, test = np.arange(12), np.arange(12, 25)
+    k, history, n_steps = 2, 1, 30
+    bound = k + max(history, 2)
+    got = removal_progression(means, names, train, test, ProgressionSettings(n_steps, k, history))
+    expected = _original_removal(
+        [means[c] for c in train], [names[c] for c in train], [means[c] for c in test],
+        [names[c] for c in test], n_steps, k, history, stop_below=bound,
+    )  # fmt: skip
+    _assert_same_steps(got, expected)
+    sizes = [min(len(s.train), len(s.test)) for s in got]
+    assert bound in sizes[1:] and len(got) < n_steps  # the boundary was reached, and the rule stopped it
+
+
+def _steps_until_the_stop(n: int, k: int, history: int) -> int:
+    """Recorded steps of a walk that removes K classes a side every step from a smaller side of n: a step
+    follows another while that one left at least K + max(H, 2) classes."""
+    count = 1
+    while n - k >= k + max(history, 2):
+        n, count = n - k, count + 1
+    return count
+
+
+@pytest.mark.parametrize("n", [4, 5, 6, 8, 9, 12, 20, 31])
+def test_scaled_removal_steps_are_the_steps_a_walk_removing_every_step_runs(n):
+    """settings.py: at most as many removal steps as can run before a side would fall below K + max(H, 2)
+    if every step removed classes; all ones make every step remove (see above)."""
+    config = scaled_settings(ProgressionConfig(), (n, n + 5))
+    removal = config.removal
+    expected = min(35, _steps_until_the_stop(n, removal.swaps_per_step, removal.history))
+    assert removal.steps == expected
+    means = np.ones((2 * n + 5, 3))
+    names = [f"c{i:02d}" for i in range(len(means))]
+    unbounded = ProgressionSettings(100, removal.swaps_per_step, removal.history)
+    steps = removal_progression(means, names, np.arange(n), np.arange(n, 2 * n + 5), unbounded)
+    assert len(steps) == _steps_until_the_stop(n, removal.swaps_per_step, removal.history)

@@ -4,6 +4,7 @@ its docstring, and the sign-flip test's size and power on many synthetic studies
 import argparse
 import itertools
 import json
+import zlib
 
 import numpy as np
 import pyarrow.compute as pc
@@ -22,6 +23,7 @@ from study.results.compare import (
     NO_AUC,
     NO_FULL_SEED,
     ONE_SEED,
+    RESAMPLES,
     bootstrap_statistic,
     holm,
     never_significant,
@@ -137,6 +139,68 @@ def test_a_difference_without_noise_has_a_zero_width_interval(tmp_path):
     counts = np.array([[3, 0, 0], [0, 1, 2]]), np.array([[0, 3, 0], [2, 0, 1]])  # unequal splits drawn
     weights = split_weights(np.array([10.0, 35.0, 20.0]))
     assert bootstrap_statistic(np.full((3, 3), 0.05), weights, *counts) == pytest.approx([0.05, 0.05])
+
+
+def test_the_interval_is_the_2_5th_to_97_5th_percentile_of_a_known_bootstrap_distribution(tmp_path):
+    """d = a - b is -1/8, 1/8, 3/8 on seeds 0, 1, 2, the same on every split, so every resample's statistic
+    (pair: the weighted mean over drawn splits of equal means; split: the mean over drawn seeds) is the mean
+    of 3 seeds drawn with replacement: -1/8 and 3/8 each with probability 1/27 = 3.7%, the next values
+    (-1/8 + 1/6, 3/8 - 1/6) with 3/27. The 2.5th and 97.5th percentiles are the extremes -1/8 and 3/8 (with
+    2000 resamples, about 74 +- 8 at each end, more than the 50 the 2.5% tail holds); the 5th and 95th
+    would be 1/24 and 5/24 (fewer than the 100 of a 5% tail)."""
+    seeds = (0, 1, 2)
+    d = np.array([-0.125, 0.125, 0.375])
+    b = {j: np.full(3, 0.5) for j in FIDS}
+    a = {j: 0.5 + d for j in FIDS}
+    write_grid(tmp_path, methods=("a", "b"), seeds=seeds, values={"a": a, "b": b})
+    result = compare(read_results(tmp_path))
+    (pair,) = result.pairs.to_pylist()
+    assert (pair["method_a"], pair["diff"]) == ("a", pytest.approx(0.125))
+    assert (pair["ci_low"], pair["ci_high"]) == pytest.approx((-0.125, 0.375))
+    for row in result.splits.to_pylist():
+        assert (row["diff"], row["ci_low"], row["ci_high"]) == pytest.approx((0.125, -0.125, 0.375))
+
+
+def test_the_intervals_are_the_percentiles_of_the_resamples(tmp_path):
+    """Against the same resamples (the seeded generator of the pair, drawn as compare draws them: the seed
+    counts, the split counts, then per split its seeds), each statistic computed by a loop from the
+    definition; the 2.5th and 97.5th percentiles of the resamples that have a value."""
+    methods, seeds = ("a", "b"), (0, 1, 2)
+    values = grid_values(methods, seeds, np.random.default_rng(12))
+    write_grid(tmp_path, methods=methods, seeds=seeds, values=values)
+    result_path(tmp_path, "b-1-2", "eval").unlink()  # split 1 has no seed 2: some resamples have no value
+    result = compare(read_results(tmp_path))
+    (pair,) = result.pairs.to_pylist()
+    a, b = pair["method_a"], pair["method_b"]
+    split_ids = sorted(FIDS)
+    cells = {j: [s for s in seeds if (j, s) != (1, 2)] for j in split_ids}
+    d = {(s, j): values[a][j][s] - values[b][j][s] for j in split_ids for s in cells[j]}
+    w = trapezoid_weights(np.array([FIDS[j] for j in split_ids]))
+    rng = np.random.default_rng([0, zlib.crc32(f"glyphs\0glyphnet\0{a}\0{b}".encode())])
+    seed_counts = rng.multinomial(3, np.full(3, 1 / 3), size=RESAMPLES)
+    split_counts = rng.multinomial(3, np.full(3, 1 / 3), size=RESAMPLES)
+    statistics = []
+    for seed_count, split_count in zip(seed_counts, split_counts, strict=True):
+        drawn_seeds = [s for s, c in zip(seeds, seed_count, strict=True) for _ in range(c)]
+        drawn_splits = [j for j, c in zip(split_ids, split_count, strict=True) for _ in range(c)]
+        total = weight = 0.0
+        for j in drawn_splits:
+            present = [d[s, j] for s in drawn_seeds if (s, j) in d]
+            if not present:
+                total = np.nan  # a drawn split without a drawn seed: the resample is left out
+                break
+            total += w[j] * np.mean(present)
+            weight += w[j]
+        if not np.isnan(total):
+            statistics.append(total / weight)
+    assert len(statistics) < RESAMPLES  # some resamples were left out
+    assert (pair["ci_low"], pair["ci_high"]) == pytest.approx(np.percentile(statistics, [2.5, 97.5]))
+    # 8 cells: the sign-flip test enumerates its patterns and draws nothing, so the per-split intervals draw next
+    for row in result.splits.to_pylist():
+        dj = [d[s, row["split_id"]] for s in cells[row["split_id"]]]
+        counts = rng.multinomial(len(dj), np.full(len(dj), 1 / len(dj)), size=RESAMPLES)
+        means = [sum(c * v for c, v in zip(count, dj, strict=True)) / len(dj) for count in counts]
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(np.percentile(means, [2.5, 97.5]))
 
 
 def test_holm_matches_the_step_down_loop():

@@ -234,6 +234,53 @@ def test_cross_dataset_table() -> None:
         assert row["mean"] == pytest.approx(mean / 2) and row["own_test"] == pytest.approx(mean - 0.05)
 
 
+def _cross_record(method: str, split: int, seed: int, test: float, cross: dict[str, float]) -> TrialRecord:
+    """A benchmark trial with test Recall@1 ``test`` and cross-dataset Recall@1 per evaluated dataset."""
+    measurements = [Measurement("test", "recall@1", test)]
+    measurements += [Measurement("cross", "recall@1", v, eval_dataset=name) for name, v in cross.items()]
+    identity = TrialIdentity(
+        trial_id=f"{method}-{split}-{seed}",
+        dataset="d",
+        split_id=split,
+        split_key=f"k{split}",
+        fid=FIDS[split],
+        num_test_classes=20,
+        method=method,
+        backbone="b",
+        seed=seed,
+    )
+    return TrialRecord(identity=identity, measurements=tuple(measurements))
+
+
+def test_own_test_averages_only_the_cross_evaluated_trials() -> None:
+    """own_test is the test value of the same trials as the cross-dataset mean (docs/oracle.md): a trial of
+    the method and split that was not evaluated on the other dataset (seed 2 of (m, 0), every seed of
+    (m, 1)) does not enter it."""
+    records = [
+        _cross_record("m", 0, 0, 0.5, {"other": 0.25}),
+        _cross_record("m", 0, 1, 0.75, {"other": 0.125}),
+        _cross_record("m", 0, 2, 0.125, {}),  # not cross-evaluated: its 0.125 stays out of own_test
+        _cross_record("m", 1, 0, 0.25, {}),
+        _cross_record("m", 1, 1, 0.5, {}),
+        _cross_record("n", 0, 0, 0.375, {"other": 0.0625}),
+        _cross_record("n", 0, 1, 0.25, {}),
+        _cross_record("n", 2, 0, 0.5, {"other": 0.25}),
+        _cross_record("n", 2, 1, 0.625, {"other": 0.375}),
+    ]
+    table = pa.concat_tables([trial_rows(r, stage="eval", study="s") for r in records])
+    out = {(r["method"], r["split_id"]): r for r in cross_dataset(table).to_pylist()}
+    assert set(out) == {("m", 0), ("n", 0), ("n", 2)}  # (m, 1): no trial was cross-evaluated
+    expected = {  # (mean of cross, n_seeds, mean of the same trials' test values), by hand
+        ("m", 0): (0.1875, 2, 0.625),  # (0.5 + 0.75) / 2, not (0.5 + 0.75 + 0.125) / 3
+        ("n", 0): (0.0625, 1, 0.375),  # seed 0 alone, not (0.375 + 0.25) / 2
+        ("n", 2): (0.3125, 2, 0.5625),  # every seed cross-evaluated
+    }
+    for key, (mean, n_seeds, own_test) in expected.items():
+        row = out[key]
+        assert row["eval_dataset"] == "other" and row["n_seeds"] == n_seeds
+        assert row["mean"] == pytest.approx(mean) and row["own_test"] == pytest.approx(own_test)
+
+
 def test_older_rows_without_a_role_read_as_benchmark() -> None:
     table = _table()
     older = table.set_column(

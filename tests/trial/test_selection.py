@@ -96,3 +96,51 @@ def test_paper_protocol_refuses_a_trial_without_test_classes(glyph_benchmark, tm
     split = read_split_file(config.data.split_file).split("0")
     with pytest.raises(ValueError, match="protocol 'validated'"):
         train_model(config, glyph_benchmark["images"], split, tmp_path / "trial")
+
+
+# Ties: the earlier epoch is kept (train_model keeps an epoch only when its score is higher than the best so
+# far). Values are sums of powers of two, so equal sums are equal floats: 0.5 + 0.25 == 0.25 + 0.5.
+TIED_VAL = {"recall@1": [0.25, 0.5, 0.25, 0.25, 0.125], "map@r": [0.25, 0.25, 0.25, 0.5, 0.125]}
+TIED_TEST = {"recall@1": [0.25, 0.5, 0.125, 0.5, 0.5], "map@r": [0.5, 0.5, 0.5, 0.5, 0.5]}
+FLAT = {"recall@1": [0.5] * 5, "map@r": [0.25] * 5}
+
+
+def _scripted_curves(split, val: dict, test: dict):
+    calls: dict = {}
+
+    def evaluate(model, images, classes, config, device):
+        subset = "val" if list(classes) == list(split.split_val) else "test"
+        epoch = calls.setdefault(subset, 0)
+        calls[subset] += 1
+        return {name: values[epoch] for name, values in (val if subset == "val" else test).items()}
+
+    return evaluate
+
+
+@pytest.mark.parametrize(
+    ("protocol", "val", "test", "selected", "score"),
+    [
+        # val recall@1 + map@r: 0.5, 0.75, 0.5, 0.75, 0.25; epochs 1 and 3 tie
+        ("validated", TIED_VAL, TIED_TEST, 1, 0.75),
+        # test recall@1: 0.25, 0.5, 0.125, 0.5, 0.5; epochs 1, 3 and 4 (the last) tie
+        ("paper", TIED_VAL, TIED_TEST, 1, 0.5),
+        # every epoch ties: the first
+        ("validated", FLAT, FLAT, 0, 0.75),
+        ("paper", FLAT, FLAT, 0, 0.5),
+    ],
+)
+def test_a_tied_selection_score_keeps_the_earlier_epoch(
+    glyph_benchmark, tmp_path, monkeypatch, protocol, val, test, selected, score
+):
+    torch.set_num_threads(1)
+    config = _config(glyph_benchmark, protocol)
+    split = read_split_file(config.data.split_file).split("0")
+    monkeypatch.setattr(tasks.train, "evaluate_classes", _scripted_curves(split, val, test))
+    result = train_model(config, glyph_benchmark["images"], split, tmp_path / "trial")
+    subset = "test" if protocol == "paper" else "val"
+    scores = [r[f"{subset}/selection_score"] for r in result.history]
+    assert scores.count(score) >= 2 and max(scores) == score  # the curve does tie at its best
+    assert result.selected_epoch == selected and result.best_score == score
+    assert result.selected_record()["epoch"] == selected
+    best = tasks.train.load_checkpoint(tmp_path / "trial" / tasks.train.BEST_WEIGHTS)
+    assert best["epoch"] == selected  # the weights kept (and loaded back) are the earlier epoch's
