@@ -187,11 +187,11 @@ def test_swaps_are_kept_only_when_they_lower_the_fid(seed):
     assert kept and removed  # both branches of the rule were taken
 
 
-# The stop rule (removal_progression's loop; settings.py's docstring): after a step, the walk stops when the smaller
-# side holds fewer than K + max(H, 2) classes; a step that leaves exactly K + max(H, 2) is followed by
-# another. With every class mean the same vector (all ones: centred exactly 0), a swap never changes the
-# FID, so by the >= rule every step removes K classes from each side, and the sizes of each recorded step
-# follow by hand: a side of n classes holds n - s K at step s.
+# The stop rule (removal_progression's loop; settings.py's docstring): after a step, the walk stops when
+# the smaller side holds fewer than K + max(H, 2) classes; a step that leaves exactly K + max(H, 2) is
+# followed by another. With every class mean the same vector (all ones: centred exactly 0), a swap never
+# changes the FID, so by the >= rule every step removes K classes from each side, and the sizes of each
+# recorded step follow by hand: a side of n classes holds n - s K at step s.
 @pytest.mark.parametrize(
     ("sides", "k", "history", "expected_sizes"),
     [

@@ -195,7 +195,7 @@ def test_the_intervals_are_the_percentiles_of_the_resamples(tmp_path):
             statistics.append(total / weight)
     assert len(statistics) < RESAMPLES  # some resamples were left out
     assert (pair["ci_low"], pair["ci_high"]) == pytest.approx(np.percentile(statistics, [2.5, 97.5]))
-    # 8 cells: the sign-flip test enumerates its patterns and draws nothing, so the per-split intervals draw next
+    # 8 cells: the sign-flip test enumerates its patterns, drawing nothing; the per-split intervals draw next
     for row in result.splits.to_pylist():
         dj = [d[s, row["split_id"]] for s in cells[row["split_id"]]]
         counts = rng.multinomial(len(dj), np.full(len(dj), 1 / len(dj)), size=RESAMPLES)
