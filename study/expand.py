@@ -136,15 +136,18 @@ def _check_batch(spec: StudySpec, splits: list[Split], where: str) -> None:
 
 
 def check_batch_classes(spec: StudySpec, classes: int, holder: str, which: str = "its split_train") -> None:
-    """Every training batch needs ``batch_size / samples_per_class`` distinct training classes;
-    ``holder`` (a split, in words) trains on ``classes`` (``which`` ones, in words)."""
-    size, per_class = spec.training.batch_size, spec.training.samples_per_class
-    if classes < size // per_class:
-        raise SpecError(
-            f"training.batch_size: a batch of {size} images with samples_per_class {per_class} needs "
-            f"{size // per_class} distinct classes, but {holder} trains on {classes} classes ({which}); "
-            f"lower training.batch_size to at most {classes * per_class}"
-        )
+    """Every training batch needs ``batch_size / samples_per_class`` distinct training classes, for each
+    method's training settings; ``holder`` (a split, in words) trains on ``classes`` (``which`` ones)."""
+    for index, method in enumerate(spec.methods):
+        training = spec.method_settings(method).training
+        size, per_class = training.batch_size, training.samples_per_class
+        if classes < size // per_class:
+            field = f"methods.{index}.training" if "batch_size" in method.training else "training"
+            raise SpecError(
+                f"{field}.batch_size: a batch of {size} images with samples_per_class {per_class} needs "
+                f"{size // per_class} distinct classes, but {holder} trains on {classes} classes ({which}); "
+                f"lower {field}.batch_size to at most {classes * per_class}"
+            )
 
 
 def trial_config(
@@ -157,8 +160,10 @@ def trial_config(
     *,
     tuning: bool,
 ) -> TrialConfig:
-    """A tuning trial validates only (no test classes, no few-shot); an evaluation trial does all."""
-    training = spec.training
+    """A tuning trial validates only (no test classes, no few-shot); an evaluation trial does all. The
+    method's own settings (``StudySpec.method_settings``) stand over the study's."""
+    settings = spec.method_settings(method)
+    training = settings.training
     if tuning:  # tuning selects on the validation classes, whatever protocol the evaluation follows
         update = {"protocol": "validated"} | ({"epochs": spec.tuning.epochs} if spec.tuning.epochs else {})
         training = training.model_copy(update=update)
@@ -171,10 +176,10 @@ def trial_config(
             split_file=str(plan.split_file),
             split=split.key,
         ),
-        model=spec.model,
+        model=settings.model,
         method=method.config(hyperparameters),
         training=training,
-        fewshot=FewShotConfig(**spec.fewshot.adaptation.model_dump(), shots=[] if tuning else spec.shots),
+        fewshot=FewShotConfig(**settings.fewshot.model_dump(), shots=[] if tuning else spec.shots),
         seed=seed,
         evaluate_test=not tuning,
     )

@@ -53,11 +53,15 @@ def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
 
 
 def check_weights(spec: StudySpec) -> None:
-    """The backbone's pretrained weights are where every trial will look for them."""
-    try:
-        pretrained_weights(spec.model.backbone, spec.model.pretrained)
-    except (FileNotFoundError, ValueError) as err:
-        raise SpecError(f"model.pretrained: {err}") from None
+    """Each backbone's pretrained weights (the study's, and a method's own) are where every trial will look
+    for them."""
+    for index, method in enumerate(spec.methods):
+        model = spec.method_settings(method).model
+        field = f"methods.{index}.model" if method.model else "model"
+        try:
+            pretrained_weights(model.backbone, model.pretrained)
+        except (FileNotFoundError, ValueError) as err:
+            raise SpecError(f"{field}.pretrained: {err}") from None
 
 
 def readable_images(entry: DatasetEntry, field: str, echo: Callable[[str], None]) -> LabelledImages:

@@ -12,6 +12,7 @@ Ray trials run in other working directories.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -214,7 +215,7 @@ class DatasetEntry(_Strict):
 
     @property
     def support(self) -> str:
-        """How the built split file's episodes draw their support (DESIGN.md 6)."""
+        """How the built split file's episodes draw their support (docs/protocol.md section 5)."""
         from tasks.splits.settings import default_support
 
         return self.build.support or default_support(self.dataset)
@@ -245,14 +246,67 @@ class Range(_Strict):
         return self
 
 
+# What a method entry may set apart from the study's sections (``MethodEntry.model``, ``.training``,
+# ``.fewshot``): how one method trains and adapts, as the original's script sets it per method (DiVA's
+# batch of 108, S2SD's ResNet101 on SOP, ProxyAnchor's warm-up epoch, S2SD's 100 CARS iterations). How
+# methods are compared (protocol, selection, metrics, episodes, adaptation mode) stays study-wide.
+METHOD_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "model": ("backbone", "embedding_dim", "pretrained"),
+    "training": (
+        "epochs",
+        "warmup_epochs",
+        "batch_size",
+        "samples_per_class",
+        "class_sampling",
+        "iterations_per_epoch",
+        "lr",
+        "head_lr",
+        "weight_decay",
+        "lr_milestones",
+        "lr_gamma",
+        "amp",
+    ),
+    "fewshot": (
+        "iterations",
+        "lr_multiplier",
+        "batch_size",
+        "method",
+        "hyperparameters",
+        "loss_parameters",
+        "support_transform",
+        "reweight",
+    ),
+}
+Overrides = dict[str, Any]
+
+
 class MethodEntry(MethodConfig):
-    """A method (the trial's ``MethodConfig``: name, variant, fixed hyperparameters) and what to tune.
+    """A method (the trial's ``MethodConfig``: name, variant, fixed hyperparameters), what to tune, and
+    the study's settings it changes for itself (``METHOD_OVERRIDES``).
 
     ``search: true`` tunes every declared hyperparameter over its declared range except the fixed ones;
     a mapping tunes only the named hyperparameters, over the given ranges.
     """
 
     search: bool | dict[str, Range] = False
+    model: Overrides = Field(default_factory=dict, description="this method's model settings, e.g. backbone")
+    training: Overrides = Field(
+        default_factory=dict, description="this method's training settings, e.g. batch_size, warmup_epochs"
+    )
+    fewshot: Overrides = Field(
+        default_factory=dict, description="this method's few-shot adaptation settings, e.g. iterations"
+    )
+
+    @model_validator(mode="after")
+    def _overridable(self) -> MethodEntry:
+        for section, allowed in METHOD_OVERRIDES.items():
+            refused = sorted(set(getattr(self, section)) - set(allowed))
+            if refused:
+                raise ValueError(
+                    f"{section}.{refused[0]}: not settable per method (it decides how methods are compared: "
+                    f"set it in the study's {section} section); per method: {', '.join(allowed)}"
+                )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -390,6 +444,29 @@ class RaySpec(_Strict):
     num_cpus: int | None = Field(None, description="CPUs of a local Ray; None: all")
 
 
+@dataclass(frozen=True)
+class MethodSettings:
+    """A method's settings in a study: the study's sections with its own values over them."""
+
+    model: ModelConfig
+    training: TrainingConfig
+    fewshot: AdaptationConfig
+
+
+def _checked_model(model: ModelConfig, prefix: str) -> ModelConfig:
+    """``model`` with its backbone known (a built-in name or any timm model) and a weights file made
+    absolute (trials run elsewhere: Ray workers); ``prefix`` leads the field an error names."""
+    from tasks.models import backbone_spec
+
+    try:
+        backbone_spec(model.backbone)
+    except ValueError as err:
+        raise ValueError(f"{prefix}backbone: {err}") from None
+    if isinstance(model.pretrained, str):
+        return model.model_copy(update={"pretrained": _absolute(model.pretrained)})
+    return model
+
+
 class StudySpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     plugins: list[str] = Field(
@@ -401,7 +478,7 @@ class StudySpec(_Strict):
     methods: list[MethodEntry] = Field(min_length=1)
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
-    fewshot: FewShotSpec = FewShotSpec()
+    fewshot: FewShotSpec = Field(default_factory=FewShotSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     tuning: TuningSpec = TuningSpec()
     oracle: OracleSpec = OracleSpec()
@@ -425,15 +502,7 @@ class StudySpec(_Strict):
     @field_validator("model")
     @classmethod
     def _backbone(cls, model: ModelConfig) -> ModelConfig:
-        from tasks.models import backbone_spec
-
-        try:  # exactly what a trial builds: a built-in name or any timm model (timm:<name>)
-            backbone_spec(model.backbone)
-        except ValueError as err:
-            raise ValueError(f"backbone: {err}") from None
-        if isinstance(model.pretrained, str):  # a weights file: trials run elsewhere (Ray workers)
-            return model.model_copy(update={"pretrained": _absolute(model.pretrained)})
-        return model
+        return _checked_model(model, "")
 
     @model_validator(mode="after")
     def _grid(self) -> StudySpec:
@@ -452,19 +521,22 @@ class StudySpec(_Strict):
             )
         if len(set(budgets)) != len(budgets) or min(budgets) < 0:
             raise ValueError(f"fewshot.budgets: expected distinct shot counts >= 0, got {budgets}")
-        missing = [s for s in self.shots if s not in self.fewshot.iterations]
-        if missing:
-            raise ValueError(
-                f"fewshot.iterations: no entry for budgets {missing} (has {sorted(self.fewshot.iterations)})"
-            )
+        for m in self.methods:
+            iterations = self.method_settings(m).fewshot.iterations
+            missing = [s for s in self.shots if s not in iterations]
+            if missing:
+                where = f"methods.{self.methods.index(m)}.fewshot" if "iterations" in m.fewshot else "fewshot"
+                raise ValueError(
+                    f"{where}.iterations: no entry for budgets {missing} (has {sorted(iterations)})"
+                )
+        for m in self.methods:
+            self.method_settings(m)
         for d in self.datasets:
             wanted = d.build.shots
             if not d.split_file and wanted is not None and set(self.shots) - set(wanted):
                 raise ValueError(
                     f"datasets[{d.name}].splits.shots {wanted} lacks budgets {sorted(set(self.shots) - set(wanted))}"
                 )
-        if self.training.epochs < 0:
-            raise ValueError("training.epochs: at least 0 (0: evaluate every method untrained, as built)")
         searched = [m.label for m in self.methods if m.search_space()]
         if self.training.epochs == 0 and self.tuning.epochs is None and searched and self.tuning.trials:
             raise ValueError(
@@ -475,7 +547,7 @@ class StudySpec(_Strict):
             raise ValueError(
                 f"fewshot.budgets {self.shots}: protocol 'paper' selects the epoch on the test classes, so "
                 "adapting to them would measure a model chosen on its own queries; few-shot studies select "
-                "their base model on validation classes (DESIGN.md 6): set training.protocol: validated, or "
+                "their base model on validation classes (docs/protocol.md section 5): set training.protocol: validated, or "
                 "fewshot.budgets: [0]"
             )
         allowed = self.validation_metrics()
@@ -519,6 +591,30 @@ class StudySpec(_Strict):
                     raise ValueError(f"datasets.{i}.evaluate_on: entry {closest(other, names)}")
             if len(set(d.evaluate_on)) != len(d.evaluate_on):
                 raise ValueError(f"datasets.{i}.evaluate_on: duplicate entries in {d.evaluate_on}")
+
+    def method_settings(self, method: MethodEntry) -> MethodSettings:
+        """The model, training and adaptation settings ``method``'s trials use: the study's sections with
+        the entry's own values over them; a ValueError names the entry's field."""
+        at = f"methods.{self.methods.index(method)} ({method.label})"
+        settings = {}
+        for section, kind in (
+            ("model", ModelConfig),
+            ("training", TrainingConfig),
+            ("fewshot", AdaptationConfig),
+        ):
+            study = getattr(self, section)
+            base = study.adaptation if section == "fewshot" else study
+            try:
+                settings[section] = kind.model_validate(base.model_dump() | getattr(method, section))
+            except ValidationError as err:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in err.errors()
+                )
+                raise ValueError(f"{at}.{section}: {problems}") from None
+        if method.model:
+            settings["model"] = _checked_model(settings["model"], f"{at}.model.")
+        return MethodSettings(**settings)
 
     @property
     def oracle_methods(self) -> list[str]:

@@ -2,11 +2,12 @@
 
 A trial trains one DML method on the ``split_train`` part of one split's train classes, selects the
 checkpoint on the ``split_val`` classes, evaluates retrieval on the test classes, and optionally adapts
-to few-shot support sets (DESIGN.md sections 5-6).
+to few-shot support sets (docs/protocol.md sections 4-7).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -63,9 +64,9 @@ class MethodConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    """The paper's protocol by default (DESIGN.md 5b): Adam, lr 1e-5, wd 4e-4, batch 112 of 2 per class."""
+    """The paper's protocol by default (docs/protocol.md section 10): Adam, lr 1e-5, wd 4e-4, batch 112 of 2 per class."""
 
-    epochs: int = 200
+    epochs: int = Field(200, description="0: evaluate the model as built, untrained")
     batch_size: int = Field(112, ge=1)
     samples_per_class: int = Field(2, ge=1, description="images of each class in a batch")
     class_sampling: Literal["distinct", "with_replacement"] = Field(
@@ -74,6 +75,12 @@ class TrainingConfig(_Strict):
         "with_replacement: every class slot and image drawn independently, as the ooDML code's sampler",
     )
     iterations_per_epoch: int | None = Field(None, description="None: one pass over the training images")
+    warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description="first epochs with the backbone frozen (no gradient): only the head and the method's "
+        "own parameters train, as the original's --warmup (ProxyAnchor on SOP: 1)",
+    )
     lr: float = 1e-5
     head_lr: float | None = Field(None, description="None: same as lr")
     weight_decay: float = 4e-4
@@ -108,6 +115,13 @@ class TrainingConfig(_Strict):
     )
     amp: bool = Field(True, description="mixed precision on CUDA")
 
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, epochs: int) -> int:
+        if epochs < 0:
+            raise ValueError("at least 0 (0: evaluate every method untrained, as built)")
+        return epochs
+
     @model_validator(mode="after")
     def _batch(self) -> TrainingConfig:
         size, per_class = self.batch_size, self.samples_per_class
@@ -122,18 +136,73 @@ class TrainingConfig(_Strict):
         return self
 
 
+@functools.cache
+def _plain_loss(name: str) -> bool:
+    from tasks.methods import build_method
+
+    spec_defaults = {"num_classes": 4, "embedding_dim": 64}
+    return build_method(name, **spec_defaults).is_plain_loss
+
+
 class AdaptationConfig(_Strict):
-    """How a trained model adapts to a split's few-shot episodes (DESIGN.md 6).
+    """How a trained model adapts to a split's few-shot episodes (docs/protocol.md section 5).
 
     Declared once for a trial (``FewShotConfig``, which adds the shot budgets) and a study (its
-    ``fewshot`` section, which adds the budgets of the whole study)."""
+    ``fewshot`` section, which adds the budgets of the whole study). The defaults are the original's
+    (``utilities/finetune_utils.finetune_model`` as ``OOD-Study_FewShot.sh`` runs it)."""
 
     episodes: int | None = Field(None, description="episodes per budget; None: all in the split file")
-    mode: Literal["head", "full", "linear_probe"] = "head"
+    mode: Literal["head", "full", "linear_probe"] = Field(
+        "head",
+        description="head: only the embedding layer trains (the original's --finetune_only_last); full: the "
+        "whole model; linear_probe: a freshly initialised embedding layer",
+    )
     iterations: dict[int, int] = Field(default_factory=lambda: {2: 1000, 5: 1500, 10: 2000})
     lr_multiplier: float = 10.0
-    batch_size: int = 112
-    method: str = "margin"
+    batch_size: int = Field(112, ge=2, description="support images per step (2 per class)")
+    method: str = Field("margin", description="the criterion the support trains with (a fresh one)")
+    hyperparameters: dict[str, float | int] = Field(
+        default_factory=dict,
+        description="the criterion's hyperparameters; unset ones take its defaults, except the margin loss's "
+        "beta, which starts at the trained method's own margin beta where it has one (the original's "
+        "--loss_margin_beta: 0.6 for S2SD and R-Margin, 1.2 otherwise)",
+    )
+    loss_parameters: Literal["frozen", "trained"] = Field(
+        "frozen",
+        description="frozen: the criterion's own parameters (the margin loss's boundaries beta, proxies) keep "
+        "their initial values, as the original, whose optimizer holds only the embedding layer; trained: "
+        "they train at their own learning rate (earlier oodml versions)",
+    )
+    support_transform: Literal["train", "eval"] = Field(
+        "train",
+        description="train: each support image drawn is augmented as in training, and a frozen backbone runs "
+        "on it every step (the original); eval: support features computed once with the evaluation "
+        "transform (exact for a frozen backbone without augmentation, far cheaper; earlier oodml versions)",
+    )
+    reweight: bool = Field(
+        False,
+        description="a weighted block embedding (DiVA): adapt on the weighted concatenation (the original's "
+        "--finetune_reweight); false: on the unweighted one, as its script runs. Queries are always "
+        "evaluated on the reported (weighted) embedding",
+    )
+
+    @model_validator(mode="after")
+    def _criterion(self) -> AdaptationConfig:
+        from tasks.methods import method_spec
+
+        spec = method_spec(self.method)  # an unknown name is refused with the closest known one
+        unknown = sorted(set(self.hyperparameters) - set(spec.hyperparameters))
+        if unknown:
+            raise ValueError(
+                f"method {self.method!r} has no hyperparameter {', '.join(map(repr, unknown))} (fewshot."
+                f"hyperparameters); allowed: {', '.join(spec.hyperparameters)}"
+            )
+        if not _plain_loss(self.method):
+            raise ValueError(
+                f"method {self.method!r} is more than a loss on the embeddings (hooks, heads or inputs of its "
+                "own), which few-shot adaptation does not run: adapt with a plain loss such as 'margin'"
+            )
+        return self
 
     @property
     def adaptation(self) -> AdaptationConfig:
@@ -174,7 +243,7 @@ class TrialConfig(_Strict):
     model: ModelConfig = ModelConfig()
     method: MethodConfig
     training: TrainingConfig = TrainingConfig()
-    fewshot: FewShotConfig = FewShotConfig()
+    fewshot: FewShotConfig = Field(default_factory=FewShotConfig)
     seed: int = 0
     evaluate_test: bool = Field(True, description="False for tuning trials: validation classes only")
     role: TrialRole = Field(
@@ -207,6 +276,32 @@ class TrialConfig(_Strict):
                     "fewshot.shots [] and evaluate_on []"
                 )
         return self
+
+
+def method_hyperparameters(config: TrialConfig) -> dict[str, float | int]:
+    """The hyperparameters a trial builds its method with beyond the defaults: the config's, plus each
+    hyperparameter that mirrors a training setting (``MethodSpec.follows``, e.g. uniformity's
+    ``network_lr`` follows ``training.lr``) set to that setting unless the config sets it."""
+    from tasks.methods import method_spec
+
+    follows = method_spec(config.method.name).follows
+    mirrored = {k: getattr(config.training, setting) for k, setting in follows.items()}
+    return mirrored | dict(config.method.hyperparameters)
+
+
+def adaptation_hyperparameters(config: TrialConfig) -> dict[str, float | int]:
+    """The few-shot criterion's hyperparameters, all of them: its defaults; for the margin loss, beta
+    from the trained method's own margin beta (``MethodSpec.margin_beta``: set, or its default), as the
+    original adapts with ``--loss_margin_beta``; then ``fewshot.hyperparameters``."""
+    from tasks.methods import method_spec
+
+    fs = config.fewshot
+    values = method_spec(fs.method).defaults()
+    trained = method_spec(config.method.name)
+    if fs.method == "margin" and trained.margin_beta is not None:
+        beta = trained.margin_beta
+        values["beta"] = config.method.hyperparameters.get(beta, trained.hyperparameters[beta].default)
+    return values | dict(fs.hyperparameters)
 
 
 class ConfigError(ValueError):

@@ -1,10 +1,13 @@
 """Few-shot adaptation on a split's episodes, against the unadapted model on the same queries.
 
-DESIGN.md section 6: per episode, ``shots`` support images of each test class adapt a copy of the
-selected model (default: only the linear embedding head, margin loss with distance-weighted sampling,
-Adam at 10x the training learning rate); the rest of each class's images are the queries. The same
-queries are embedded by the unadapted model for the zero-shot reference. Results are the mean and the
-95% Student-t confidence interval over episodes.
+docs/protocol.md section 5: per episode, ``shots`` support images of each test class adapt a copy of the
+selected model as the original's ``finetune_model`` does by default: only the embedding layer trains
+(``mode: head``), with a fresh margin loss and distance-weighted sampling whose boundary beta starts at
+the trained method's own margin beta and stays there (the criterion's parameters are not optimised,
+``loss_parameters: frozen``), Adam at 10x the training learning rate, each support image augmented as in
+training whenever it is drawn; the rest of each class's images are the queries. The same queries are
+embedded by the unadapted model for the zero-shot reference. Results are the mean and the 95% Student-t
+confidence interval over episodes.
 
 A query's gallery is the other queries, so a class must keep ``MIN_QUERY_IMAGES`` (2) images as
 queries: with one, that query has no positive (Recall@1 = 0, mAP@R undefined). A test class with fewer
@@ -14,14 +17,18 @@ counted (``left_out_classes``); the study preflight refuses such a budget instea
 score (fewer than 2 query classes left) has NaN metrics and says why (``nan_reason``).
 
 In ``head`` and ``linear_probe`` modes the backbone is frozen, so its pooled features of every test
-image are computed once (evaluation transform, no augmentation) and the episodes train only the head
-on them: exact for a frozen backbone and hundreds of times cheaper than re-running it per iteration.
+image are computed once (evaluation transform) for the queries; the support runs through the frozen
+backbone at every step, augmented (``support_transform: train``), or its cached features serve the
+steps too (``support_transform: eval``: exact for a frozen backbone without augmentation, hundreds of
+times cheaper). A block embedding (DiVA) adapts on its unweighted concatenation unless ``reweight``, as
+the original's script, and is scored on its reported weighting.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -32,12 +39,13 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tasks.config import FewShotConfig, TrialConfig
+from tasks.config import FewShotConfig, TrialConfig, adaptation_hyperparameters
 from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
 from tasks.data.loading import loader_options
 from tasks.evaluate import retrieval_metrics
-from tasks.methods import build_method
+from tasks.methods import Method, build_method
 from tasks.models import EmbeddingModel
+from tasks.models.embedding import BlockHead
 from tasks.splits.episodes import (
     MIN_QUERY_IMAGES,
     Episode,
@@ -143,60 +151,105 @@ def _sampler(labels: np.ndarray, fs: FewShotConfig, iterations: int, seed: int):
     return ClassBalancedBatchSampler(labels.tolist(), batch, per_class, seed=seed, num_batches=iterations)
 
 
-def _adapt_head(
-    head: nn.Linear, features: torch.Tensor, labels: np.ndarray, config: TrialConfig, shots: int, seed: int
-) -> nn.Linear:
+def criterion(config: TrialConfig, num_classes: int, embedding_dim: int) -> Method:
+    """A fresh few-shot criterion (``fewshot.method``) with ``adaptation_hyperparameters``; under
+    ``fewshot.loss_parameters: frozen`` its own parameters (margin's beta) take no gradient, as in the
+    original, whose optimizer holds the embedding layer only."""
     fs = config.fewshot
-    iterations = _iterations(fs, shots)
+    method = build_method(
+        fs.method, num_classes=num_classes, embedding_dim=embedding_dim, **adaptation_hyperparameters(config)
+    )
+    if fs.loss_parameters == "frozen":
+        method.requires_grad_(False)
+    return method
+
+
+def loss_embeddings(head: nn.Module, features: torch.Tensor, fs: FewShotConfig) -> torch.Tensor:
+    """The L2-normalised embeddings the criterion sees: a block head's (DiVA) unweighted concatenation
+    unless ``fewshot.reweight``, as the original's script adapts; otherwise the head's output."""
+    outputs = head(features, weighted=fs.reweight) if isinstance(head, BlockHead) else head(features)
+    return F.normalize(outputs, dim=-1)
+
+
+def _fresh(head: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``head`` with newly initialised layers (``linear_probe``)."""
     torch.manual_seed(seed)
-    method = build_method(fs.method, num_classes=int(labels.max()) + 1, embedding_dim=head.out_features)
-    lr = fs.lr_multiplier * (config.training.head_lr or config.training.lr)
-    optimizer = torch.optim.Adam([{"params": head.parameters(), "lr": lr}, *method.param_groups()])
-    targets = torch.as_tensor(labels)
-    head.train()
-    for batch in _sampler(labels, fs, iterations, seed):
-        loss = method(F.normalize(head(features[batch]), dim=-1), targets[batch])
+    fresh = copy.deepcopy(head)
+    for module in fresh.modules():
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()
+    return fresh
+
+
+def _adapt(
+    model: EmbeddingModel,
+    head: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    config: TrialConfig,
+    seed: int,
+    device: torch.device,
+) -> None:
+    """Adapt on the support ``batches`` in place (docs/protocol.md section 5): each batch is (images or
+    their cached backbone features, class indices). Modes ``head`` and ``linear_probe`` train ``head``
+    on features of the frozen backbone; ``full`` trains ``model`` (whose head is ``head``). Adam at
+    ``lr_multiplier`` x the training learning rates; the criterion's own parameters join only under
+    ``loss_parameters: trained``."""
+    fs, training = config.fewshot, config.training
+    torch.manual_seed(seed)
+    method = criterion(config, num_classes, head.out_features).to(device)
+    head_lr = fs.lr_multiplier * (training.head_lr or training.lr)
+    if fs.mode == "full":
+        groups = model.param_groups(fs.lr_multiplier * training.lr, head_lr)
+        model.train()
+    else:
+        groups = [{"params": list(head.parameters()), "lr": head_lr}]
+        model.eval()
+        head.train()
+    optimizer = torch.optim.Adam(groups + method.param_groups())
+    for inputs, targets in batches:
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if inputs.dim() == 4:  # images: through the backbone (frozen unless mode full)
+            if _channels_last(device):
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with nullcontext() if fs.mode == "full" else torch.no_grad():
+                inputs = model.features(inputs)
+        loss = method(loss_embeddings(head, inputs, fs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return head.eval()
+    model.eval()
+    head.eval()
 
 
-def _adapt_full(
-    model: EmbeddingModel,
+def _feature_batches(
+    features: torch.Tensor, labels: np.ndarray, fs: FewShotConfig, iterations: int, seed: int
+):
+    targets = torch.as_tensor(labels)
+    for batch in _sampler(labels, fs, iterations, seed):
+        yield features[batch], targets[batch]
+
+
+def _image_batches(
     images: LabelledImages,
     support: np.ndarray,
     labels: np.ndarray,
+    model: EmbeddingModel,
     config: TrialConfig,
-    shots: int,
+    iterations: int,
     seed: int,
     device: torch.device,
-) -> EmbeddingModel:
+) -> DataLoader:
+    """The support images in class-balanced batches, augmented as in training under ``support_transform:
+    train`` (a fresh draw every time an image is drawn), else through the evaluation transform."""
     fs = config.fewshot
-    iterations = _iterations(fs, shots)
-    torch.manual_seed(seed)
-    method = build_method(fs.method, num_classes=int(labels.max()) + 1, embedding_dim=model.head.out_features)
-    method.to(device)
-    lr = fs.lr_multiplier * config.training.lr
-    head_lr = fs.lr_multiplier * (config.training.head_lr or config.training.lr)
-    optimizer = torch.optim.Adam(model.param_groups(lr, head_lr) + method.param_groups())
-    label_of = dict(zip((images.labels[i] for i in support), labels, strict=True))
-    dataset = image_dataset(images, support, model.preprocess, True, label_of)
-    loader = DataLoader(
+    label_of = dict(zip((images.labels[i] for i in support), labels.tolist(), strict=True))
+    dataset = image_dataset(images, support, model.preprocess, fs.support_transform == "train", label_of)
+    return DataLoader(
         dataset,
         batch_sampler=_sampler(labels, fs, iterations, seed),
         **loader_options(device, config.data.num_workers),
     )
-    model.train()
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if _channels_last(device) and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        loss = method(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
 
 
 def _metrics(
@@ -227,7 +280,8 @@ def evaluate_fewshot(
     results: dict[int, dict] = {}
     if not fs.shots:
         return results
-    frozen = fs.mode in ("head", "linear_probe")
+    frozen = fs.mode in ("head", "linear_probe")  # the backbone's features of the queries serve every episode
+    cached = frozen and fs.support_transform == "eval"  # and those of the support, when not augmented
     workers = config.data.num_workers
     all_test = images.indices_of(split.test)
     position = {int(i): p for p, i in enumerate(all_test)}
@@ -256,30 +310,42 @@ def evaluate_fewshot(
             if len(set(query_labels.tolist())) < MIN_QUERY_CLASSES:
                 continue
             _, support_labels = np.unique(label_array[support], return_inverse=True)
+            iterations = _iterations(fs, shots)
+            classes = int(support_labels.max()) + 1
             if frozen:
-                s_feat = features[[position[int(i)] for i in support]]
                 q_feat = features[[position[int(i)] for i in query]]
+                cpu_head = model.head.cpu()
                 with torch.no_grad():
                     per_episode["zeroshot"].append(
-                        _metrics(F.normalize(model.head.cpu()(q_feat), dim=-1), query_labels, config)
+                        _metrics(F.normalize(cpu_head(q_feat), dim=-1), query_labels, config)
                     )
-                head = copy.deepcopy(model.head).cpu()
-                if fs.mode == "linear_probe":
-                    torch.manual_seed(seed)
-                    head = nn.Linear(head.in_features, head.out_features)
-                head = _adapt_head(head, s_feat, support_labels, config, shots, seed)
+                head = _fresh(cpu_head, seed) if fs.mode == "linear_probe" else copy.deepcopy(cpu_head)
+                if cached:
+                    s_feat = features[[position[int(i)] for i in support]]
+                    batches = _feature_batches(s_feat, support_labels, fs, iterations, seed)
+                    _adapt(model, head, batches, classes, config, seed, torch.device("cpu"))
+                else:
+                    model.to(device)
+                    head.to(device)
+                    batches = _image_batches(
+                        images, support, support_labels, model, config, iterations, seed, device
+                    )
+                    _adapt(model, head, batches, classes, config, seed, device)
+                    head.cpu()
                 with torch.no_grad():
                     per_episode["fewshot"].append(
                         _metrics(F.normalize(head(q_feat), dim=-1), query_labels, config)
                     )
-                model.head.to(device)
+                model.to(device)
             else:
                 per_episode["zeroshot"].append(
                     _metrics(embed(model, images, query, device, num_workers=workers), query_labels, config)
                 )
-                adapted = _adapt_full(
-                    copy.deepcopy(model), images, support, support_labels, config, shots, seed, device
+                adapted = copy.deepcopy(model)
+                batches = _image_batches(
+                    images, support, support_labels, adapted, config, iterations, seed, device
                 )
+                _adapt(adapted, adapted.head, batches, classes, config, seed, device)
                 per_episode["fewshot"].append(
                     _metrics(embed(adapted, images, query, device, num_workers=workers), query_labels, config)
                 )

@@ -20,14 +20,16 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import metadata
 
-from tasks.config import TrialConfig
+from tasks.config import TrialConfig, adaptation_hyperparameters
 from tasks.record import TrialIdentity
 from tasks.splits.files import Split, read_split_file
 
 # Enters every trial id under the name "record_version" (what it was called when the trial record was a
 # flat dict): bump it when what a trial produces changes meaning. Unchanged, study folders written
 # before the typed record keep their trial ids and resume.
-RESULTS_VERSION = 1
+RESULTS_VERSION = (
+    2  # 2: few-shot adaptation as the original (frozen beta, the method's own, augmented support)
+)
 
 
 @cache
@@ -124,4 +126,16 @@ def describe(config: TrialConfig, split: Split | None = None, trial_id: str | No
         epochs=config.training.epochs,
         protocol=config.training.protocol,
         trial_role=config.role,
+        **_adaptation(config),
     )
+
+
+def _adaptation(config: TrialConfig) -> dict:
+    """The identity's few-shot criterion fields (none without few-shot budgets)."""
+    if not config.fewshot.shots:
+        return {}
+    values = adaptation_hyperparameters(config)
+    return {
+        "fewshot_method": config.fewshot.method,
+        "fewshot_hyperparameters": {k: float(v) for k, v in values.items()},
+    }

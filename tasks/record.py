@@ -56,6 +56,13 @@ class TrialIdentity:
     epochs: int | None = None  # trained for; 0 for a trial that does not train
     protocol: str | None = None
     trial_role: str | None = "benchmark"  # or "oracle": trained on the test classes (docs/oracle.md)
+    # the reported embedding's weighting where it is a weighted concatenation of blocks (DiVA:
+    # ``0.75-1.25-1.25-1.25``); None for a single embedding
+    reported_weighting: str | None = None
+    # the few-shot criterion and all its hyperparameters (``tasks.config.adaptation_hyperparameters``: the
+    # margin loss's beta from the trained method's); None without few-shot budgets
+    fewshot_method: str | None = None
+    fewshot_hyperparameters: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,9 @@ class Measurement:
     Student-t interval (``ci95``), the number of ``episodes`` scored, the test classes ``left_out_classes``
     of the budget's episodes, the ``support`` kind and why a value is NaN (``nan_reason``). Held-out
     measurements count the test classes too small to divide in ``left_out_classes``; cross-dataset ones
-    name the dataset whose test classes they were measured on (``eval_dataset``)."""
+    name the dataset whose test classes they were measured on (``eval_dataset``). A method whose embedding
+    is a weighted concatenation of blocks (DiVA) reports one weighting (``weighting`` None, the rows every
+    aggregate reads) and records each weighting the original evaluates apart, named (``1-1-1-1``)."""
 
     subset: str
     metric: str
@@ -79,6 +88,7 @@ class Measurement:
     support: str | None = None
     nan_reason: str | None = None
     eval_dataset: str | None = None
+    weighting: str | None = None
 
     def __post_init__(self) -> None:
         if self.subset not in SUBSETS or self.kind not in KINDS:
@@ -94,6 +104,8 @@ class Measurement:
     def name(self) -> str:
         """A display name (``test/recall@1``, ``fewshot/2/fewshot/recall@1``): for people and MLflow keys;
         never parsed back."""
+        if self.weighting is not None:
+            return f"{self.subset}/weighting/{self.weighting}/{self.metric}"
         if self.subset == "cross":
             return f"cross/{self.eval_dataset}/{self.metric}"
         if self.shots == 0:
@@ -182,12 +194,15 @@ class TrialRecord:
     def trial_id(self) -> str:
         return self.identity.trial_id
 
-    def measurement(self, subset: str, metric: str, shots: int = 0, kind: str = "zeroshot") -> float | None:
-        """The value of one measurement, or None if the trial did not record it."""
+    def measurement(
+        self, subset: str, metric: str, shots: int = 0, kind: str = "zeroshot", weighting: str | None = None
+    ) -> float | None:
+        """The value of one measurement (of the reported embedding unless ``weighting`` names another), or
+        None if the trial did not record it."""
         found = [
             m.value
             for m in self.measurements
-            if (m.subset, m.metric, m.shots, m.kind) == (subset, metric, shots, kind)
+            if (m.subset, m.metric, m.shots, m.kind, m.weighting) == (subset, metric, shots, kind, weighting)
         ]
         return found[0] if found else None
 

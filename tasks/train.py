@@ -4,7 +4,7 @@ Protocol ``validated`` (the default): the model trains on the ``split_train`` cl
 every epoch it is evaluated on the ``split_val`` classes and the best epoch by the selection metric
 (Recall@1 + mAP@R by default) is kept; test classes are recorded per epoch but never selected on.
 Protocol ``paper``: as the released ooDML code, it trains on all train classes of the split and keeps
-the epoch of best test Recall@1, so that numbers compare with the published ones (DESIGN.md 5b).
+the epoch of best test Recall@1, so that numbers compare with the published ones (docs/protocol.md section 6).
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from tasks.config import TrialConfig
+from tasks.config import TrialConfig, method_hyperparameters
 from tasks.data import ClassBalancedBatchSampler, LabelledImages, TwoViews, image_dataset
 from tasks.data.cache import atomic_write
 from tasks.data.loading import EpochSeeded, loader_options
 from tasks.evaluate import retrieval_metrics
 from tasks.methods import Method, TrainBatch, build_method
 from tasks.models import EmbeddingModel, build_model
+from tasks.models.embedding import BlockHead, reweighted, weighting_label
 from tasks.splits.files import Split
 
 LAST_CHECKPOINT = "last.pt"
@@ -112,6 +114,34 @@ def evaluate_images(
     return retrieval_metrics(
         embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi, device=device
     )
+
+
+def evaluate_weightings(
+    model: EmbeddingModel,
+    images: LabelledImages,
+    classes: list[str],
+    config: TrialConfig,
+    device: torch.device,
+) -> dict[str | None, dict[str, float]]:
+    """Retrieval metrics over all images of ``classes``: of the embedding the model reports (key None) and,
+    for a :class:`BlockHead` (DiVA), under each weighting it names (key: ``weighting_label``), from one
+    embedding pass (a weighting is a function of the embedding alone: ``reweighted``)."""
+    indices = images.indices_of(classes)
+    embeddings = embed(
+        model, images, indices, device, num_workers=config.data.num_workers, amp=config.training.amp
+    )
+    labels = np.asarray(images.labels)[indices]
+
+    def metrics(values: np.ndarray | torch.Tensor) -> dict[str, float]:
+        tc = config.training
+        return retrieval_metrics(values, labels, ks=tc.ks, with_nmi=tc.with_nmi, device=device)
+
+    found: dict[str | None, dict[str, float]] = {None: metrics(embeddings)}
+    if isinstance(model.head, BlockHead):
+        for weights in model.head.weightings:
+            weighted = F.normalize(reweighted(torch.from_numpy(embeddings), weights), dim=-1)
+            found[weighting_label(weights)] = metrics(weighted.numpy())
+    return found
 
 
 def evaluates_test_curve(config: TrialConfig, epoch: int) -> bool:
@@ -239,7 +269,7 @@ def train_model(
         num_classes=len(classes),
         embedding_dim=model.head.out_features,
         variant=config.method.variant,
-        **config.method.hyperparameters,
+        **method_hyperparameters(config),
     )
     head = method.embedding_head(model.head.in_features, model.head.out_features)
     if head is not None:
@@ -293,6 +323,8 @@ def train_model(
         dataset = EpochSeeded(dataset)
     loader = DataLoader(dataset, batch_sampler=sampler, **options)
 
+    warming_up = False  # the first ``warmup_epochs``: the backbone runs without gradient
+
     def step_batch(items: list[torch.Tensor]) -> TrainBatch:
         x, y = items[0].to(device, non_blocking=True), items[-1].to(device, non_blocking=True)
         second = items[1].to(device, non_blocking=True) if len(items) == 3 else None
@@ -300,10 +332,11 @@ def train_model(
             x = x.contiguous(memory_format=torch.channels_last)
             second = second.contiguous(memory_format=torch.channels_last) if second is not None else None
         with _autocast(device, tc.amp):
-            if method.wants_max_features:
-                features, max_features = model.max_pooled_features(x)
-            else:
-                features, max_features = model.features(x), None
+            with torch.no_grad() if warming_up else nullcontext():
+                if method.wants_max_features:
+                    features, max_features = model.max_pooled_features(x)
+                else:
+                    features, max_features = model.features(x), None
             outputs = model.head(features)
         outputs = outputs.float()
         return TrainBatch(
@@ -330,6 +363,7 @@ def train_model(
     skip_check = scaler.is_enabled() and type(method).after_step is not Method.after_step
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
+        warming_up = epoch < tc.warmup_epochs
         sampler.set_epoch(epoch)
         torch.manual_seed(config.seed * 1_000_003 + epoch)  # augmentation randomness, reproducible on resume
         if isinstance(dataset, EpochSeeded):

@@ -30,11 +30,19 @@ from tasks.config import TrialConfig
 from tasks.data import build_dataset
 from tasks.fewshot import evaluate_fewshot
 from tasks.identity import config_split, describe
+from tasks.models.embedding import BlockHead
 from tasks.oracle import divide_test_classes, indices_of_ids, oracle_training_set
 from tasks.record import Curves, Environment, Measurement, Timings, TrialRecord
 from tasks.splits.check import class_sizes, unknown_classes
 from tasks.splits.files import Split, read_split_file
-from tasks.train import BEST_WEIGHTS, evaluate_classes, evaluate_images, resolve_device, train_model
+from tasks.train import (
+    BEST_WEIGHTS,
+    evaluate_classes,
+    evaluate_images,
+    evaluate_weightings,
+    resolve_device,
+    train_model,
+)
 
 
 def versions() -> dict[str, str]:
@@ -123,7 +131,13 @@ def run_trial(
     test_selected: dict = {}
     evaluated = time.perf_counter()
     if config.evaluate_test and config.role == "benchmark":
-        measurements += _zeroshot("test", evaluate_classes(trained.model, images, split.test, config, device))
+        weightings = evaluate_weightings(trained.model, images, split.test, config, device)
+        measurements += _zeroshot("test", weightings.pop(None))
+        measurements += [
+            Measurement("test", metric, float(value), weighting=weighting)
+            for weighting, metrics in weightings.items()
+            for metric, value in metrics.items()
+        ]
         test_curve = curves.values.get("test/recall@1")
         scored = [i for i, value in enumerate(test_curve or ()) if value is not None]  # test_curve_every
         if scored:  # what selecting on test would pick among the evaluated epochs (recorded, never used)
@@ -151,6 +165,7 @@ def run_trial(
             identity,
             embedding_dim=trained.model.head.out_features,
             epochs=trained.epochs,
+            reported_weighting=head.weighting if isinstance(head := trained.model.head, BlockHead) else None,
             **({"num_train_classes": len(division.classes)} if config.role == "oracle" else {}),
         ),
         hyperparameters=dict(config.method.hyperparameters),

@@ -56,7 +56,7 @@ _SPLIT_OF = ["dataset", "split_id", "split_key", FID]  # the columns of ``split_
 
 
 def normalized_auc(fid: np.ndarray, value: np.ndarray) -> float:
-    """Trapezoid area under value-vs-FID divided by the FID range (DESIGN.md 7); NaN below 2 FIDs."""
+    """Trapezoid area under value-vs-FID divided by the FID range (docs/protocol.md section 8); NaN below 2 FIDs."""
     order = np.argsort(fid, kind="stable")
     fid, value = np.asarray(fid, dtype=np.float64)[order], np.asarray(value, dtype=np.float64)[order]
     width = fid[-1] - fid[0] if len(fid) else 0.0
@@ -195,13 +195,15 @@ def fewshot_gain(table: pa.Table, metric: str = "recall@1") -> pa.Table:
 
 
 def per_seed_rows(table: pa.Table, metric: str, shots: list[int] | None, kinds: list[str]) -> pd.DataFrame:
-    """Completed evaluation rows of ``metric`` on the test classes; one row per trial and kind."""
-    columns = METHOD + SPLIT + ["seed", "trial_id", "stage", "status", "subset", "shots", "kind"]
+    """Completed evaluation rows of ``metric`` on the test classes, of the embedding each trial reports (a
+    DiVA trial's other weightings are left out); one row per trial and kind."""
+    columns = METHOD + SPLIT + ["seed", "trial_id", "stage", "status", "subset", "shots", "kind", "weighting"]
     frame = table.select(columns + ["metric", "value", "ci95", "episodes"]).to_pandas()
     keep = (
         (frame["stage"] == "eval")
         & (frame["status"] == "completed")
         & (frame["subset"] == "test")
+        & frame["weighting"].isna()  # the reported embedding (other weightings are recorded apart)
         & (frame["metric"] == metric)
         & frame["kind"].isin(kinds)
         & (frame["shots"].isin(shots) if shots is not None else frame["shots"] > 0)

@@ -47,11 +47,14 @@ def _rows(table: pa.Table, subset: str, metric: str) -> pd.DataFrame:
     """Completed zero-shot evaluation rows of ``metric`` on ``subset``; ``trial_role`` null (rows written
     before the oracle existed) reads as benchmark."""
     columns = METHOD + SPLIT + ["seed", "trial_id", "trial_role", "eval_dataset", "left_out_classes"]
-    frame = table.select(columns + ["stage", "status", "subset", "shots", "metric", "value"]).to_pandas()
+    frame = table.select(
+        columns + ["stage", "status", "subset", "shots", "metric", "value", "weighting"]
+    ).to_pandas()
     keep = (
         (frame["stage"] == "eval")
         & (frame["status"] == "completed")
         & (frame["subset"] == subset)
+        & frame["weighting"].isna()  # the reported embedding
         & (frame["shots"] == 0)
         & (frame["metric"] == metric)
     )

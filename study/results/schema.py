@@ -47,6 +47,9 @@ IDENTITY_FIELDS = [
     pa.field("epochs", pa.int32()),
     pa.field("protocol", pa.string()),
     pa.field("trial_role", pa.string()),  # benchmark or oracle (docs/oracle.md); null: benchmark
+    pa.field("reported_weighting", pa.string()),  # the reported embedding's weighting (DiVA); null: one
+    pa.field("fewshot_method", pa.string()),  # the few-shot criterion; null: no few-shot budgets
+    pa.field("fewshot_hyperparameters", pa.map_(pa.string(), pa.float64())),  # all of the criterion's
     pa.field("hyperparameters", pa.string()),
     pa.field("tuned_hyperparameters", pa.string()),
 ]
@@ -62,6 +65,8 @@ MEASUREMENT_FIELDS = [
     pa.field("support", pa.string()),
     pa.field("nan_reason", pa.string()),
     pa.field("eval_dataset", pa.string()),  # subset cross: the dataset whose test classes were measured
+    # another weighting of a block embedding (DiVA: 1-1-1-1, ...), recorded apart; null: the reported one
+    pa.field("weighting", pa.string()),
 ]
 TRIAL_FIELDS = [
     pa.field("selected_epoch", pa.int32()),

@@ -74,6 +74,18 @@ class Method(nn.Module):
     wants_second_view: bool = False
     trains: bool = True  # False: the model is evaluated as built, never trained (``frozen``)
 
+    @property
+    def is_plain_loss(self) -> bool:
+        """Whether the method is its :meth:`forward` alone: no hook, head or input of its own, so a loop
+        that only calls it on embeddings (few-shot adaptation) trains all of it."""
+        cls = type(self)
+        hooks = ("training_loss", "start", "resume", "after_step", "end_epoch", "embedding_head")
+        return (
+            self.trains
+            and not (self.wants_max_features or self.wants_second_view)
+            and all(getattr(cls, hook) is getattr(Method, hook) for hook in hooks)
+        )
+
     def __init__(self, loss_lr: float = 0.0) -> None:
         super().__init__()
         self.loss_lr = loss_lr
@@ -119,7 +131,7 @@ class MethodSpec:
     ``hyperparameters`` hold the defaults (the only place they live) and the tuning ranges;
     ``description`` cites the paper the method follows. ``variants`` names the definitions a method
     can follow, each with a one-line description; the first is the default (``original``: the ooDML
-    code's, DESIGN.md 5b) and ``build`` then receives ``variant=<name>``. A method without variants
+    code's, docs/protocol.md section 10) and ``build`` then receives ``variant=<name>``. A method without variants
     has one definition and ``build`` gets no ``variant``.
     """
 
@@ -128,6 +140,12 @@ class MethodSpec:
     hyperparameters: dict[str, Hyperparameter]
     description: str
     variants: dict[str, str] = field(default_factory=dict)
+    # hyperparameter -> the training setting it mirrors (``TrainingConfig`` field, e.g. ``lr``): a trial
+    # sets it to that setting unless the config sets it (``tasks.config.method_hyperparameters``)
+    follows: dict[str, str] = field(default_factory=dict)
+    # the hyperparameter that is this method's margin-loss boundary beta (the original's
+    # ``--loss_margin_beta``): few-shot adaptation with the margin loss starts from it (docs/protocol.md)
+    margin_beta: str | None = None
 
     def defaults(self) -> dict[str, float | int]:
         return {k: hp.default for k, hp in self.hyperparameters.items()}

@@ -1,5 +1,5 @@
 """DiVA: Diverse Visual Feature Aggregation (Milbich et al., "DiVA: Diverse Visual Feature Aggregation for
-Deep Metric Learning", ECCV 2020), as the ooDML code runs it (``ood_diva_main.py``, DESIGN.md 5b).
+Deep Metric Learning", ECCV 2020), as the ooDML code runs it (``ood_diva_main.py``, docs/protocol.md section 10).
 
 Four embeddings of ``embedding_dim / 4`` dimensions each (4 x 128 = 512 in the paper's configs), each a
 linear map of the pooled backbone feature, L2-normalised:
@@ -25,10 +25,15 @@ embeddings minimise it. The training loss is
       - sum_pairs rho_pair * mean((target * normalize(mlp_pair(source)))^2)
 
 and the evaluated embedding is the ooDML code's ``Combined_discriminative_shared_selfsimilarity_intra-
-1-1-1-1``: the four normalised embeddings concatenated with weight 1 each, then L2-normalised.
+w-(2-w)-(2-w)-(2-w)``: the four normalised embeddings concatenated, the discriminative one scaled by
+``w = discriminative_weight`` and the other three by ``2 - w``, then L2-normalised. The original evaluates
+three weightings (:data:`WEIGHTINGS`: w = 1, 0.75, 0.5) and its few-shot script selects and reports the
+epoch on one per dataset (CUB200 0.75, CARS196 0.5, SOP 1), which the paper configs set; a trial reports
+``discriminative_weight``'s and records all three apart (``Measurement.weighting``). The weighting is of
+the embedding only: every loss reads the renormalised blocks, so training is the same under any.
 
-Paper settings per dataset (``OOD-Study_ZeroShot.sh``; the defaults are CUB200's): see
-:data:`PAPER_SETTINGS`.
+Paper settings per dataset (``OOD-Study_ZeroShot.sh``; the defaults are CUB200's but for the weighting,
+1-1-1-1 by default): see :data:`PAPER_SETTINGS`.
 """
 
 from __future__ import annotations
@@ -43,9 +48,12 @@ from torch import Tensor, nn
 from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.margin import MarginLoss, margin_hyperparameters
+from tasks.models.embedding import BlockHead
 
 # The order of the original's ``diva_features``, which is the order of the evaluated concatenation.
 TASKS = ("discriminative", "shared", "selfsimilarity", "intra")
+# The original's evaluation types (``opt.evaltypes`` of ``ood_diva_main.py``): weights in TASKS order.
+WEIGHTINGS = ((1.0, 1.0, 1.0, 1.0), (0.75, 1.25, 1.25, 1.25), (0.5, 1.5, 1.5, 1.5))
 # (source, target) pairs the original decorrelates (its ``diva_decorrelations``).
 DECORRELATIONS = (
     ("selfsimilarity", "discriminative"),
@@ -58,14 +66,15 @@ DECORRELATIONS = (
 LOWER_CUTOFF = 0.5
 MOCO_UPPER_CUTOFF = 1.4
 
-# Per-dataset settings of the ooDML DiVA runs (OOD-Study_ZeroShot.sh; n_key_batches from ood_diva_main.py).
+# Per-dataset settings of the ooDML DiVA runs (OOD-Study_ZeroShot.sh; n_key_batches from ood_diva_main.py;
+# the reported weighting from fewshot_diva_ood_main.py, which selects and reports on it).
 PAPER_SETTINGS: dict[str, dict[str, float | int]] = {
     "cub200": {"alpha_ssl": 0.3, "alpha_shared": 0.3, "alpha_intra": 0.3, "rho_ssl": 1500.0}
-    | {"rho_shared": 1500.0, "rho_intra": 1500.0, "n_key_batches": 30},
+    | {"rho_shared": 1500.0, "rho_intra": 1500.0, "n_key_batches": 30, "discriminative_weight": 0.75},
     "cars196": {"alpha_ssl": 0.15, "alpha_shared": 0.15, "alpha_intra": 0.15, "rho_ssl": 100.0}
-    | {"rho_shared": 100.0, "rho_intra": 100.0, "n_key_batches": 30},
+    | {"rho_shared": 100.0, "rho_intra": 100.0, "n_key_batches": 30, "discriminative_weight": 0.5},
     "sop": {"alpha_ssl": 0.2, "alpha_shared": 0.2, "alpha_intra": 0.2, "rho_ssl": 150.0}
-    | {"rho_shared": 150.0, "rho_intra": 150.0, "n_key_batches": 70},
+    | {"rho_shared": 150.0, "rho_intra": 150.0, "n_key_batches": 70, "discriminative_weight": 1.0},
 }
 
 
@@ -199,21 +208,32 @@ class AdversarialSeparation(nn.Module):
         return total
 
 
-class DivaHead(nn.Module):
-    """Pooled features -> the four DiVA embeddings, each L2-normalised, concatenated in :data:`TASKS`
-    order (B, 4 * task_dim).
+def task_weights(discriminative_weight: float) -> tuple[float, ...]:
+    """The weights in :data:`TASKS` order of the original's evaluation type for ``discriminative_weight``
+    w: (w, 2 - w, 2 - w, 2 - w), so that w = 1, 0.75, 0.5 give its three :data:`WEIGHTINGS`."""
+    rest = 2.0 - discriminative_weight
+    return (float(discriminative_weight), rest, rest, rest)
 
-    The model L2-normalises this output for evaluation; as each block has norm 1, that divides it by 2
-    and gives exactly the original's evaluated embedding (weights 1-1-1-1, concatenated, normalised).
+
+class DivaHead(BlockHead):
+    """Pooled features -> the four DiVA embeddings, each L2-normalised, concatenated in :data:`TASKS`
+    order and weighted by ``weights`` (B, 4 * task_dim); the original's three :data:`WEIGHTINGS` are
+    evaluated too.
+
+    The model L2-normalises this output for evaluation, which gives exactly the original's evaluated
+    embedding (weighted blocks concatenated, then normalised).
     """
 
-    def __init__(self, in_features: int, task_dim: int) -> None:
+    weightings = WEIGHTINGS
+
+    def __init__(self, in_features: int, task_dim: int, weights: tuple[float, ...] = WEIGHTINGS[0]) -> None:
         super().__init__()
         self.in_features, self.task_dim = in_features, task_dim
         self.out_features = task_dim * len(TASKS)
+        self.weights = tuple(weights)
         self.branches = nn.ModuleDict({task: nn.Linear(in_features, task_dim) for task in TASKS})
 
-    def forward(self, features: Tensor) -> Tensor:
+    def blocks(self, features: Tensor) -> Tensor:
         return torch.cat([F.normalize(branch(features), dim=-1) for branch in self.branches.values()], dim=-1)
 
 
@@ -257,12 +277,19 @@ class Diva(Method):
         temperature: float,
         momentum: float,
         n_key_batches: int,
+        discriminative_weight: float,
         beta: float,
         margin: float,
         nu: float,
         loss_lr: float,
     ) -> None:
         super().__init__(loss_lr)
+        if not 0 < discriminative_weight < 2:
+            raise ValueError(
+                f"diva: discriminative_weight must lie in (0, 2) (the other blocks weigh 2 - w), got "
+                f"{discriminative_weight}"
+            )
+        self.weights = task_weights(discriminative_weight)
         if embedding_dim % len(TASKS):
             raise ValueError(
                 f"diva: embedding_dim {embedding_dim} must be divisible by {len(TASKS)}: it is the concatenation "
@@ -290,7 +317,7 @@ class Diva(Method):
             raise ValueError(
                 f"diva was built for embedding_dim {self.embedding_dim}, the model has {embedding_dim}"
             )
-        return DivaHead(feature_dim, self.task_dim)
+        return DivaHead(feature_dim, self.task_dim, self.weights)
 
     def param_groups(self) -> list[dict]:
         groups = [g for loss in (self.discriminative, self.shared, self.intra) for g in loss.param_groups()]
@@ -422,6 +449,7 @@ def build(
     temperature: float,
     momentum: float,
     n_key_batches: int,
+    discriminative_weight: float,
     beta: float,
     margin: float,
     nu: float,
@@ -441,6 +469,7 @@ def build(
         temperature=temperature,
         momentum=momentum,
         n_key_batches=n_key_batches,
+        discriminative_weight=discriminative_weight,
         beta=beta,
         margin=margin,
         nu=nu,
@@ -464,9 +493,13 @@ SPEC = MethodSpec(
         "temperature": Hyperparameter(0.01, 0.001, 0.1, log=True),
         "momentum": Hyperparameter(0.9, 0.5, 0.999),
         "n_key_batches": Hyperparameter(30, 1, 100),
+        # the reported embedding's weighting (task_weights): 1, 0.75 and 0.5 are the original's three
+        "discriminative_weight": Hyperparameter(1.0, 0.5, 1.0),
         **margin_hyperparameters(),
     },
     description="DiVA: Milbich et al., DiVA: Diverse Visual Feature Aggregation for Deep Metric Learning, "
     "ECCV 2020; four 128-d embeddings (margin/distance, shared, intra, fast MoCo) with adversarial "
     "separation, settings of Milbich, Roth et al., NeurIPS 2021 (ooDML, CUB200).",
+    follows={"decorrnet_lr": "lr"},
+    margin_beta="beta",
 )

@@ -128,6 +128,7 @@ SPEC = MethodSpec(
     name="margin",
     build=build,
     hyperparameters=margin_hyperparameters(),
+    margin_beta="beta",
     description="Margin loss + distance-weighted sampling: Wu et al., Sampling Matters in Deep Embedding "
     "Learning, ICCV 2017; settings of Milbich, Roth et al., NeurIPS 2021 (ooDML).",
     variants={

@@ -42,6 +42,7 @@ SPEC = MethodSpec(
     name="rmargin",
     build=build,
     hyperparameters=rmargin_hyperparameters(),
+    margin_beta="beta",
     description="Margin loss + rho-distance sampling (R-Margin): Roth et al., Revisiting Training "
     "Strategies and Generalization Performance in Deep Metric Learning, ICML 2020.",
 )

@@ -25,8 +25,8 @@ from construction, and the first training step (or a loaded state dict) initiali
 Learning rates: the original puts the target heads and every margin criterion's class boundaries (source
 and targets) in the optimizer at the network lr (1e-5), without weight decay: the margin criterion has no
 optimizer group of its own inside S2SD, so its boundary lr (5e-4) does not apply there. ``loss_lr``
-(boundaries, the first group) and ``head_lr`` (target heads) both default to 1e-5 accordingly; a config
-that changes ``training.lr`` and wants the original's behaviour sets ``head_lr`` (and ``loss_lr``) too.
+(boundaries, the first group) and ``head_lr`` (target heads) therefore follow ``training.lr`` unless set
+(``MethodSpec.follows``); their declared defaults (1e-5) are the paper's network lr.
 
 Paper settings (``OOD-Study_ZeroShot.sh``): CUB200 rho 0.4, beta 0.6, w = feat_w = 50, pool aggregation,
 feature distillation from step 0, target dims 1024/1536/2048 (the defaults); CARS196 the same with rho 0.3;
@@ -212,4 +212,6 @@ SPEC = MethodSpec(
     description="S2SD: Roth et al., Simultaneous Similarity-based Self-Distillation for Deep Metric "
     "Learning, ICML 2021 (margin loss with rho-distance sampling as source and target criteria); settings "
     "of Milbich, Roth et al., NeurIPS 2021 (ooDML).",
+    follows={"loss_lr": "lr", "head_lr": "lr"},
+    margin_beta="beta",
 )

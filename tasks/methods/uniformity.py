@@ -14,8 +14,7 @@ cross-entropies; its learning rate follows its own step schedule (x ``disc_gamma
 ``weight`` x BCE(D(chunks), 1).
 
 ``network_lr``: the discriminator's learning rate is relative to the network's, which a method's build
-call does not see; it is a hyperparameter whose default is the paper's network lr (1e-5). A config that
-changes ``training.lr`` and wants the original ratio sets it too.
+call does not see; it is a hyperparameter that follows ``training.lr`` unless set (``MethodSpec.follows``).
 
 The discriminator is trained only by its own optimizer: its parameters are not in :meth:`param_groups`,
 and the adversarial term is computed with detached copies of them, so the main backward pass leaves them
@@ -200,4 +199,6 @@ SPEC = MethodSpec(
     description="Uniformity prior: margin loss + distance-weighted sampling with an adversarial uniform prior "
     "on the pooled features (Sinha et al., Uniform Priors for Data-Efficient Transfer, 2020), as ooDML's "
     "--with_entropy runs it (Milbich, Roth et al., NeurIPS 2021).",
+    follows={"network_lr": "lr"},
+    margin_beta="beta",
 )

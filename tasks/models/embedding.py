@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -87,3 +90,42 @@ class EmbeddingModel(nn.Module):
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         groups = [{"params": backbone, "lr": backbone_lr}] if backbone else []
         return groups + [{"params": list(self.head.parameters()), "lr": head_lr}]
+
+
+def weighting_label(weights: Sequence[float]) -> str:
+    """A weighting's name as the ooDML code spells its evaluation types: ``1-1-1-1``, ``0.75-1.25-1.25-1.25``."""
+    return "-".join(f"{w:g}" for w in weights)
+
+
+def reweighted(outputs: Tensor, weights: Sequence[float]) -> Tensor:
+    """The concatenation of the equal-width blocks of ``outputs``, each L2-normalised and multiplied by its
+    weight (the model L2-normalises the whole afterwards). Renormalising each block first makes this a
+    function of the embedding alone: any weighting of a :class:`BlockHead`'s output, or of its normalised
+    embedding, gives the same blocks."""
+    blocks = outputs.chunk(len(weights), dim=-1)
+    return torch.cat([w * F.normalize(b, dim=-1) for w, b in zip(weights, blocks, strict=True)], dim=-1)
+
+
+class BlockHead(nn.Module):
+    """A head whose embedding is the concatenation of L2-normalised blocks (e.g. DiVA's four task
+    embeddings), each scaled by its weight in ``weights`` (the embedding the trial reports); ``weightings``
+    names other weightings the trial also evaluates, recorded apart. ``forward(features, weighted=False)``
+    gives the unweighted concatenation (every weight 1)."""
+
+    weights: tuple[float, ...]
+    weightings: tuple[tuple[float, ...], ...] = ()
+
+    def blocks(self, features: Tensor) -> Tensor:
+        """The unweighted concatenation of the L2-normalised blocks."""
+        raise NotImplementedError
+
+    def forward(self, features: Tensor, weighted: bool = True) -> Tensor:
+        outputs = self.blocks(features)
+        if not weighted or all(w == 1 for w in self.weights):
+            return outputs
+        return reweighted(outputs, self.weights)
+
+    @property
+    def weighting(self) -> str:
+        """The name of the reported weighting (``weighting_label``)."""
+        return weighting_label(self.weights)

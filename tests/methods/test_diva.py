@@ -361,7 +361,9 @@ def test_checkpoint_round_trip_restores_the_momentum_encoder_and_queue():
 def test_registered_with_the_paper_settings():
     spec = METHODS["diva"]
     defaults = spec.defaults()
-    assert {k: defaults[k] for k in PAPER_SETTINGS["cub200"]} == PAPER_SETTINGS["cub200"]
+    cub = dict(PAPER_SETTINGS["cub200"])
+    assert cub.pop("discriminative_weight") == 0.75 and defaults["discriminative_weight"] == 1.0
+    assert {k: defaults[k] for k in cub} == cub
     assert (defaults["temperature"], defaults["momentum"], defaults["decorrnet_dim"]) == (0.01, 0.9, 512)
     assert (defaults["beta"], defaults["margin"], defaults["nu"], defaults["loss_lr"]) == (
         1.2,

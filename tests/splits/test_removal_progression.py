@@ -3,7 +3,7 @@
 The reference is ``split_helpers.split_maker_with_class_removal`` (CompVis/Characterizing_Generalization_in_DML
 at 0c70f0e), transcribed below by reading it: lists of per-class vectors and names that are swapped,
 copied back and deleted in place, a swap history of list positions that is never renumbered, ``np.argsort``
-of the scores, ``zip`` walks and the scipy ``sqrtm`` FID. DESIGN.md section 3 says oodml reproduces it.
+of the scores, ``zip`` walks and the scipy ``sqrtm`` FID. docs/protocol.md section 2 says oodml reproduces it.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_removal_equals_the_original_loop(seed):
 
 def test_removal_from_the_harder_end_equals_the_original_loop():
     """As build_progressions runs it: from the state after the harder walk's final swaps, with the class
-    names of that state (the reference takes the names of the last recorded split instead; DESIGN.md 3)."""
+    names of that state (the reference takes the names of the last recorded split instead; docs/protocol.md section 2)."""
     means, names, train, test = _synthetic(7)
     config = ProgressionConfig()
     result = build_progressions(means, names, [names[c] for c in train], [names[c] for c in test], config)

@@ -37,7 +37,7 @@ FIDS = {split_id: fid for split_id, _, fid, _ in SPLITS}
 
 
 def trapezoid_weights(fid: np.ndarray) -> np.ndarray:
-    """w_j of the normalized AUC, from the trapezoid rule over the FID-sorted splits (DESIGN.md 7)."""
+    """w_j of the normalized AUC, from the trapezoid rule over the FID-sorted splits (docs/protocol.md section 8)."""
     order = np.argsort(fid)
     f = fid[order]
     width = f[-1] - f[0]

@@ -1,6 +1,6 @@
 """The paper configs against the paper's protocol and the original scripts' settings.
 
-Expected values are written here from DESIGN.md 5b and ``OOD-Study_ZeroShot.sh`` of the original code,
+Expected values are written here from docs/protocol.md section 10 and ``OOD-Study_ZeroShot.sh`` of the original code,
 not read from the configs, so a wrong number in a config (or in how a method is built from it) fails.
 """
 

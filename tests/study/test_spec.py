@@ -57,7 +57,10 @@ def test_unknown_key_names_field_and_allowed_keys():
 
 def test_unknown_key_inside_a_list_entry():
     message = spec_error({"methods.1.hyperparams": {"margin": 0.1}})
-    assert "methods.1.hyperparams: unknown key; allowed: hyperparameters, name, search" in message
+    assert (
+        "methods.1.hyperparams: unknown key; allowed: fewshot, hyperparameters, model, name, search, training"
+        in message
+    )
 
 
 def test_wrong_type_names_field():

@@ -33,7 +33,7 @@ def test_training_model_method_and_split_sections_are_the_trial_configs_models()
     assert annotation(DatasetEntry, "options") == annotation(DataConfig, "options") == DatasetOptions
     assert issubclass(MethodEntry, MethodConfig) and set(MethodEntry.model_fields) - set(
         MethodConfig.model_fields
-    ) == {"search"}
+    ) == {"search", "model", "training", "fewshot"}  # the search, and the method's own settings
 
 
 def test_fewshot_adaptation_is_declared_once_for_trial_and_study():

@@ -1,4 +1,4 @@
-"""Few-shot adaptation (tasks/fewshot.py, DESIGN.md 6), on the code path a trial runs.
+"""Few-shot adaptation (tasks/fewshot.py, docs/protocol.md section 5), on the code path a trial runs.
 
 Each test fails on one planted bug (issue 11): classes too small for a budget scored anyway (a lone query
 has no positive), support images among the queries, the learning-rate multiplier dropped, adaptation
@@ -79,7 +79,13 @@ def _config(shots: int, iterations: int = 2, **training) -> TrialConfig:
             "model": {"backbone": "glyph_cnn", "embedding_dim": 8, "pretrained": False},
             "method": {"name": "margin"},
             "training": {"lr": 1e-3, "with_nmi": True, "ks": [1, 2]} | training,
-            "fewshot": {"shots": [shots], "iterations": {shots: iterations}, "batch_size": 16},
+            # the patched features stand for the evaluation transform's: support embedded once
+            "fewshot": {
+                "shots": [shots],
+                "iterations": {shots: iterations},
+                "batch_size": 16,
+                "support_transform": "eval",
+            },
         }
     )
 
@@ -193,16 +199,16 @@ def _episode_spies(monkeypatch, images: LabelledImages) -> dict[str, list]:
     _patch_features(monkeypatch, features)
     seen: dict[str, list] = {"support": [], "query": []}
 
-    def adapt(head, feats, labels, config, shots, seed):
+    def support_batches(feats, labels, fs, iterations, seed):
         seen["support"].append(set(np.rint(feats[:, 0].numpy() - 1).astype(int).tolist()))
-        return head
+        return []  # no step: the head stays as trained
 
     def metrics(embeddings, labels, config):
         e = torch.as_tensor(embeddings).numpy()
         seen["query"].append(set(np.rint(e[:, 0] / e[:, 1] - 1).astype(int).tolist()))
         return {m: 0.5 for m in metric_names(config)}
 
-    monkeypatch.setattr(fewshot, "_adapt_head", adapt)
+    monkeypatch.setattr(fewshot, "_feature_batches", support_batches)
     monkeypatch.setattr(fewshot, "_metrics", metrics)
     return seen
 
@@ -246,12 +252,12 @@ def test_full_mode_adapts_on_the_support_and_scores_only_the_queries(monkeypatch
         seen["embedded"].append({int(i) for i in indices})
         return np.random.default_rng(len(seen["embedded"])).normal(size=(len(indices), 4))
 
-    def adapt_full(model, images, support, labels, config, shots, seed, device):
+    def support_batches(images, support, labels, model, config, iterations, seed, device):
         seen["support"].append({int(i) for i in support})
-        return model
+        return []  # no step
 
     monkeypatch.setattr(fewshot, "embed", embed)
-    monkeypatch.setattr(fewshot, "_adapt_full", adapt_full)
+    monkeypatch.setattr(fewshot, "_image_batches", support_batches)
     episodes = _per_image(images, ["a", "b", "c"], 2, episodes=2)
     config = _config(2).model_copy(update={"fewshot": _config(2).fewshot.model_copy(update={"mode": "full"})})
     evaluate_fewshot(_model(4), images, _split(["a", "b", "c"], {2: episodes}), config, CPU)
@@ -283,9 +289,10 @@ def test_head_adaptation_runs_at_the_multiplied_learning_rate(head_lr, multiplie
     head = nn.Linear(6, 4)
     before = [p.detach().clone() for p in head.parameters()]
     features = torch.randn(8, 6)
-    adapted = fewshot._adapt_head(head, features, np.repeat(np.arange(4), 2), config, shots=2, seed=0)
+    batches = fewshot._feature_batches(features, np.repeat(np.arange(4), 2), config.fewshot, 1, 0)
+    fewshot._adapt(_model(6), head, batches, 4, config, 0, CPU)
     expected = multiplier * (head_lr or config.training.lr)
-    assert _largest_step(before, list(adapted.parameters())) == pytest.approx(expected, rel=1e-3)
+    assert _largest_step(before, list(head.parameters())) == pytest.approx(expected, rel=1e-3)
 
 
 @pytest.mark.parametrize("head_lr", [None, 5e-3])
@@ -300,7 +307,9 @@ def test_full_adaptation_runs_backbone_and_head_at_the_multiplied_rates(head_lr)
     head = [p.detach().clone() for p in model.head.parameters()]
     support = np.arange(len(images))
     labels = np.repeat(np.arange(4), 2)
-    adapted = fewshot._adapt_full(model, images, support, labels, config, 2, 0, CPU)
+    batches = fewshot._image_batches(images, support, labels, model, config, 1, 0, CPU)
+    fewshot._adapt(model, model.head, batches, 4, config, 0, CPU)
+    adapted = model
     lr = config.training.lr
     assert _largest_step(backbone, list(adapted.backbone.parameters())) == pytest.approx(10 * lr, rel=1e-3)
     assert _largest_step(head, list(adapted.head.parameters())) == pytest.approx(
@@ -326,15 +335,14 @@ def test_adaptation_changes_a_copy_of_the_head_and_beats_the_zero_shot_model(mon
     model = _model(8, weight)
     original = copy.deepcopy(model.head.state_dict())
     adapted_heads = []
-    real_adapt = fewshot._adapt_head
+    real_adapt = fewshot._adapt
 
-    def adapt(head, *args):
+    def adapt(model, head, *args):
         start = copy.deepcopy(head.state_dict())
-        adapted = real_adapt(head, *args)
-        adapted_heads.append((start, copy.deepcopy(adapted.state_dict())))
-        return adapted
+        real_adapt(model, head, *args)
+        adapted_heads.append((start, copy.deepcopy(head.state_dict())))
 
-    monkeypatch.setattr(fewshot, "_adapt_head", adapt)
+    monkeypatch.setattr(fewshot, "_adapt", adapt)
     split = _split(list(sizes), {2: _per_image(images, list(sizes), 2, episodes=2)})
     result = evaluate_fewshot(model, images, split, _config(2, iterations=150), CPU)[2]
 
