@@ -444,6 +444,12 @@ class RaySpec(_Strict):
     num_cpus: int | None = Field(None, description="CPUs of a local Ray; None: all")
 
 
+def _problem(error: dict) -> str:
+    """One pydantic error as ``field: message`` (the message alone for the whole model)."""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{'.'.join(map(str, error['loc']))}: {message}" if error["loc"] else message
+
+
 @dataclass(frozen=True)
 class MethodSettings:
     """A method's settings in a study: the study's sections with its own values over them."""
@@ -607,10 +613,7 @@ class StudySpec(_Strict):
             try:
                 settings[section] = kind.model_validate(base.model_dump() | getattr(method, section))
             except ValidationError as err:
-                problems = "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in err.errors()
-                )
+                problems = "; ".join(_problem(e) for e in err.errors())
                 raise ValueError(f"{at}.{section}: {problems}") from None
         if method.model:
             settings["model"] = _checked_model(settings["model"], f"{at}.model.")

@@ -11,7 +11,7 @@ from pathlib import Path
 import timm
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, ResNet50_Weights
+from torchvision.models import ResNet18_Weights, ResNet50_Weights, ResNet101_Weights
 
 from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
 from tasks.models.embedding import EmbeddingModel
@@ -76,6 +76,17 @@ BACKBONES.register(
         512,
         partial(resnet, 50),
         HubCheckpoint(ResNet50_Weights.IMAGENET1K_V1.url),
+        ("fc.",),
+    )
+)
+BACKBONES.register(  # the original's SOP S2SD runs (resnet101_frozen_normalize: these ImageNet weights)
+    BackboneSpec(
+        "resnet101",
+        IMAGENET,
+        2048,
+        512,
+        partial(resnet, 101),
+        HubCheckpoint(ResNet101_Weights.IMAGENET1K_V1.url),
         ("fc.",),
     )
 )

@@ -144,7 +144,7 @@ def test_wrong_type_names_the_field(spec, refused, overrides, expected) -> None:
         (
             {"model.backbone": "resnet5"},
             "backbone: unknown backbone 'resnet5'; did you mean 'resnet50', 'resnet51q', 'resnet50t'? "
-            "(built in: resnet50, resnet18, glyph_cnn; or any timm model)",
+            "(built in: resnet50, resnet101, resnet18, glyph_cnn; or any timm model)",
         ),
         (
             {"datasets.0.name": "imagefoldr"},

@@ -1,7 +1,9 @@
 """The paper configs against the paper's protocol and the original scripts' settings.
 
-Expected values are written here from docs/protocol.md section 10 and ``OOD-Study_ZeroShot.sh`` of the original code,
-not read from the configs, so a wrong number in a config (or in how a method is built from it) fails.
+Expected values are written here from docs/protocol.md section 10, ``OOD-Study_ZeroShot.sh`` and
+``OOD-Study_FewShot.sh`` of the original code (with ``fewshot_diva_ood_main.py`` for DiVA's reported
+weighting), not read from the configs, so a wrong number in a config (or in how a method is built from it,
+or in how a method's own settings reach its trials) fails.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from study.spec import load_spec
+from tasks.config import FewShotConfig, TrialConfig, adaptation_hyperparameters
 from tasks.methods import build_method
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -39,7 +42,7 @@ def _spec(name: str):
 
 
 @pytest.mark.parametrize("name", sorted(EPOCHS))
-def test_protocol_of_design_5b(name):
+def test_the_papers_training_protocol(name):
     spec = _spec(name)
     model, training = spec.model, spec.training
     assert (model.backbone, model.embedding_dim, model.pretrained) == ("resnet50", 512, True)
@@ -85,3 +88,56 @@ def test_methods_are_built_with_the_scripts_settings(name):
     diva = values["diva"]
     assert {diva[f"alpha_{t}"] for t in ("ssl", "shared", "intra")} == {diva_alpha}
     assert {diva[f"rho_{t}"] for t in ("ssl", "shared", "intra")} == {diva_rho}
+
+
+# Per dataset and method, what the scripts set apart from the common settings (batch 112, ResNet50, no
+# warm-up; few-shot: 1000 iterations at 2 shots and 1500 at 5, support batch = the run's --bs, the margin
+# criterion at the run's --loss_margin_beta), and DiVA's reported weighting (fewshot_diva_ood_main.py:
+# CUB 0.75-1.25-1.25-1.25, CARS 0.5-1.5-1.5-1.5, SOP 1-1-1-1).
+OWN = {
+    "cub200": {"diva": {"batch": 108, "weight": 0.75}, "s2sd": {"beta": 0.6}, "rmargin": {"beta": 0.6}},
+    "cars196": {
+        "diva": {"batch": 108, "weight": 0.5},
+        "s2sd": {"beta": 0.6, "iterations": {2: 100, 5: 1500}},
+        "rmargin": {"beta": 0.6},
+    },
+    "sop": {
+        "diva": {"batch": 108, "weight": 1.0},
+        "s2sd": {"beta": 0.9, "batch": 104, "backbone": "resnet101"},
+        "rmargin": {"beta": 0.9},
+        "proxyanchor": {"warmup": 1},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(EPOCHS))
+def test_each_methods_own_settings_are_the_scripts(name):
+    spec = _spec(name)
+    for method in spec.methods:
+        own = OWN[name].get(method.label, {})
+        settings = spec.method_settings(method)
+        model, training, fewshot = settings.model, settings.training, settings.fewshot
+        assert model.backbone == own.get("backbone", "resnet50") and model.embedding_dim == 512
+        assert training.batch_size == own.get("batch", 112) and training.samples_per_class == 2
+        assert training.warmup_epochs == own.get("warmup", 0)
+        assert training.epochs == EPOCHS[name] and training.lr == 1e-5
+        iterations = own.get("iterations", {2: 1000, 5: 1500})
+        assert {k: fewshot.iterations[k] for k in iterations} == iterations
+        assert fewshot.batch_size == own.get("batch", 112)  # the support batch is the run's --bs
+        assert (fewshot.mode, fewshot.method, fewshot.lr_multiplier) == ("head", "margin", 10.0)
+        assert (fewshot.loss_parameters, fewshot.support_transform, fewshot.reweight) == (
+            "frozen",
+            "train",
+            False,
+        )
+        trial = TrialConfig(
+            data={"dataset": name, "split_file": "unused.json", "split": "1"},
+            model=model,
+            method=method.config(),
+            training=training,
+            fewshot=FewShotConfig(**fewshot.model_dump(), shots=[2, 5]),
+        )
+        assert adaptation_hyperparameters(trial)["beta"] == own.get("beta", 1.2)
+        if method.label == "diva":
+            built = build_method("diva", num_classes=10, embedding_dim=512, **method.hyperparameters)
+            assert built.embedding_head(2048, 512).weights == (own["weight"],) + (2 - own["weight"],) * 3

@@ -264,3 +264,55 @@ def test_import_study_is_light_and_exports_run():
         "assert study.run is run and study.resume is resume"
     )
     subprocess.run([sys.executable, "-c", code], cwd="/", check=True, timeout=300)
+
+
+def test_a_methods_own_settings_reach_its_trials_and_their_ids(split_file):
+    own = {
+        "name": "triplet",
+        "model": {"embedding_dim": 16},
+        "training": {"batch_size": 8, "warmup_epochs": 1},
+        "fewshot": {"iterations": {2: 7}, "method": "triplet"},
+    }
+    spec = load_spec(copy.deepcopy(BASE), {"methods.1": own})
+    trials = evaluation_trials(spec, [_plan(spec, split_file)], {})
+    triplet = [t.config for t in trials if t.config.method.name == "triplet"]
+    others = [t.config for t in trials if t.config.method.name != "triplet"]
+    assert triplet and others
+    for c in triplet:
+        assert (c.model.embedding_dim, c.training.batch_size, c.training.warmup_epochs) == (16, 8, 1)
+        assert (c.fewshot.iterations, c.fewshot.method, c.training.samples_per_class) == (
+            {2: 7},
+            "triplet",
+            4,
+        )
+    for c in others:  # the study's sections, untouched
+        assert (c.model.embedding_dim, c.training.batch_size, c.training.warmup_epochs) == (32, 16, 0)
+        assert (c.fewshot.iterations, c.fewshot.method) == ({2: 5}, "margin")
+    plain = evaluation_trials(load_spec(copy.deepcopy(BASE)), [_plan(spec, split_file)], {})
+    same = {t.trial_id for t in plain if t.config.method.name != "triplet"}
+    assert same == {t.trial_id for t in trials if t.config.method.name != "triplet"}
+    assert not {t.trial_id for t in plain} & {t.trial_id for t in trials if t.config.method.name == "triplet"}
+    tuning = tuning_base(spec, _plan(spec, split_file), spec.methods[1]).config
+    assert (tuning.training.batch_size, tuning.model.embedding_dim) == (8, 16)
+
+
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [
+        ({"training": {"protocol": "paper"}}, "training.protocol: not settable per method"),
+        ({"training": {"ks": [1]}}, "training.ks: not settable per method"),
+        ({"fewshot": {"episodes": 2}}, "fewshot.episodes: not settable per method"),
+        ({"training": {"batch_size": 7}}, "methods.1 (triplet).training: batch_size 7 must be divisible"),
+        ({"training": {"epochs": -1}}, "methods.1 (triplet).training: epochs: at least 0"),
+        ({"fewshot": {"method": "s2sdd"}}, "methods.1 (triplet).fewshot"),
+        ({"fewshot": {"iterations": {5: 3}}}, "methods.1.fewshot.iterations: no entry for budgets [2]"),
+        ({"model": {"backbone": "resnet5"}}, "methods.1 (triplet).model.backbone: unknown backbone"),
+    ],
+)
+def test_a_methods_own_settings_are_checked_and_named(own, expected):
+    assert expected in spec_error({"methods.1": {"name": "triplet", **own}})
+
+
+def test_a_misspelt_or_composite_fewshot_method_is_refused_before_anything_runs():
+    assert "unknown method 's2sdd'" in spec_error({"fewshot.method": "s2sdd"})
+    assert "more than a loss on the embeddings" in spec_error({"fewshot.method": "s2sd"})
