@@ -140,9 +140,11 @@ def cross_dataset(table: pa.Table, metric: str = "recall@1") -> pa.Table:
         return CROSS_OUT.empty_table()
     keys = METHOD + SPLIT + ["eval_dataset"]
     out = rows.groupby(keys, dropna=False)["value"].agg(mean="mean", ci95=ci95, n_seeds="count").reset_index()
-    own = _rows(table, "test", metric)
-    own = own[own["trial_id"].isin(rows["trial_id"])].groupby(METHOD + SPLIT, dropna=False)["value"].mean()
-    out = out.merge(own.rename("own_test").reset_index(), on=METHOD + SPLIT, how="left").assign(metric=metric)
+    # each row's own test value: of the trials cross-evaluated on that row's dataset, no others
+    evaluated = rows[["trial_id", "eval_dataset"]].drop_duplicates()
+    own = _rows(table, "test", metric).drop(columns="eval_dataset").merge(evaluated, on="trial_id")
+    own = own.groupby(keys, dropna=False)["value"].mean()
+    out = out.merge(own.rename("own_test").reset_index(), on=keys, how="left").assign(metric=metric)
     return arrow_table(out.sort_values(METHOD + ["fid", "split_id", "eval_dataset"]), CROSS_OUT)
 
 

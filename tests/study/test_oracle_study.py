@@ -281,6 +281,14 @@ def test_own_test_averages_only_the_cross_evaluated_trials() -> None:
         assert row["mean"] == pytest.approx(mean) and row["own_test"] == pytest.approx(own_test)
 
 
+def test_own_test_is_per_dataset_evaluated_on() -> None:
+    """Seed 0 evaluated on x only, seed 1 on y only: each row's own_test is its own trials' test value."""
+    records = [_cross_record("m", 0, 0, 0.5, {"x": 0.25}), _cross_record("m", 0, 1, 0.75, {"y": 0.125})]
+    table = pa.concat_tables([trial_rows(r, stage="eval", study="s") for r in records])
+    out = {r["eval_dataset"]: r for r in cross_dataset(table).to_pylist()}
+    assert (out["x"]["own_test"], out["y"]["own_test"]) == (0.5, 0.75)  # not 0.625 for both
+
+
 def test_older_rows_without_a_role_read_as_benchmark() -> None:
     table = _table()
     older = table.set_column(
