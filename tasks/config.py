@@ -285,6 +285,12 @@ def method_hyperparameters(config: TrialConfig) -> dict[str, float | int]:
     from tasks.methods import method_spec
 
     follows = method_spec(config.method.name).follows
+    unknown = sorted(set(follows.values()) - set(TrainingConfig.model_fields))
+    if unknown:
+        raise ValueError(
+            f"method {config.method.name!r}: its MethodSpec.follows names training settings {unknown} that do "
+            f"not exist; known: {', '.join(TrainingConfig.model_fields)}"
+        )
     mirrored = {k: getattr(config.training, setting) for k, setting in follows.items()}
     return mirrored | dict(config.method.hyperparameters)
 

@@ -65,14 +65,6 @@ def check_declaration(name: str, spec: MethodSpec) -> None:
             f"method {name!r}: MethodSpec.follows / margin_beta name {strays}, which are not among its "
             f"hyperparameters {sorted(spec.hyperparameters)}"
         )
-    from tasks.config import TrainingConfig
-
-    unknown = sorted(set(spec.follows.values()) - set(TrainingConfig.model_fields))
-    if unknown:
-        raise RegistryError(
-            f"method {name!r}: MethodSpec.follows names training settings {unknown} that do not exist; "
-            f"known: {', '.join(TrainingConfig.model_fields)}"
-        )
     if bool(spec.variants) != ("variant" in parameters):
         raise RegistryError(
             f"method {name!r}: its builder takes a variant argument exactly when MethodSpec.variants names some"
