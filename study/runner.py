@@ -23,6 +23,7 @@ from study.execution import Execution
 from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
 from study.lock import study_lock
 from study.logs import third_party_log
+from study.migration import migrate_trial_ids
 from study.plugins import read as read_plugins
 from study.preflight import check_inputs
 from study.projection import write_split_projection
@@ -75,6 +76,7 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
     check_inputs(spec, echo)  # data and split files against the spec, before anything is written
     with study_lock(study_dir), _log_file(study_dir) as log, third_party_log(log) as capture_logs:
         with driver_status(study_dir):
+            migrate_trial_ids(study_dir, echo)  # folders written before the identity payload (a no-op after)
             save_spec(spec)
             split_paths = [split_file(d, spec.shots, study_dir) for d in spec.datasets]  # built on first use
             for d, path in zip(spec.datasets, split_paths, strict=True):

@@ -1,15 +1,17 @@
 """One trial identity, computed before the trial runs, for ``oodml trial`` and for studies alike.
 
-A trial's id hashes its resolved ``TrialConfig`` without the split files' locations (a study folder can
-move), the hash of its split's content (``split_hash``) and the versions of the code that defines a
-trial's result. The fields added for the oracle and cross-dataset evaluation (``ADDED_FIELDS``) enter it
-only when they differ from their defaults, so trials that use neither keep the ids of older study
-folders, while a benchmark and an oracle trial (or a trial with and without held-out evaluation) differ.
-A cross-dataset entry enters by its dataset, options and split key and by the content hash of that split
-(``cross_split_hashes``, only in ids of trials that evaluate on another dataset): a rebuilt split file of
-the other dataset changes the id, so its stale cross rows are not reused.
-Equal ids mean interchangeable results: that is what makes a study's resume skip work,
-and what lets a result of ``oodml trial`` be compared with a study's.
+A trial's id hashes its identity payload (``identity_payload``): what its result depends on, and nothing
+else. That is the trial config's settings that differ from their defaults (``semantic_config``: a new
+setting added with a default leaves every existing id as it was), without the split files' locations (a
+study folder can move) and, for a trial without few-shot budgets, without the adaptation settings it never
+uses; the hash of its split's content (``split_hash``); for a trial evaluated on other datasets, the
+content hash of each of their splits (``cross_split_hashes``: a rebuilt split file of another dataset
+changes the id, so its stale cross rows are not reused); and ``IDENTITY_VERSION``, which changes only when
+the same payload starts to mean another result (a default or a definition changed). The package's version
+is not in it: a release re-runs nothing it does not change. Study folders whose ids were computed before
+this payload are migrated by ``study.migration``.
+Equal ids mean interchangeable results: that is what makes a study's resume skip work, and what lets a
+result of ``oodml trial`` be compared with a study's.
 """
 
 from __future__ import annotations
@@ -17,24 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from functools import cache
-from importlib import metadata
+from typing import Any
+
+from pydantic import BaseModel
 
 from tasks.config import TrialConfig, adaptation_hyperparameters
 from tasks.record import TrialIdentity
 from tasks.splits.files import Split, read_split_file
 
-# Enters every trial id under the name "record_version" (what it was called when the trial record was a
-# flat dict): bump it when what a trial produces changes meaning. Unchanged, study folders written
-# before the typed record keep their trial ids and resume.
-RESULTS_VERSION = (
-    2  # 2: few-shot adaptation as the original (frozen beta, the method's own, augmented support)
-)
-
-
-@cache
-def code_versions() -> dict[str, str | int]:
-    return {"oodml": metadata.version("oodml"), "record_version": RESULTS_VERSION}
+# Bump when an unchanged payload comes to mean another result: a default of the trial config changed
+# (tests/trial/test_identity.py pins them), or a method's or a metric's definition changed.
+IDENTITY_VERSION = 1
 
 
 def split_hash(split: Split) -> str:
@@ -44,35 +39,67 @@ def split_hash(split: Split) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-ADDED_FIELDS = ("role", "heldout", "evaluate_on")
+def _non_default(model: BaseModel) -> dict[str, Any]:
+    """``model``'s required fields and those whose values differ from their defaults, as JSON data; a
+    nested model that is required or whose default is a model keeps only its own such fields (and an
+    optional one is left out without any)."""
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel) and (field.is_required() or isinstance(default, BaseModel)):
+            nested = _non_default(value)
+            if nested or field.is_required():
+                out[name] = nested
+        elif field.is_required() or value != default:
+            out[name] = _json(value)
+    return out
 
 
-def _hashed_config(config: TrialConfig) -> dict:
-    dumped = config.model_dump(
-        mode="json", exclude={"data": {"split_file"}, "evaluate_on": {"__all__": {"split_file"}}}
-    )
-    fields = TrialConfig.model_fields
-    for name in ADDED_FIELDS:
-        if dumped[name] == fields[name].get_default(call_default_factory=True):
-            del dumped[name]
-    return dumped
+def _json(value: Any) -> Any:
+    """``value`` as JSON data (a model in full: its presence is what differs from the default)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    return value
 
 
-def trial_identity(config: TrialConfig, split_digest: str, cross_digests: Sequence[str] = ()) -> str:
-    """The trial id of ``config`` on a split whose ``split_hash`` is ``split_digest``; ``cross_digests``:
-    the ``split_hash`` of each ``config.evaluate_on`` entry's split, in order (``cross_split_hashes``)."""
+def semantic_config(config: TrialConfig) -> dict[str, Any]:
+    """The settings a trial's result depends on: its config's non-default values, without where split
+    files lie, and without the adaptation settings when it has no few-shot budget."""
+    found = _non_default(config)
+    found["data"].pop("split_file", None)
+    for entry in found.get("evaluate_on", []):
+        entry.pop("split_file", None)
+    if not config.fewshot.shots:
+        found.pop("fewshot", None)
+    return found
+
+
+def identity_payload(config: TrialConfig, split_digest: str, cross_digests: Sequence[str] = ()) -> dict:
+    """What a trial id hashes (module docstring)."""
     if len(cross_digests) != len(config.evaluate_on):
         raise ValueError(
             f"a trial evaluated on {len(config.evaluate_on)} other datasets needs as many split hashes, "
             f"got {len(cross_digests)}"
         )
-    payload = {
-        "config": _hashed_config(config),
+    payload: dict[str, Any] = {
+        "identity_version": IDENTITY_VERSION,
+        "config": semantic_config(config),
         "split": split_digest,
-        "code": code_versions(),
     }
-    if cross_digests:  # only then: the ids of trials that evaluate on no other dataset stay as they were
+    if cross_digests:
         payload["cross_splits"] = list(cross_digests)
+    return payload
+
+
+def trial_identity(config: TrialConfig, split_digest: str, cross_digests: Sequence[str] = ()) -> str:
+    """The trial id of ``config`` on a split whose ``split_hash`` is ``split_digest``; ``cross_digests``:
+    the ``split_hash`` of each ``config.evaluate_on`` entry's split, in order (``cross_split_hashes``)."""
+    payload = identity_payload(config, split_digest, cross_digests)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

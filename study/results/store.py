@@ -67,11 +67,11 @@ def write_trial_result(
     curves = curve_rows(record, stage=stage, study=study)
     curves_path = result_path(study_dir, trial_id, stage, CURVES_DIR)
     if curves.num_rows:
-        _atomic_write(curves, curves_path)
+        atomic_write_table(curves, curves_path)
     else:  # a retry without curves must not leave an earlier attempt's curves behind
         curves_path.unlink(missing_ok=True)
     path = result_path(study_dir, trial_id, stage)
-    _atomic_write(rows, path)
+    atomic_write_table(rows, path)
     return path
 
 
@@ -188,7 +188,8 @@ def _read_warning(folder: StudyPath, schema: pa.Schema) -> pa.Table:
     return table
 
 
-def _atomic_write(table: pa.Table, path: StudyPath) -> None:
+def atomic_write_table(table: pa.Table, path: StudyPath) -> None:
+    """Write ``table`` as Parquet to ``path`` whole or not at all (a temporary file renamed; one PUT)."""
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
