@@ -370,11 +370,14 @@ def train_model(
             dataset.set_seed(config.seed * 1_000_003 + epoch)
         model.train()
         losses = torch.zeros(len(sampler), device=device)
+        terms: dict[str, list[torch.Tensor]] = {}  # a composite method's named terms, per step
         checked = 0
         batches = _progress(loader, progress, f"epoch {epoch + 1}/{tc.epochs}")
         for step, items in enumerate(batches):
             loss = method.training_loss(step_batch(items))
             losses[step] = loss.detach()
+            for name, value in method.terms.items():
+                terms.setdefault(name, []).append(value)
             if step + 1 - checked >= check_every:
                 _check_finite(losses, checked, step + 1, epoch, config)
                 checked = step + 1
@@ -392,6 +395,7 @@ def train_model(
         record = {
             "epoch": epoch,
             "train/loss": losses.double().mean().item(),
+            **{f"train/loss/{name}": torch.stack(v).double().mean().item() for name, v in terms.items()},
             "lr": optimizer.param_groups[0]["lr"],
         }
         if selects_last_epoch(config):

@@ -89,6 +89,9 @@ class Method(nn.Module):
     def __init__(self, loss_lr: float = 0.0) -> None:
         super().__init__()
         self.loss_lr = loss_lr
+        # the named terms of the last :meth:`training_loss` of a loss made of several (detached, each
+        # before its weight): training logs their epoch means as ``train/loss/<name>``; empty for one loss
+        self.terms: dict[str, Tensor] = {}
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         raise NotImplementedError

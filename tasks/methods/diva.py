@@ -358,7 +358,9 @@ class Diva(Method):
         return parts["discriminative"] + weighted + parts["separation"]
 
     def training_loss(self, batch: TrainBatch) -> Tensor:
-        return self.combine(self.loss_parts(batch))
+        parts = self.loss_parts(batch)
+        self.terms = {name: part.detach() for name, part in parts.items()}
+        return self.combine(parts)
 
     @torch.no_grad()
     def keys(self, images: Tensor) -> Tensor:

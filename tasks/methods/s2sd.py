@@ -95,7 +95,6 @@ class S2SD(Method):
         self.wants_max_features = pool_aggr
         self.head_lr = head_lr
         self.iteration = 0  # training steps taken: feature distillation starts at feat_delay
-        self.terms: dict[str, Tensor] = {}  # the last step's terms, detached (for logs and tests)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """The source criterion alone (the loss on the evaluated embedding)."""

@@ -127,7 +127,9 @@ class UniformityPrior(Method):
         if self.iteration % self.disc_every == 0:
             self.discriminator_step(chunks)
         self.iteration += 1
-        return self.criterion(batch.embeddings, batch.labels) + self.weight * self.adversarial_loss(chunks)
+        margin, prior = self.criterion(batch.embeddings, batch.labels), self.adversarial_loss(chunks)
+        self.terms = {"margin": margin.detach(), "prior": prior.detach()}
+        return margin + self.weight * prior
 
     def end_epoch(self) -> None:
         self.disc_scheduler.step()
