@@ -222,11 +222,13 @@ class DatasetEntry(_Strict):
 
 
 class Range(_Strict):
-    """A search range; ``[low, high]`` or ``[low, high, "log"]`` in YAML."""
+    """A search range: ``[low, high]`` or ``[low, high, "log"]`` in YAML, or ``{choices: [a, b, ...]}``
+    (the values a tuner picks from)."""
 
     low: float
     high: float
     log: bool = False
+    choices: list[float] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -235,6 +237,11 @@ class Range(_Strict):
             if len(value) not in (2, 3) or (len(value) == 3 and value[2] != "log"):
                 raise ValueError(f"a range is [low, high] or [low, high, 'log'], got {value}")
             return {"low": value[0], "high": value[1], "log": len(value) == 3}
+        if isinstance(value, dict) and value.get("choices") and set(value) == {"choices"}:
+            choices = value["choices"]
+            if len(set(choices)) < 2:
+                raise ValueError(f"choices: give 2 or more distinct values, got {choices}")
+            return {"low": min(choices), "high": max(choices), "choices": choices}
         return value
 
     @model_validator(mode="after")
@@ -333,8 +340,9 @@ class MethodEntry(MethodConfig):
         both = sorted(set(self.hyperparameters) & set(searched))
         if both:
             raise ValueError(f"hyperparameters {both} are both fixed and searched; choose one")
-        if self.search is True and not set(declared) - set(self.hyperparameters):
-            raise ValueError(f"search: true, but every hyperparameter of {self.name!r} is fixed")
+        tunable = {k for k, hp in declared.items() if hp.tune}
+        if self.search is True and not tunable - set(self.hyperparameters):
+            raise ValueError(f"search: true, but every tunable hyperparameter of {self.name!r} is fixed")
         return self
 
     def search_space(self) -> dict[str, Range]:
@@ -342,11 +350,13 @@ class MethodEntry(MethodConfig):
         from tasks.methods import METHODS
 
         declared = METHODS[self.name].hyperparameters
-        if self.search is True:
+        if self.search is True:  # what the method declares tunable, over its declared range or choices
             return {
-                k: Range(low=hp.low, high=hp.high, log=hp.log)
+                k: Range(
+                    low=hp.low, high=hp.high, log=hp.log, choices=list(hp.choices) if hp.choices else None
+                )
                 for k, hp in declared.items()
-                if k not in self.hyperparameters
+                if k not in self.hyperparameters and hp.tune
             }
         return dict(self.search) if self.search else {}
 

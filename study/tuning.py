@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import optuna
 import pyarrow.compute as pc
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -31,22 +31,26 @@ from study.expand import TUNE, DatasetPlan, tuning_base
 from study.results import read_results
 from study.results.layout import OPTUNA_JOURNAL
 from study.results.storage import ObjectPath, StudyPath, local_copy, scratch_path, upload
-from study.spec import MethodEntry, StudySpec
+from study.spec import MethodEntry, Range, StudySpec
 from study.trainable import OBJECTIVE, SEARCH
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def distributions(method: MethodEntry) -> dict[str, FloatDistribution | IntDistribution]:
+def distributions(method: MethodEntry) -> dict[str, BaseDistribution]:
     from tasks.methods import METHODS
 
     declared = METHODS[method.name].hyperparameters
-    return {
-        name: IntDistribution(int(r.low), int(r.high), log=r.log)
-        if declared[name].integer
-        else FloatDistribution(r.low, r.high, log=r.log)
-        for name, r in method.search_space().items()
-    }
+
+    def distribution(name: str, r: Range) -> BaseDistribution:
+        integer = declared[name].integer
+        if r.choices:
+            return CategoricalDistribution([int(c) if integer else float(c) for c in r.choices])
+        if integer:
+            return IntDistribution(int(r.low), int(r.high), log=r.log)
+        return FloatDistribution(r.low, r.high, log=r.log)
+
+    return {name: distribution(name, r) for name, r in method.search_space().items()}
 
 
 def recover(study: optuna.Study, method: MethodEntry) -> None:
@@ -59,7 +63,11 @@ def recover(study: optuna.Study, method: MethodEntry) -> None:
     if not study.trials:
         defaults = METHODS[method.name].defaults()
         space = method.search_space()
-        start = {k: defaults[k] for k, r in space.items() if r.low <= defaults[k] <= r.high}
+        start = {
+            k: defaults[k]
+            for k, r in space.items()
+            if (defaults[k] in r.choices if r.choices else r.low <= defaults[k] <= r.high)
+        }
         if start:
             study.enqueue_trial(start)
 

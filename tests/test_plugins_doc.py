@@ -44,6 +44,8 @@ def test_the_documented_plugin_registers_a_loss_a_backbone_and_a_dataset(tmp_pat
         "high": 0.9,
         "log": False,
         "integer": False,
+        "tune": True,
+        "choices": None,
     }
 
     loss = build_method("cosine_margin", num_classes=4, embedding_dim=32)

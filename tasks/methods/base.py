@@ -10,18 +10,32 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class Hyperparameter:
-    """A tunable hyperparameter: its default and the range a tuner searches (``log``: log-uniform).
+    """A hyperparameter: its default and the range a tuner searches (``log``: log-uniform), or the
+    ``choices`` it picks from (a switch, a set of published settings).
 
     The range is a search space, not a validity check: values outside it are accepted when given
     explicitly. Integer hyperparameters have integer default and bounds (a tuner suggests ints).
+    ``tune=False`` declares a setting rather than something to tune (a layer size, a switch, a rate that
+    follows the training's): ``search: true`` leaves it, a search that names it still searches it.
     """
 
     default: float | int
     low: float | int
     high: float | int
     log: bool = False
+    tune: bool = True
+    choices: tuple[float | int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.choices is not None and (
+            len(set(self.choices)) < 2
+            or self.default not in self.choices
+            or not all(self.low <= c <= self.high for c in self.choices)
+        ):
+            raise ValueError(
+                f"choices {self.choices} must be 2 or more values within [{self.low}, {self.high}], the "
+                f"default {self.default} among them"
+            )
         values = (self.default, self.low, self.high)
         if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
             raise TypeError(f"hyperparameter values must be numbers, got {values}")

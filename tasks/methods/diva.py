@@ -489,14 +489,14 @@ SPEC = MethodSpec(
         "rho_ssl": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
         "rho_shared": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
         "rho_intra": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
-        "decorrnet_dim": Hyperparameter(512, 64, 2048),
-        # the original sets the separation MLPs' rate to the backbone's (1e-5 in every ooDML run)
-        "decorrnet_lr": Hyperparameter(1e-5, 1e-6, 1e-3, log=True),
+        "decorrnet_dim": Hyperparameter(512, 64, 2048, tune=False),
+        # the original sets the separation MLPs' rate to the backbone's: it follows training.lr
+        "decorrnet_lr": Hyperparameter(1e-5, 1e-6, 1e-3, log=True, tune=False),
         "temperature": Hyperparameter(0.01, 0.001, 0.1, log=True),
         "momentum": Hyperparameter(0.9, 0.5, 0.999),
-        "n_key_batches": Hyperparameter(30, 1, 100),
-        # the reported embedding's weighting (task_weights): 1, 0.75 and 0.5 are the original's three
-        "discriminative_weight": Hyperparameter(1.0, 0.5, 1.0),
+        "n_key_batches": Hyperparameter(30, 1, 100, tune=False),
+        # the reported embedding's weighting (task_weights): the original's three
+        "discriminative_weight": Hyperparameter(1.0, 0.5, 1.0, choices=(1.0, 0.75, 0.5)),
         **margin_hyperparameters(),
     },
     description="DiVA: Milbich et al., DiVA: Diverse Visual Feature Aggregation for Deep Metric Learning, "

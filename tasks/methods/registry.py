@@ -77,6 +77,7 @@ def describe_method(spec: MethodSpec) -> dict[str, Any]:
         "description": spec.description,
         "hyperparameters": {
             k: {"default": hp.default, "low": hp.low, "high": hp.high, "log": hp.log, "integer": hp.integer}
+            | {"tune": hp.tune, "choices": list(hp.choices) if hp.choices else None}
             for k, hp in spec.hyperparameters.items()
         },
         "variants": dict(spec.variants),

@@ -195,18 +195,19 @@ SPEC = MethodSpec(
     build=build,
     hyperparameters={
         # the source and target criteria: R-Margin at the S2SD runs' settings (CUB200)
-        **rmargin_hyperparameters(loss_lr=Hyperparameter(1e-5, 1e-6, 1e-2, log=True)),
+        **rmargin_hyperparameters(loss_lr=Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False)),
         # S2SD's own (ood_main.py --loss_s2sd_*)
-        "head_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True),
+        "head_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False),  # follows training.lr
         "temperature": Hyperparameter(1.0, 0.1, 10.0, log=True),
         "weight": Hyperparameter(50.0, 0.0, 100.0),
         "feat_weight": Hyperparameter(50.0, 0.0, 100.0),
-        "feat_distill": Hyperparameter(1, 0, 1),
-        "feat_delay": Hyperparameter(0, 0, 10000),
-        "pool_aggr": Hyperparameter(1, 0, 1),
-        "target_dim1": Hyperparameter(1024, 16, 4096),
-        "target_dim2": Hyperparameter(1536, 16, 4096),
-        "target_dim3": Hyperparameter(2048, 16, 4096),
+        # switches and sizes: settings of the method, not tuned by `search: true`
+        "feat_distill": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
+        "feat_delay": Hyperparameter(0, 0, 10000, tune=False),
+        "pool_aggr": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
+        "target_dim1": Hyperparameter(1024, 16, 4096, tune=False),
+        "target_dim2": Hyperparameter(1536, 16, 4096, tune=False),
+        "target_dim3": Hyperparameter(2048, 16, 4096, tune=False),
     },
     description="S2SD: Roth et al., Simultaneous Similarity-based Self-Distillation for Deep Metric "
     "Learning, ICML 2021 (margin loss with rho-distance sampling as source and target criteria); settings "

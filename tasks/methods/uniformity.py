@@ -192,10 +192,10 @@ SPEC = MethodSpec(
         "weight": Hyperparameter(0.2, 0.0, 1.0),
         "disc_every": Hyperparameter(10, 1, 500),
         "disc_latent": Hyperparameter(100, 10, 500),
-        "chunk_size": Hyperparameter(128, 16, 2048),
+        "chunk_size": Hyperparameter(128, 16, 2048, tune=False),
         "disc_lr_multiplier": Hyperparameter(1.0, 0.1, 100.0, log=True),
-        "network_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True),
-        "disc_milestone": Hyperparameter(10000, 1, 10000),
+        "network_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False),  # follows training.lr
+        "disc_milestone": Hyperparameter(10000, 1, 10000, tune=False),
         "disc_gamma": Hyperparameter(0.1, 0.01, 1.0),
     },
     description="Uniformity prior: margin loss + distance-weighted sampling with an adversarial uniform prior "

@@ -127,3 +127,12 @@ def test_readme_lists_every_method_with_its_variants():
     for name, spec in built_in.items():
         listed = [v.strip().strip("`") for v in rows[name].split(",")] if rows[name] != "-" else []
         assert listed == list(spec.variants), name
+
+
+def test_choices_hold_the_default_within_the_range() -> None:
+    from tasks.methods.base import Hyperparameter
+
+    assert Hyperparameter(1.0, 0.5, 1.0, choices=(1.0, 0.75)).choices == (1.0, 0.75)
+    for bad in ((0.75, 0.5), (1.0,), (1.0, 2.0)):
+        with pytest.raises(ValueError, match="choices"):
+            Hyperparameter(1.0, 0.5, 1.0, choices=bad)

@@ -119,6 +119,31 @@ def test_search_true_uses_declared_ranges_minus_fixed():
     assert space["alpha"].log and space["alpha"].low == 0.5
 
 
+def test_search_true_leaves_the_settings_a_method_does_not_declare_tunable():
+    s2sd = load_spec(BASE, {"methods.0": {"name": "s2sd", "search": True}}).methods[0].search_space()
+    assert {"beta", "rho", "margin", "weight", "feat_weight", "temperature"} <= set(s2sd)
+    settings = {"feat_distill", "pool_aggr", "feat_delay", "target_dim1", "head_lr", "loss_lr"}
+    assert not settings & set(s2sd)  # switches, sizes and rates that follow training.lr
+    diva = load_spec(BASE, {"methods.0": {"name": "diva", "search": True}}).methods[0].search_space()
+    assert diva["discriminative_weight"].choices == [1.0, 0.75, 0.5]  # the original's three weightings
+    assert not {"decorrnet_dim", "decorrnet_lr", "n_key_batches"} & set(diva)
+
+
+def test_a_search_may_give_choices_and_the_tuner_picks_among_them():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from study.tuning import distributions
+
+    entry = {"name": "s2sd", "search": {"pool_aggr": {"choices": [0, 1]}, "weight": [5.0, 50.0]}}
+    method = load_spec(BASE, {"methods.0": entry}).methods[0]
+    found = distributions(method)
+    assert found["pool_aggr"] == CategoricalDistribution([0, 1])  # a declared setting, searched on request
+    assert found["weight"] == FloatDistribution(5.0, 50.0)
+    assert "2 or more distinct values" in spec_error(
+        {"methods.0": {"name": "s2sd", "search": {"weight": {"choices": [5.0]}}}}
+    )
+
+
 def test_overrides_are_yaml_and_reach_nested_fields():
     parsed = parse_assignments(["training.epochs=3", "seeds=[0, 1, 2]", "ray.address=null", "name=x=y"])
     assert parsed == {"training.epochs": 3, "seeds": [0, 1, 2], "ray.address": None, "name": "x=y"}
