@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from dashboards.report import build_report
 from study.results.storage import locate
 
 
@@ -19,6 +18,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
+    from dashboards.report import build_report  # matplotlib and pandas: only when the command runs
+
     if not args.serve:
         print(f"wrote {build_report(args.study_dir)}")
         return 0

@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from dashboards.page import Block, Image, Note, Table
 from dashboards.plotting import PALETTE, figure, slug
-from study.results.aggregate import FID, shift_agreement, split_shift
+from study.results.aggregate import shift_agreement, split_shift
+from study.results.names import FID
 
 
 def shift_blocks(table: pa.Table, out: Path) -> list[Block]:

@@ -103,7 +103,7 @@ class StudyResult:
         """Paired comparisons of the methods: pairs, per-split and ranking tables (docs/statistics.md);
         the AUC over ``shift`` (FID, or a stored measure such as ``mmd``); the test flips ``unit``s,
         ``cell`` or ``seed`` (6+ seeds)."""
-        from study.results import compare
+        from study.results.compare import compare
 
         return compare(self.table, metric, shots, seed, alpha, shift, unit)
 

@@ -44,7 +44,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ),
     ("trial",): Command("tasks.cli", "add_trial_arguments", "trial", "run one trial from a YAML config"),
     ("results",): Command(
-        "study.results",
+        "study.results.cli",
         "add_results_arguments",
         "results",
         "print a study's results: trials, AUC, ranking, curves, few-shot gain",

@@ -16,6 +16,7 @@ from scipy import stats
 
 from study.results.files import ci95
 from study.results.layout import DEFAULT_SPLIT_KEY
+from study.results.names import FID
 
 METHOD = ["dataset", "backbone", "method"]
 SPLIT = ["split_id", "split_key", "split_progression", "fid", "num_test_classes"]
@@ -51,7 +52,6 @@ GAIN_OUT = pa.schema(
 SHIFT_AGREEMENT_OUT = pa.schema(
     [("dataset", _STR), ("shift", _STR), ("kendall_tau", _F64), ("p_value", _F64), ("n_splits", _I64)]
 )
-FID = "fid"  # the shift measure of the paper, a column of its own; the others are keys of ``shift``
 _SPLIT_OF = ["dataset", "split_id", "split_key", FID]  # the columns of ``split_shift`` before its measures
 
 

@@ -64,15 +64,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from study.results.aggregate import FID, auc_summary, normalized_auc, per_seed_rows, with_shift
+from study.results.aggregate import auc_summary, normalized_auc, per_seed_rows, with_shift
 from study.results.files import write_text_atomic
 from study.results.layout import COMPARISON_FILE
+from study.results.names import CELL, FID, UNITS
 from study.results.storage import StudyPath, Where, locate
 from study.results.store import read_results
 
 ALPHA = 0.05  # the significance level of the Holm-adjusted tests, unless compare is given another
-CELL, SEED = "cell", "seed"  # what the sign-flip test flips (module docstring, **Test**)
-UNITS = (CELL, SEED)
 RESAMPLES = 2000  # bootstrap resamples of each interval
 EXACT_UP_TO = 16  # cells up to which the sign-flip test enumerates all 2^n patterns
 DRAWS = 20000  # random sign patterns beyond that

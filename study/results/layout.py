@@ -25,6 +25,8 @@ its own (``tasks/train.py``, ``tasks/splits/build.py``); the names below that mu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from study.results.storage import StudyPath, Where, locate
 
 SPEC_FILE = "study.yaml"
@@ -55,6 +57,12 @@ DASHBOARD_DIR = "dashboard"
 DASHBOARD_PAGE = "index.html"
 
 DEFAULT_SPLIT_KEY = "0"  # the dataset's default split (tasks/splits/selection.py DEFAULT_KEY)
+
+
+def default_tracking_uri(study_dir: str | Path) -> str:
+    """The study's own MLflow store: SQLite in the study folder, as an absolute URI
+    (``sqlite:////abs/path/mlflow.db``)."""
+    return f"sqlite:///{Path(study_dir).resolve() / MLFLOW_DB}"
 
 
 def trial_dir(study_dir: Where, trial_id: str) -> StudyPath:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from study.results.aggregate import (
-    FID,
     auc_summary,
     degradation_curves,
     fewshot_gain,
     ranking,
     shift_agreement,
 )
-from study.results.compare import CELL, DRAWS, EXACT_UP_TO, RESAMPLES, UNITS, Comparison, compare
+from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
+from study.results.names import FID
 from study.results.oracle import oracle_lines
 from study.results.schema import SCHEMA
 from study.results.storage import StudyPath, Where, locate
@@ -28,7 +25,7 @@ from study.results.store import leftover_temporary_files, read_folder
 def format_summary(study_dir: Where, metric: str = "recall@1", shift: str = FID) -> str:
     """A plain-text report of a study's results folder; curves and AUC against the ``shift`` measure."""
     study_dir = locate(study_dir)
-    table, skipped = _read_study(study_dir)
+    table, skipped = read_study(study_dir)
     names = sorted(set(table["study"].drop_null().to_pylist()))
     lines = [f"Study {', '.join(names) or '(no results yet)'}: {study_dir / RESULTS_DIR}"]
     lines += _trial_counts(table)
@@ -85,47 +82,6 @@ def format_summary(study_dir: Where, metric: str = "recall@1", shift: str = FID)
     return "\n".join(lines)
 
 
-def add_results_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "study_dir", type=locate, help="the study folder (holds results/): a local path or s3://bucket/prefix"
-    )
-    parser.add_argument("--metric", default="recall@1", help="metric to summarise (default: recall@1)")
-    parser.add_argument(
-        "--shift",
-        default=FID,
-        help="shift measure on the x-axis of curves and AUC: fid (default), mmd, or fid@<extractor> when "
-        "the split file stores it",
-    )
-    parser.add_argument(
-        "--compare",
-        action="store_true",
-        help="print the paired comparisons of the methods instead (docs/statistics.md)",
-    )
-    parser.add_argument("--json", action="store_true", help="with --compare: print the comparison as JSON")
-    parser.add_argument(
-        "--unit",
-        choices=UNITS,
-        help=f"with --compare: what the sign-flip test flips (default {CELL}; seed needs 6+ seeds, "
-        "docs/statistics.md)",
-    )
-
-
-def results(args: argparse.Namespace) -> int:
-    if args.json and not args.compare:
-        raise ValueError("--json prints the comparison: use it with --compare")
-    if args.unit and not args.compare:
-        raise ValueError("--unit chooses the comparison's test: use it with --compare")
-    if args.compare:
-        table, skipped = _read_study(args.study_dir)
-        for path, why in skipped:
-            print(f"unreadable, skipped: {path.name}: {why}", file=sys.stderr)
-        comparison = compare(table, args.metric, shift=args.shift, unit=args.unit or CELL)
-        print(comparison.to_json() if args.json else format_comparison(comparison, args.metric, args.shift))
-        return 0
-    print(format_summary(args.study_dir, args.metric, args.shift))
-    return 0
-
-
 def format_comparison(comparison: Comparison, metric: str = "recall@1", shift: str = FID) -> str:
     """The three tables of ``compare`` as plain text, each under a title that says what it holds."""
     sections = [
@@ -154,7 +110,7 @@ def format_comparison(comparison: Comparison, metric: str = "recall@1", shift: s
     return "\n".join(lines[1:])
 
 
-def _read_study(study_dir: StudyPath) -> tuple[pa.Table, list[tuple[StudyPath, str]]]:
+def read_study(study_dir: StudyPath) -> tuple[pa.Table, list[tuple[StudyPath, str]]]:
     if not (study_dir / RESULTS_DIR).is_dir():
         raise FileNotFoundError(f"{study_dir} has no {RESULTS_DIR}/ folder: is it a study folder?")
     return read_folder(study_dir / RESULTS_DIR, SCHEMA)

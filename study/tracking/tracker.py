@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
-from study.results.layout import CHECKPOINT_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB
+from study.results.layout import CHECKPOINT_FILE, MLFLOW_ARTIFACTS_DIR, default_tracking_uri
 from study.results.schema import ORACLE, STAGES
 from study.results.storage import ObjectPath, StudyPath, Where, local_copy, locate
 from study.tracking.keys import (
@@ -48,11 +48,6 @@ if TYPE_CHECKING:
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 SUPERSEDED_BY_TAG = "oodml.superseded_by"  # on a child run whose cell a later trial measured again
-
-
-def default_tracking_uri(study_dir: str | Path) -> str:
-    """The study's own SQLite store, as an absolute URI (``sqlite:////abs/path/mlflow.db``)."""
-    return f"sqlite:///{Path(study_dir).resolve() / MLFLOW_DB}"
 
 
 def artifact_location(tracking_uri: str, study_dir: StudyPath) -> str | None:

@@ -14,9 +14,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from study.results.layout import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB, SPEC_FILE
+from study.results.layout import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB, SPEC_FILE, default_tracking_uri
 from study.results.storage import ObjectPath, Where, locate
-from study.tracking.tracker import default_tracking_uri
 
 LOOPBACK = "127.0.0.1"
 

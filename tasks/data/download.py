@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchvision.datasets.utils import check_integrity, extract_archive
 from tqdm import tqdm
 
 MIRROR_SETTING = "OODML_DATA_MIRROR"
@@ -118,6 +117,8 @@ def download_dataset(
     its loader. Does nothing when that folder is already complete; resumes a partial download."""
     if name not in CATALOGUE:
         raise ValueError(f"no public archive known for {name!r} (known: {', '.join(CATALOGUE)})")
+    from torchvision.datasets.utils import check_integrity, extract_archive  # torch: only when it runs
+
     entry = CATALOGUE[name]
     root = Path(root).expanduser().resolve()
     dataset_root = root / entry.folder

@@ -1,17 +1,20 @@
-"""Retrieval evaluation: exact Recall@k, mAP@R, mAP@1000 (ooDML) and NMI without an N x N matrix."""
+"""Retrieval evaluation: exact Recall@k, mAP@R, mAP@1000 (ooDML) and NMI without an N x N matrix.
 
-from tasks.evaluate.metrics import map_at_1000_oodml, map_at_r, recall_at_k
-from tasks.evaluate.nmi import kmeans_assign, normalized_mutual_info
-from tasks.evaluate.ranks import PositiveRanks, positive_ranks
-from tasks.evaluate.retrieval import retrieval_metrics
+The names load their module on first use (``tasks.lazy``): ``oodml evaluate --help`` imports no torch."""
 
-__all__ = [
-    "PositiveRanks",
-    "kmeans_assign",
-    "map_at_1000_oodml",
-    "map_at_r",
-    "normalized_mutual_info",
-    "positive_ranks",
-    "recall_at_k",
-    "retrieval_metrics",
-]
+from __future__ import annotations
+
+from tasks.lazy import lazy_exports
+
+_EXPORTS = {
+    "PositiveRanks": "ranks",
+    "kmeans_assign": "nmi",
+    "map_at_1000_oodml": "metrics",
+    "map_at_r": "metrics",
+    "normalized_mutual_info": "nmi",
+    "positive_ranks": "ranks",
+    "recall_at_k": "metrics",
+    "retrieval_metrics": "retrieval",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,17 +6,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from tasks.evaluate.retrieval import DEFAULT_KS, retrieval_metrics
+if TYPE_CHECKING:
+    import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``oodml evaluate``."""
     parser.add_argument("file", type=Path, help="npz with arrays 'embeddings' (n x d) and 'labels' (n)")
-    parser.add_argument("--k", type=_ks, default=DEFAULT_KS, help="Recall@k cutoffs (default 1,2,4,8)")
+    parser.add_argument(
+        "--k", type=_ks, default=None, help="Recall@k cutoffs (default: retrieval_metrics', 1,2,4,8)"
+    )
     parser.add_argument("--metric", choices=("ip", "l2"), default="ip", help="similarity for the search")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--no-nmi", action="store_true", help="skip k-means and NMI")
@@ -30,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate ``args.file``; 0 on success, 2 (message on stderr) if the file is unusable."""
+    from tasks.evaluate.retrieval import DEFAULT_KS, retrieval_metrics  # torch: only when it runs
+
     try:
         embeddings, labels = load_npz(args.file)
     except ValueError as err:
@@ -41,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"oodml evaluate: error: --device {args.device}: {err}", file=sys.stderr)
         return 2
     metrics = retrieval_metrics(
-        embeddings, labels, args.k, with_nmi=not args.no_nmi, metric=args.metric, device=device
+        embeddings, labels, args.k or DEFAULT_KS, with_nmi=not args.no_nmi, metric=args.metric, device=device
     )
     if args.json:
         print(json.dumps(metrics))
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _device(name: str) -> torch.device:
     """The device named on the command line, checked before any work; ``auto``: CUDA if available."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)  # RuntimeError for an unknown name

@@ -6,29 +6,25 @@ study spec embeds) does not pull in torch through the package.
 
 from __future__ import annotations
 
-from importlib import import_module
+from tasks.lazy import lazy_exports
 
 _LAZY = {
-    "ProgressionConfig": "tasks.splits.progressions",
-    "ProgressionSettings": "tasks.splits.progressions",
-    "Split": "tasks.splits.files",
-    "SplitFile": "tasks.splits.files",
-    "SplitFileError": "tasks.splits.files",
-    "SplitStep": "tasks.splits.progressions",
-    "build_progressions": "tasks.splits.progressions",
-    "build_split_file": "tasks.splits.build",
-    "fid": "tasks.splits.fid",
-    "fid_reference": "tasks.splits.fid",
-    "read_split_file": "tasks.splits.files",
-    "write_json": "tasks.splits.files",
-    "write_pickle": "tasks.splits.files",
-    "write_split_outputs": "tasks.splits.build",
+    "ProgressionConfig": "progressions",
+    "ProgressionSettings": "progressions",
+    "Split": "files",
+    "SplitFile": "files",
+    "SplitFileError": "files",
+    "SplitStep": "progressions",
+    "build_progressions": "progressions",
+    "build_split_file": "build",
+    "fid_reference": "fid",
+    "read_split_file": "files",
+    "write_json": "files",
+    "write_pickle": "files",
+    "write_split_outputs": "build",
 }
 
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tasks.splits' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -14,7 +14,6 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from tasks.splits.build import build_from_dataset, build_split_file, load_features_npz, write_split_outputs
 from tasks.splits.files import SplitFile, read_split_file
 from tasks.splits.options import ProgressionOverrides, SplitOptions
 from tasks.splits.progressions import ProgressionConfig
@@ -111,6 +110,7 @@ def _progression_config(
 
 def _from_dataset(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
     from tasks.data import build_dataset
+    from tasks.splits.build import build_from_dataset  # feature extraction (torch): only when it runs
 
     options = parse_options(args.option)
     images = build_dataset(args.dataset, args.root, **options)
@@ -135,6 +135,8 @@ def _from_dataset(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
 
 def _from_features(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
     """Splits from precomputed class means: no image lists, so no few-shot episodes."""
+    from tasks.splits.build import build_split_file, load_features_npz, write_split_outputs
+
     if s.shift_extractors:
         raise ValueError(
             "--shift-extractors needs the images (--dataset NAME): precomputed class means (--features) "

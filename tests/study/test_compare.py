@@ -13,7 +13,6 @@ import pytest
 from study.results import (
     add_results_arguments,
     auc_summary,
-    compare,
     read_results,
     result_path,
     results,
@@ -25,6 +24,7 @@ from study.results.compare import (
     ONE_SEED,
     RESAMPLES,
     bootstrap_statistic,
+    compare,
     holm,
     never_significant,
     sign_flip_p_value,

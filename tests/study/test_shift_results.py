@@ -12,7 +12,6 @@ import pytest
 from study.results import (
     add_results_arguments,
     auc_summary,
-    compare,
     degradation_curves,
     format_summary,
     read_results,
@@ -20,6 +19,7 @@ from study.results import (
     shift_agreement,
     write_trial_result,
 )
+from study.results.compare import compare
 from tasks.record import TrialRecord
 from tests.records import SPLITS, make_record
 

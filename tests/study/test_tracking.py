@@ -14,9 +14,9 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.utils.validation import _validate_metric_name
 
-from study.tracking import StudyTracker, add_ui_arguments, default_tracking_uri, mlflow_key, ui, ui_command
+from study.tracking import StudyTracker, add_ui_arguments, default_tracking_uri, mlflow_key, ui_command
 from study.tracking.tracker import artifact_location
-from study.tracking.ui import reach
+from study.tracking.ui import reach, ui
 from tasks.record import Curves, Environment, Measurement, Timings, TrialIdentity, TrialRecord
 from tests.pgserver import MlflowServer
 

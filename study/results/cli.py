@@ -1,0 +1,54 @@
+"""``oodml results STUDY_DIR``: the study's trials, AUC table, ranking, curves and few-shot gains as text
+(``study.results.report``, imported when the command runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from study.results.names import CELL, FID, UNITS
+from study.results.storage import locate
+
+
+def add_results_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "study_dir", type=locate, help="the study folder (holds results/): a local path or s3://bucket/prefix"
+    )
+    parser.add_argument("--metric", default="recall@1", help="metric to summarise (default: recall@1)")
+    parser.add_argument(
+        "--shift",
+        default=FID,
+        help="shift measure on the x-axis of curves and AUC: fid (default), mmd, or fid@<extractor> when "
+        "the split file stores it",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="print the paired comparisons of the methods instead (docs/statistics.md)",
+    )
+    parser.add_argument("--json", action="store_true", help="with --compare: print the comparison as JSON")
+    parser.add_argument(
+        "--unit",
+        choices=UNITS,
+        help=f"with --compare: what the sign-flip test flips (default {CELL}; seed needs 6+ seeds, "
+        "docs/statistics.md)",
+    )
+
+
+def results(args: argparse.Namespace) -> int:
+    from study.results.compare import compare
+    from study.results.report import format_comparison, format_summary, read_study
+
+    if args.json and not args.compare:
+        raise ValueError("--json prints the comparison: use it with --compare")
+    if args.unit and not args.compare:
+        raise ValueError("--unit chooses the comparison's test: use it with --compare")
+    if args.compare:
+        table, skipped = read_study(args.study_dir)
+        for path, why in skipped:
+            print(f"unreadable, skipped: {path.name}: {why}", file=sys.stderr)
+        comparison = compare(table, args.metric, shift=args.shift, unit=args.unit or CELL)
+        print(comparison.to_json() if args.json else format_comparison(comparison, args.metric, args.shift))
+        return 0
+    print(format_summary(args.study_dir, args.metric, args.shift))
+    return 0
