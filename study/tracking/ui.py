@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -57,6 +59,9 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
         default=LOOPBACK,
         help=f"interface to bind (default: {LOOPBACK}, this machine only; 0.0.0.0 exposes the UI to the network)",
     )
+    parser.add_argument(
+        "--open", action="store_true", help="open the study's runs page in a web browser once the UI answers"
+    )
 
 
 def ui(args: argparse.Namespace) -> int:
@@ -78,7 +83,48 @@ def ui(args: argparse.Namespace) -> int:
         f"({reach(args.host)}); Ctrl-C stops it",
         flush=True,
     )
-    return run_process_group(ui_command(args.study_dir, host=args.host, port=args.port, backend=backend))
+    page = runs_page(args.study_dir, args.host, args.port, backend)
+    if page:  # MLflow 3's UI opens on its GenAI overview: the study's runs are one page further
+        print(f"the study's runs: {page}", flush=True)
+    opener = (lambda: _open_when_up(page)) if args.open and page else None
+    command = ui_command(args.study_dir, host=args.host, port=args.port, backend=backend)
+    return run_process_group(command, on_start=opener)
+
+
+def runs_page(study_dir: Where, host: str, port: int, backend: str | None = None) -> str | None:
+    """The UI's page listing the runs of the study's experiment (``storage.experiment``, else the study's
+    name, from its saved ``study.yaml``); None when the folder holds no saved spec or no such experiment."""
+    from mlflow import MlflowClient  # only when the command runs
+
+    saved = locate(study_dir) / SPEC_FILE
+    if not saved.is_file():
+        return None
+    spec = yaml.safe_load(saved.read_text()) or {}
+    name = (spec.get("storage") or {}).get("experiment") or spec.get("name")
+    tracking = backend or default_tracking_uri(locate(study_dir).resolve())
+    experiment = MlflowClient(tracking).get_experiment_by_name(name) if name else None
+    if experiment is None:
+        return None
+    shown = LOOPBACK if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{port}/#/experiments/{experiment.experiment_id}/runs"
+
+
+def _open_when_up(page: str, timeout_s: float = 60) -> None:
+    """Open ``page`` in a browser once the server answers (in a thread: the server runs meanwhile)."""
+    import urllib.request
+    import webbrowser
+
+    def wait_and_open() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(page.split("#", 1)[0], timeout=2):
+                    webbrowser.open(page)
+                    return
+            except OSError:
+                time.sleep(0.5)
+
+    threading.Thread(target=wait_and_open, daemon=True).start()
 
 
 def _saved_tracking_uri(study_dir: ObjectPath) -> str:
@@ -89,11 +135,15 @@ def _saved_tracking_uri(study_dir: ObjectPath) -> str:
     return (yaml.safe_load(saved.read_text()).get("storage") or {})["tracking_uri"]
 
 
-def run_process_group(command: list[str], grace_s: float = 10) -> int:
+def run_process_group(
+    command: list[str], grace_s: float = 10, on_start: Callable[[], None] | None = None
+) -> int:
     """Run ``command`` in a session of its own until it exits, Ctrl-C or SIGTERM; on the way out stop its
     whole process group. ``mlflow server`` starts uvicorn and huey workers: stopping only the direct child
-    would leave them running (re-parented to init)."""
+    would leave them running (re-parented to init). ``on_start`` is called once it has started."""
     process = subprocess.Popen(command, start_new_session=True)  # its own session: Ctrl-C reaches us only
+    if on_start is not None:
+        on_start()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return process.wait()

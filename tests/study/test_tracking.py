@@ -371,3 +371,30 @@ def test_remote_tracking_server_gets_runs_and_checkpoints(tracking_server, tmp_p
     assert Path(local).read_bytes() == b"weights"
     assert list(server_artifacts.rglob("best.pt")) and not (study_dir / "mlartifacts").exists()
     assert not (study_dir / "mlflow.db").exists()  # nothing tracked locally
+
+
+def test_ui_prints_the_studys_runs_page(study_dir, capsys, monkeypatch):
+    """MLflow 3's UI opens on its GenAI overview: `oodml ui` names the page of the study's runs."""
+    import study.tracking.ui as ui_module
+
+    tracker = StudyTracker(None, study_dir, "demo")
+    (study_dir / "study.yaml").write_text("name: demo\nstorage: {experiment: null}\n")
+    page = f"http://127.0.0.1:5123/#/experiments/{tracker.experiment_id}/runs"
+    from study.tracking.ui import runs_page
+
+    assert runs_page(study_dir, "0.0.0.0", 5123) == page  # a browser reaches 0.0.0.0 on loopback
+    started = []
+    monkeypatch.setattr(
+        ui_module, "run_process_group", lambda command, on_start=None: started.append(on_start) or 0
+    )
+    parser = argparse.ArgumentParser()
+    add_ui_arguments(parser)
+    assert ui(parser.parse_args([str(study_dir), "--port", "5123"])) == 0
+    assert f"the study's runs: {page}" in capsys.readouterr().out and started == [None]
+    opened = []
+    monkeypatch.setattr(ui_module, "_open_when_up", opened.append)
+    ui(parser.parse_args([str(study_dir), "--port", "5123", "--open"]))
+    started[-1]()
+    assert opened == [page]
+    (study_dir / "study.yaml").write_text("name: other\n")  # no such experiment in the store
+    assert runs_page(study_dir, "127.0.0.1", 5123) is None
