@@ -26,7 +26,11 @@ def add_results_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the paired comparisons of the methods instead (docs/statistics.md)",
     )
-    parser.add_argument("--json", action="store_true", help="with --compare: print the comparison as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: the AUC, ranking and effective-robustness tables, or with --compare the comparison",
+    )
     parser.add_argument(
         "--unit",
         choices=UNITS,
@@ -37,10 +41,8 @@ def add_results_arguments(parser: argparse.ArgumentParser) -> None:
 
 def results(args: argparse.Namespace) -> int:
     from study.results.compare import compare
-    from study.results.report import format_comparison, format_summary, read_study
+    from study.results.report import format_comparison, format_summary, read_study, summary_json
 
-    if args.json and not args.compare:
-        raise ValueError("--json prints the comparison: use it with --compare")
     if args.unit and not args.compare:
         raise ValueError("--unit chooses the comparison's test: use it with --compare")
     if args.compare:
@@ -49,6 +51,9 @@ def results(args: argparse.Namespace) -> int:
             print(f"unreadable, skipped: {path.name}: {why}", file=sys.stderr)
         comparison = compare(table, args.metric, shift=args.shift, unit=args.unit or CELL)
         print(comparison.to_json() if args.json else format_comparison(comparison, args.metric, args.shift))
+        return 0
+    if args.json:
+        print(summary_json(args.study_dir, args.metric, args.shift))
         return 0
     print(format_summary(args.study_dir, args.metric, args.shift))
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,6 +19,7 @@ from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.names import FID
 from study.results.oracle import oracle_lines
+from study.results.robustness import effective_robustness
 from study.results.schema import SCHEMA
 from study.results.storage import StudyPath, Where, locate
 from study.results.store import leftover_temporary_files, read_folder
@@ -63,6 +66,14 @@ def format_summary(study_dir: Where, metric: str = "recall@1", shift: str = FID)
     lines.append(
         _text(agreement) if agreement.num_rows else "(no shift measure besides FID stored with the splits)"
     )
+    robustness = effective_robustness(table, metric)
+    if robustness.num_rows:
+        lines += [
+            "",
+            f"Effective robustness, test {metric}: mean height above the trend of every model's harder-split "
+            f"{metric} against its default-split {metric} (logit axes), 95% bootstrap interval over models:",
+            _text(robustness.drop_columns(["metric"])),
+        ]
     gain = fewshot_gain(table, metric)
     if gain.num_rows:
         lines += ["", f"Few-shot gain in test {metric} (few-shot minus zero-shot on the episode queries):"]
@@ -161,3 +172,22 @@ def _text(table: pa.Table) -> str:
     if frame.empty:
         return "(none)"
     return frame.to_string(index=False, float_format="{:.4f}".format)
+
+
+def summary_json(study_dir: Where, metric: str = "recall@1", shift: str = FID) -> str:
+    """The summary's tables as one JSON object: ``auc``, ``ranking`` and ``effective_robustness`` rows
+    (NaN written as null)."""
+    table, _ = read_study(locate(study_dir))
+    tables = {
+        "auc": auc_summary(table, metric, shift=shift),
+        "ranking": ranking(table, metric),
+        "effective_robustness": effective_robustness(table, metric),
+    }
+    return json.dumps({name: _records(result) for name, result in tables.items()}, allow_nan=False)
+
+
+def _records(table: pa.Table) -> list[dict]:
+    return [
+        {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+        for row in table.to_pylist()
+    ]

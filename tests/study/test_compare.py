@@ -387,9 +387,11 @@ def test_results_command_compares(tmp_path, capsys):
         and pair["n_units"] == 2
         and pair["note"] == never_significant(2, "seed", ALPHA)
     )
-    for misuse in (["--json"], ["--unit", "seed"]):
-        with pytest.raises(ValueError, match="--compare"):
-            results(parser.parse_args([str(tmp_path), *misuse]))
+    with pytest.raises(ValueError, match="--compare"):
+        results(parser.parse_args([str(tmp_path), "--unit", "seed"]))
+    results(parser.parse_args([str(tmp_path), "--json"]))  # without --compare: the summary's tables
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"auc", "ranking", "effective_robustness"} and summary["auc"]
     write_grid(tmp_path / "one", seeds=(0,))
     results(parser.parse_args([str(tmp_path / "one"), "--compare", "--json"]))
     (pair,) = json.loads(capsys.readouterr().out)["pairs"]  # NaN written as null: valid JSON

@@ -1,0 +1,87 @@
+"""Effective robustness (study/results/robustness.py) on synthetic records with a planted answer: each
+model's Recall@1 on a harder split is the trend's value at its default-split Recall@1 (a line on logit
+axes, as Taori et al. 2020 fit it) plus its method's planted effective robustness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from study.results.robustness import effective_robustness, expit, logit, residuals
+from study.results.schema import trial_rows
+from tests.records import SPLITS, make_record
+
+DEFAULT, HARDER = SPLITS[0], SPLITS[1:]  # the default split (key "0", FID 10) and two harder ones
+TRENDS = {1: (-0.6, 1.1), 2: (-0.2, 0.9)}  # per harder split: intercept, slope on logit axes
+PLANTED = {"a": 0.04, "b": -0.04, "c": 0.0, "d": 0.02, "e": -0.02}  # balanced: they sum to zero
+
+
+def _table(planted: dict[str, float], noise: float = 0.0, seeds: int = 6) -> pa.Table:
+    rng = np.random.default_rng(0)
+    x_values = np.linspace(0.35, 0.85, seeds)  # every method gets the same default-split values
+    records = []
+    for method, er in planted.items():
+        for seed, x in enumerate(x_values):
+            records.append(make_record(method, DEFAULT, seed, r1=float(x)))
+            for split in HARDER:
+                a, b = TRENDS[split[0]]
+                y = float(expit(a + b * logit(x)) + er + rng.normal(0, noise))
+                records.append(make_record(method, split, seed, r1=y))
+    return pa.concat_tables([trial_rows(r, stage="eval", study="s") for r in records])
+
+
+def test_points_on_the_logit_trend_have_no_residual() -> None:
+    x = np.array([0.2, 0.4, 0.6, 0.8, 0.9])
+    y = np.stack([expit(a + b * logit(x)) for a, b in TRENDS.values()], axis=1)
+    assert np.abs(residuals(x, y)).max() < 1e-12  # a line in probability space would leave residuals
+    y[0, 0] += 0.05
+    r = residuals(x, y)
+    assert r[0, 0] > 0.01 and np.abs(r[:, 1]).max() < 1e-12  # each split has its own trend
+
+
+def test_the_planted_effective_robustness_is_recovered() -> None:
+    found = {r["method"]: r for r in effective_robustness(_table(PLANTED), resamples=300).to_pylist()}
+    assert set(found) == set(PLANTED)
+    for method, planted in PLANTED.items():
+        row = found[method]
+        assert row["effective_robustness"] == pytest.approx(planted, abs=0.005)
+        assert row["ci_low"] <= row["effective_robustness"] <= row["ci_high"]
+        assert (row["n_models"], row["n_splits"], row["dataset"]) == (6, 2, "glyphs")
+    order = sorted(found, key=lambda m: found[m]["effective_robustness"])
+    assert order == sorted(PLANTED, key=PLANTED.get)
+
+
+def test_noise_widens_the_interval_around_the_planted_value() -> None:
+    found = {
+        r["method"]: r for r in effective_robustness(_table(PLANTED, noise=0.01), resamples=300).to_pylist()
+    }
+    assert found["a"]["ci_low"] > found["b"]["ci_high"]  # +0.04 against -0.04: told apart
+    for method, planted in PLANTED.items():
+        assert found[method]["ci_low"] - 0.01 <= planted <= found[method]["ci_high"] + 0.01
+        assert found[method]["ci_high"] > found[method]["ci_low"]
+
+
+def test_too_few_models_fit_no_trend() -> None:
+    assert effective_robustness(_table({"a": 0.0}, seeds=2)).num_rows == 0  # 2 points: no residual
+
+
+def test_oodml_results_prints_it_and_its_json_holds_it(tmp_path) -> None:
+    import json
+
+    from study.results import write_trial_result
+    from study.results.report import format_summary, summary_json
+
+    table = _table(PLANTED)
+    for trial in set(table["trial_id"].to_pylist()):
+        method, split_id, seed = trial.split("-")
+        split = next(s for s in SPLITS if s[0] == int(split_id))
+        r1 = table.filter(pc.equal(table["trial_id"], trial)).to_pylist()
+        value = next(
+            r["value"] for r in r1 if r["subset"] == "test" and r["metric"] == "recall@1" and not r["shots"]
+        )
+        write_trial_result(tmp_path, make_record(method, split, int(seed), r1=value), stage="eval", study="s")
+    assert "Effective robustness, test recall@1" in format_summary(tmp_path)
+    rows = json.loads(summary_json(tmp_path))["effective_robustness"]
+    assert {r["method"]: round(r["effective_robustness"], 2) for r in rows} == PLANTED
