@@ -89,6 +89,8 @@ def test_describe_gives_the_declared_options_with_name_and_origin():
         "high": 1.6,
         "log": False,
         "integer": False,
+        "tune": True,
+        "choices": None,
     }
     assert margin["variants"].keys() == {"original", "wu"} and margin["default_variant"] == "original"
     resnet = BACKBONES.describe("resnet50")
