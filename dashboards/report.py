@@ -29,7 +29,7 @@ from dashboards.splits import splits_blocks
 from dashboards.status import StudyStatus, read_status, status_blocks
 from study.results.files import write_text_atomic
 from study.results.layout import DASHBOARD_DIR, DASHBOARD_PAGE, RESULTS_DIR
-from study.results.schema import SCHEMA
+from study.results.schema import SCHEMA, SUMMARY_COLUMNS
 from study.results.storage import StudyPath, Where, locate
 from study.results.store import read_folder
 
@@ -52,7 +52,7 @@ def build_report(study_dir: Where) -> StudyPath:
         raise FileNotFoundError(f"{study_dir} is not a folder: give a study folder (it holds results/)")
     out = study_dir / DASHBOARD_DIR
     out.mkdir(exist_ok=True)
-    table, skipped = read_folder(study_dir / RESULTS_DIR, SCHEMA)
+    table, skipped = read_folder(study_dir / RESULTS_DIR, SCHEMA, SUMMARY_COLUMNS)
     status = read_status(study_dir, table, skipped)
     measured = table.filter(pc.and_(pc.equal(table["stage"], "eval"), pc.equal(table["status"], "completed")))
     if measured.num_rows:

@@ -20,7 +20,7 @@ from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.names import FID
 from study.results.oracle import oracle_lines
 from study.results.robustness import effective_robustness
-from study.results.schema import SCHEMA
+from study.results.schema import SCHEMA, SUMMARY_COLUMNS
 from study.results.storage import StudyPath, Where, locate
 from study.results.store import leftover_temporary_files, read_folder
 
@@ -122,9 +122,10 @@ def format_comparison(comparison: Comparison, metric: str = "recall@1", shift: s
 
 
 def read_study(study_dir: StudyPath) -> tuple[pa.Table, list[tuple[StudyPath, str]]]:
+    """The study's result rows, the columns the summaries read (not ``DESCRIPTIVE``), and the files skipped."""
     if not (study_dir / RESULTS_DIR).is_dir():
         raise FileNotFoundError(f"{study_dir} has no {RESULTS_DIR}/ folder: is it a study folder?")
-    return read_folder(study_dir / RESULTS_DIR, SCHEMA)
+    return read_folder(study_dir / RESULTS_DIR, SCHEMA, SUMMARY_COLUMNS)
 
 
 def _trial_counts(table: pa.Table) -> list[str]:

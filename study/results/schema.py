@@ -86,6 +86,21 @@ TRIAL_FIELDS = [
     pa.field("mlflow_run_id", pa.string()),
     pa.field("finished_at", pa.timestamp("us", tz="UTC")),
 ]
+# Columns that describe a trial for a person or MLflow and that no aggregation reads: the summaries leave
+# them unread (the configs alone are most of a results folder's bytes).
+DESCRIPTIVE = (
+    "config",
+    "versions",
+    "hyperparameters",
+    "tuned_hyperparameters",
+    "fewshot_hyperparameters",
+    "checkpoint",
+    "mlflow_run_id",
+    "hostname",
+    "ray_node_id",
+    "ray_gpu_ids",
+    "cuda_visible_devices",
+)
 # the values of trial_role (docs/oracle.md); null (files written before roles) reads as benchmark
 BENCHMARK, ORACLE = "benchmark", "oracle"
 
@@ -93,6 +108,7 @@ SCHEMA = pa.schema(
     IDENTITY_FIELDS + MEASUREMENT_FIELDS + TRIAL_FIELDS,
     metadata={VERSION_KEY: str(SCHEMA_VERSION).encode()},
 )
+SUMMARY_COLUMNS = [name for name in SCHEMA.names if name not in DESCRIPTIVE]  # what the summaries read
 CURVES_SCHEMA = pa.schema(
     [
         pa.field("schema_version", pa.int16(), nullable=False),
