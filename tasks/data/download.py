@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+from tasks.progress import BYTES, Progress
 
 MIRROR_SETTING = "OODML_DATA_MIRROR"
 _CHUNK = 1 << 20
@@ -81,7 +81,9 @@ def fetch_resumable(url: str, target: Path, *, progress: bool = True, timeout: f
             total = have + int(length) if length is not None else None
             with (
                 open(part, "ab" if have else "wb") as out,
-                tqdm(total=total, initial=have, unit="B", unit_scale=True, disable=not progress) as bar,
+                Progress(
+                    total, f"downloading {target.name}", unit=BYTES, initial=have, quiet=not progress
+                ) as bar,
             ):
                 while block := response.read(_CHUNK):
                     out.write(block)

@@ -46,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"oodml evaluate: error: --device {args.device}: {err}", file=sys.stderr)
         return 2
     metrics = retrieval_metrics(
-        embeddings, labels, args.k or DEFAULT_KS, with_nmi=not args.no_nmi, metric=args.metric, device=device
+        embeddings,
+        labels,
+        args.k or DEFAULT_KS,
+        with_nmi=not args.no_nmi,
+        metric=args.metric,
+        device=device,
+        progress=True,
     )
     if args.json:
         print(json.dumps(metrics))

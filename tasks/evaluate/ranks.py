@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from tasks.progress import tracked
 from tasks.threads import torch_threads
 
 METRICS = ("ip", "l2")
@@ -73,13 +74,15 @@ def positive_ranks(
     *,
     metric: str = "ip",
     block: int | None = None,
+    progress: bool = False,
 ) -> PositiveRanks:
     """Exact ranks of each query's positives up to ``max(depth, R_i)``, on ``embeddings.device``.
 
     ``embeddings`` (n x d float32, finite) may live on any torch device that has float64 (CPU, CUDA).
     ``codes`` are integer class codes (n,). ``block`` defaults to 4096 rows on the CPU and 8192 on a
     GPU. Memory: a few ``block`` x ``block`` products (three on the CPU) and a few numbers per (query,
-    positive) pair, i.e. O(sum of squared class sizes).
+    positive) pair, i.e. O(sum of squared class sizes). ``progress``: show the block pairs as they are
+    ranked (``tasks.progress``).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -99,7 +102,11 @@ def positive_ranks(
             return counts.result()
         theta = counts.thresholds(0, n)
         scratch = np.empty(block * block, bool) if numpy_kernels else None
-        for i0, j0, sims in _blocks(left, right, block, numpy_kernels):
+        side = -(-n // block)
+        blocks = _blocks(left, right, block, numpy_kernels)
+        for i0, j0, sims in tracked(
+            blocks, side * (side + 1) // 2, "ranking", unit="block", quiet=not progress
+        ):
             i1, j1 = i0 + sims.shape[0], j0 + sims.shape[1]
             # rows serve the queries of I, columns those of J (on a diagonal block: the pairs above it)
             query, gallery, vals = _above(sims, theta[i0:i1, None], scratch)

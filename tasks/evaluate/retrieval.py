@@ -23,6 +23,7 @@ def retrieval_metrics(
     metric: str = "ip",
     seed: int = 0,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Recall@k for each k, mAP@R, mAP@1000 (ooDML) and NMI, by exact search.
 
@@ -33,7 +34,7 @@ def retrieval_metrics(
     the tensor's device, else the CPU); the values are the same on every device (full float32
     products, TF32 off). MPS has no float64, so its evaluation runs on the CPU. k-means runs on that
     GPU when faiss has GPU support (``faiss-gpu-cu12``), else on the CPU. Keys: ``recall@K``,
-    ``map@r``, ``map@1000``, ``nmi`` (if ``with_nmi``).
+    ``map@r``, ``map@1000``, ``nmi`` (if ``with_nmi``). ``progress``: show the ranking as it runs.
     """
     x = _embeddings(embeddings, device)
     codes = _codes(labels, len(x))
@@ -43,7 +44,7 @@ def retrieval_metrics(
     with one_thread_on_cpu(x.device):
         if not torch.isfinite(x).all():
             raise ValueError("embeddings contain non-finite values")
-        pr = positive_ranks(x, codes, depth=max(max(ks), MAP_DEPTH), metric=metric)
+        pr = positive_ranks(x, codes, depth=max(max(ks), MAP_DEPTH), metric=metric, progress=progress)
         out = {f"recall@{k}": recall_at_k(pr, k) for k in ks}
         out["map@r"] = map_at_r(pr)
         out["map@1000"] = map_at_1000_oodml(pr)

@@ -39,6 +39,7 @@ def build_split_file(
     seed: int = 0,
     provenance: Mapping | None = None,
     shift_features: Mapping[str, np.ndarray] | None = None,
+    progress: bool = False,
 ) -> SplitFile:
     """Run the three progressions, select the benchmark splits and prepare each for training and few-shot.
 
@@ -47,7 +48,7 @@ def build_split_file(
     Every selected split gets its shift measures beyond FID (``tasks.splits.shift``): MMD, and the FID
     under each extractor of ``shift_features`` (its class means, rows aligned with ``class_names``).
     """
-    progressions = build_progressions(class_means, class_names, initial_train, initial_test, config)
+    progressions = build_progressions(class_means, class_names, initial_train, initial_test, config, progress)
     selected = select(progressions, selection)
     measures, shift = shift_measures(
         class_names, class_means, [(s.train, s.test) for s in selected], shift_features
@@ -94,6 +95,7 @@ def build_from_dataset(
     seed: int = 0,
     dataset_options: Mapping | None = None,
     shift_extractors: Sequence[str] = (),
+    progress: bool = True,
 ) -> SplitFile:
     """The split file of a dataset, written to ``out_dir`` (``splits.json``, ``splits.pkl``, and the
     class means as ``class_means.npz`` for the dashboard's projection of splits).
@@ -108,9 +110,11 @@ def build_from_dataset(
 
     extractor = extractor or default_extractor(dataset)
     support = support or default_support(dataset)
-    features = class_mean_features(images, extractor, cache_dir=cache_dir, weights=weights, device=device)
+    features = class_mean_features(
+        images, extractor, cache_dir=cache_dir, weights=weights, device=device, progress=progress
+    )
     others = {
-        name: class_mean_features(images, name, cache_dir=cache_dir, device=device)
+        name: class_mean_features(images, name, cache_dir=cache_dir, device=device, progress=progress)
         for name in shift_extractors
     }
     out = Path(out_dir)
@@ -129,6 +133,7 @@ def build_from_dataset(
         episodes=episodes,
         support=support,
         seed=seed,
+        progress=progress,
         provenance={
             "dataset": images.name,
             "root": str(images.root),

@@ -153,6 +153,7 @@ def _from_features(args: argparse.Namespace, s: SplitOptions) -> SplitFile:
         episodes=s.episodes,
         seed=s.seed,
         provenance={"features": str(Path(args.features).resolve())},
+        progress=True,
     )
     write_split_outputs(split_file, args.out)
     return split_file

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights
-from tqdm import tqdm
 
 from tasks.data.base import DatasetError, LabelledImages
 from tasks.data.cache import atomic_write
@@ -40,6 +39,7 @@ from tasks.data.torch_dataset import ArrayImageSubset, image_dataset
 from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
 from tasks.models.resnet import resnet
 from tasks.models.weights import HubCheckpoint, fetch, load_backbone_weights
+from tasks.progress import tracked
 from tasks.registry import Registry, doc_line
 
 RESNET50_IMAGENET = HubCheckpoint(ResNet50_Weights.IMAGENET1K_V1.url)  # the paper's weights
@@ -312,7 +312,10 @@ def image_features(
     network = spec.network.to(device).eval()
     parts = []
     with torch.inference_mode():
-        for inputs, _ in tqdm(loader, desc=f"{extractor} features of {images.name}", disable=not progress):
+        batches = tracked(
+            loader, len(loader), f"{extractor} features of {images.name}", unit="batch", quiet=not progress
+        )
+        for inputs, _ in batches:
             parts.append(network(inputs.to(device)).float().cpu().numpy())
     features = np.concatenate(parts)
     if cache is not None:

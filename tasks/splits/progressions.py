@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from tasks.progress import Progress
 from tasks.splits.fid import EPS, SubsetScatter, fid, fid_from_gram, fid_from_scatter
 
 # BLAS threads while building progressions (None: the library's default). One: the Gram route works on
@@ -257,6 +258,7 @@ def swap_progression(
     settings: ProgressionSettings,
     harder: bool,
     fid_of: PartitionFID | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[SplitStep], np.ndarray, np.ndarray]:
     """The harder (ascending scores) or easier (descending) progression.
 
@@ -273,6 +275,8 @@ def swap_progression(
             _step(name, str(sign * s * settings.swaps_per_step), fid_of(train, test), names, train, test)
         )
         _swap(train, test, picker.pick_step(means, train, test, settings.swaps_per_step, harder))
+        if progress is not None:
+            progress.update()
     return steps, train, test
 
 
@@ -283,6 +287,7 @@ def removal_progression(
     test: np.ndarray,
     settings: ProgressionSettings,
     fid_of: PartitionFID | None = None,
+    progress: Progress | None = None,
 ) -> list[SplitStep]:
     """Class removal, from the state the harder progression ends in, with a fresh swap history.
 
@@ -311,6 +316,8 @@ def removal_progression(
             # whichever classes have moved into those positions (and positions past the end exclude
             # nothing). Renumbering would follow the removed classes' neighbours instead and pick other
             # classes from the first removal on (docs/protocol.md section 2).
+        if progress is not None:
+            progress.update()
         if min(len(train), len(test)) < settings.swaps_per_step + max(settings.history, 2):
             # Another step could leave a side with fewer than 2 classes (FID undefined) or run out of
             # candidates outside the swap history.
@@ -324,8 +331,10 @@ def build_progressions(
     initial_train: Sequence[str],
     initial_test: Sequence[str],
     config: ProgressionConfig = ProgressionConfig(),
+    progress: bool = False,
 ) -> dict[str, list[SplitStep]]:
-    """All three progressions from class means (rows aligned with ``names``) and an initial partition."""
+    """All three progressions from class means (rows aligned with ``names``) and an initial partition;
+    ``progress``: show their steps as they run (``tasks.progress``)."""
     names = list(names)
     if len(names) != len(means):
         raise ValueError(f"{len(names)} class names but {len(means)} class-mean vectors")
@@ -339,8 +348,14 @@ def build_progressions(
     test = np.array([index[c] for c in initial_test])
     means = np.asarray(means, dtype=np.float64)
     fid_of = PartitionFID(means)
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-        harder, end_train, end_test = swap_progression(means, names, train, test, config.harder, True, fid_of)
-        easier, _, _ = swap_progression(means, names, train, test, config.easier, False, fid_of)
-        removal = removal_progression(means, names, end_train, end_test, config.removal, fid_of)
+    total = config.harder.steps + config.easier.steps + config.removal.steps
+    with (
+        threadpool_limits(limits=BLAS_THREADS, user_api="blas"),
+        Progress(total, "split progressions", quiet=not progress) as shown,
+    ):
+        harder, end_train, end_test = swap_progression(
+            means, names, train, test, config.harder, True, fid_of, shown
+        )
+        easier, _, _ = swap_progression(means, names, train, test, config.easier, False, fid_of, shown)
+        removal = removal_progression(means, names, end_train, end_test, config.removal, fid_of, shown)
     return {"harder": harder, "easier": easier, "removal": removal}

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -45,6 +46,8 @@ def test_build_from_features_then_show_both_formats(tmp_path, capsys):
         ]
     )
     assert code == 0
+    # not a terminal: the progressions' progress as one plain line at the end (10 + 5 + at most 5 steps)
+    assert re.search(r"split progressions: (1\d|20)/20 steps \(\d+%\), \d+ s, done", capsys.readouterr().err)
     saved = json.loads((out / "splits.json").read_text())
     assert set(saved["progressions"]) == {"harder", "easier", "removal"}
     assert {"key", "fid", "train", "test"} <= set(saved["progressions"]["harder"][0])
