@@ -74,7 +74,7 @@ class Progress:
         now = time.monotonic()
         self._said_at = now
         elapsed = now - self.started
-        count, total, unit = self.done, self.total, f"{self.unit}s"
+        count, total, unit = self.done, self.total, plural(self.unit)
         if self.unit == BYTES:  # bytes read as MB
             count, total, unit = round(count / 1e6, 1), round(total / 1e6, 1) if total else total, "MB"
         line = f"{self.what}: {count}"
@@ -92,6 +92,11 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def plural(unit: str) -> str:
+    """``step`` -> ``steps``, ``batch`` -> ``batches``."""
+    return unit + ("es" if unit.endswith(("ch", "sh", "s", "x")) else "s")
 
 
 def tracked(

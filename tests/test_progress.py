@@ -25,6 +25,10 @@ def test_plain_lines_with_time_left_when_not_on_a_terminal() -> None:
     assert lines[0].startswith("work: 1/4 steps (25%), ") and "s left" in lines[0]
     assert lines[-1].startswith("work: 4/4 steps (100%), ") and lines[-1].endswith(", done")
     assert len(lines) == 5  # one per update (every_s 0), and the final one
+    batches = io.StringIO()
+    with Progress(2, "features", unit="batch", stream=batches) as progress:
+        progress.update(2)
+    assert batches.getvalue().startswith("features: 2/2 batches (100%)")
 
 
 def test_plain_lines_wait_their_interval_and_quiet_says_nothing() -> None:
