@@ -277,7 +277,9 @@ def test_a_study_on_s3_runs_on_nodes_without_a_shared_folder_and_survives_removi
     here = cluster.hidden / "s3-study"  # the driver's folder: the second node cannot see it
     here.mkdir()
     root = locate(s3_root)
-    training = tiny_spec(s3_root)["training"] | {"epochs": 3, "iterations_per_epoch": 60}
+    # long enough trials (about 20 s each) that the second node is caught mid-trial after its first one:
+    # at 60 iterations a trial took 8 s and the whole study could end between two polls (seen in CI)
+    training = tiny_spec(s3_root)["training"] | {"epochs": 3, "iterations_per_epoch": 150}
     storage = {"root": s3_root, "tracking_uri": mlflow_on_postgres.url, "experiment": "two-nodes-on-s3"}
     config = _spec(tiny_spec, s3_root, here / "study.yaml", seeds=[0, 1], training=training, storage=storage)
     run = _oodml_run(config, address, here / "study.log")
