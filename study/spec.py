@@ -40,6 +40,7 @@ from tasks.config import (
 )
 from tasks.registry import PluginError, unknown_name
 from tasks.splits.options import SplitOptions
+from tasks.validation import error_line
 from tasks.validation import format_errors as format_validation_errors
 
 
@@ -454,12 +455,6 @@ class RaySpec(_Strict):
     num_cpus: int | None = Field(None, description="CPUs of a local Ray; None: all")
 
 
-def _problem(error: dict) -> str:
-    """One pydantic error as ``field: message`` (the message alone for the whole model)."""
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{'.'.join(map(str, error['loc']))}: {message}" if error["loc"] else message
-
-
 @dataclass(frozen=True)
 class MethodSettings:
     """A method's settings in a study: the study's sections with its own values over them."""
@@ -537,7 +532,7 @@ class StudySpec(_Strict):
             )
         if len(set(budgets)) != len(budgets) or min(budgets) < 0:
             raise ValueError(f"fewshot.budgets: expected distinct shot counts >= 0, got {budgets}")
-        for m in self.methods:
+        for m in self.methods:  # each method's own settings valid, and its budgets' iterations given
             iterations = self.method_settings(m).fewshot.iterations
             missing = [s for s in self.shots if s not in iterations]
             if missing:
@@ -545,8 +540,6 @@ class StudySpec(_Strict):
                 raise ValueError(
                     f"{where}.iterations: no entry for budgets {missing} (has {sorted(iterations)})"
                 )
-        for m in self.methods:
-            self.method_settings(m)
         for d in self.datasets:
             wanted = d.build.shots
             if not d.split_file and wanted is not None and set(self.shots) - set(wanted):
@@ -623,7 +616,7 @@ class StudySpec(_Strict):
             try:
                 settings[section] = kind.model_validate(base.model_dump() | getattr(method, section))
             except ValidationError as err:
-                problems = "; ".join(_problem(e) for e in err.errors())
+                problems = "; ".join(error_line(e, kind) for e in err.errors())
                 raise ValueError(f"{at}.{section}: {problems}") from None
         if method.model:
             settings["model"] = _checked_model(settings["model"], f"{at}.model.")

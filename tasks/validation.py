@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,17 +29,27 @@ def format_errors(
 ) -> str:
     """``source: invalid <what>:`` then one ``  field: message`` line per error of ``model``'s validation."""
     lines = [f"{source}: invalid {what}:"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        message = re.sub(r"^Value error, ", "", e["msg"])
-        if e["type"] == "extra_forbidden":
-            allowed = allowed_keys(model, e["loc"])
-            match = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1, cutoff=0.5)
-            hint = f"; did you mean {match[0]!r}?" if match else ""
-            message = f"unknown key; allowed: {', '.join(allowed)}{hint}"
-        elif e["type"] == "missing":
-            message = "required field is missing"
-        elif e["type"] == "too_short" and isinstance(e["input"], list) and not e["input"] and empty_list_hint:
-            message = f"List should have at least 1 item, got an empty list: {empty_list_hint}"
-        lines.append(f"  {where}: {message}" if e["loc"] else f"  {message}")
+    lines += [f"  {error_line(e, model, empty_list_hint)}" for e in err.errors()]
     return "\n".join(lines)
+
+
+def error_line(error: Any, model: type[BaseModel], empty_list_hint: str = "") -> str:
+    """One error of ``model``'s validation as ``field.path: what is wrong`` (the message alone for the
+    whole model)."""
+    where = ".".join(str(p) for p in error["loc"])
+    message = re.sub(r"^Value error, ", "", error["msg"])
+    if error["type"] == "extra_forbidden":
+        allowed = allowed_keys(model, error["loc"])
+        match = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1, cutoff=0.5)
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        message = f"unknown key; allowed: {', '.join(allowed)}{hint}"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    elif (
+        error["type"] == "too_short"
+        and isinstance(error["input"], list)
+        and not error["input"]
+        and empty_list_hint
+    ):
+        message = f"List should have at least 1 item, got an empty list: {empty_list_hint}"
+    return f"{where}: {message}" if error["loc"] else message
