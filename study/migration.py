@@ -32,17 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from study.results.layout import CURVES_DIR, RESULTS_DIR, TRIALS_DIR
+from study.results.schema import SCHEMA
 from study.results.storage import StudyPath, Where, arrow_source, local_copy, locate
-from study.results.store import atomic_write_table, result_path
+from study.results.store import atomic_write_table, read_folder, result_path
 from tasks.config import DataConfig, TrainingConfig, TrialConfig
 from tasks.identity import split_hash, trial_identity
 from tasks.methods import method_spec
 from tasks.splits.files import SplitFileError, read_split_file
 
+_MADE_OF = ["config", "split_hash", "versions"]  # what an old id was made of, besides the cross splits
 # the fields the old ids left out while at their defaults (the oracle's and cross-dataset evaluation's)
 _LEGACY_ADDED = {"role": "benchmark", "heldout": None, "evaluate_on": []}
 LEGACY_RESULTS_VERSIONS = (1, 2)
@@ -94,16 +97,24 @@ def meaning_then(config: dict[str, Any], results_version: int) -> TrialConfig:
 
 
 def migrate_trial_ids(study_dir: Where, echo: Callable[[str], None] = lambda line: None) -> dict[str, str]:
-    """Move every row set with an old id to the id the identity payload gives it; old id -> new id."""
+    """Move every row set with an old id to the id the identity payload gives it; old id -> new id. It
+    reads the few columns an id is made of (all files at once, as every reader does) and a whole row set
+    only where it moves."""
     study_dir = locate(study_dir)
+    columns = ["trial_id", "stage", "status", *_MADE_OF]
+    table, _ = read_folder(study_dir / RESULTS_DIR, SCHEMA, columns)  # unreadable files: left as they are
+    completed = table.filter(pc.equal(table["status"], "completed"))
+    row_sets = completed.group_by(["trial_id", "stage"], use_threads=False).aggregate(
+        [(c, "first") for c in _MADE_OF]  # the same on every row of a row set
+    )
     moved: dict[str, str] = {}
-    for path in sorted((study_dir / RESULTS_DIR).glob("*.parquet")):
-        found = _migration(path)
-        if found is None:
-            continue
-        stage, old, new, table = found
-        _move(study_dir, stage, old, new, table)
-        moved[old] = new
+    for row in row_sets.to_pylist():
+        row = {k.removesuffix("_first"): v for k, v in row.items()}
+        found = _migrated(row)
+        if found is not None:
+            then, new = found
+            _move(study_dir, row["stage"], row["trial_id"], new, then)
+            moved[row["trial_id"]] = new
     if moved:
         echo(
             f"migrated {len(moved)} trial result(s) to the identity payload of this oodml "
@@ -112,13 +123,10 @@ def migrate_trial_ids(study_dir: Where, echo: Callable[[str], None] = lambda lin
     return moved
 
 
-def _migration(path: StudyPath) -> tuple[str, str, str, pa.Table] | None:
-    """(stage, old id, new id, rows with the new id and config) for a row set to move; else None."""
-    table = pq.read_table(**arrow_source(path))
-    if not table.num_rows or "config" not in table.column_names:
-        return None
-    row = table.slice(0, 1).to_pylist()[0]
-    if row["status"] != "completed" or not row.get("config") or not row.get("split_hash"):
+def _migrated(row: dict) -> tuple[TrialConfig, str] | None:
+    """For a row set whose id is an old one: its config as it meant then, and the payload's id of it;
+    else None."""
+    if not row.get("config") or not row.get("split_hash"):
         return None
     config = json.loads(row["config"])
     package = json.loads(row.get("versions") or "{}").get("oodml")
@@ -136,18 +144,7 @@ def _migration(path: StudyPath) -> tuple[str, str, str, pa.Table] | None:
     except (ValidationError, ValueError):
         return None
     new = trial_identity(then, row["split_hash"], cross)
-    if new == row["trial_id"]:
-        return None
-    replaced = {
-        "trial_id": new,
-        "config": json.dumps(then.model_dump(mode="json"), sort_keys=True),
-        "checkpoint": row["checkpoint"].replace(row["trial_id"], new) if row.get("checkpoint") else None,
-    }
-    for name, value in replaced.items():
-        if name in table.column_names:
-            column = pa.array([value] * table.num_rows, table.schema.field(name).type)
-            table = table.set_column(table.schema.get_field_index(name), name, column)
-    return row["stage"], row["trial_id"], new, table
+    return (then, new) if new != row["trial_id"] else None
 
 
 def _cross_hashes(config: dict[str, Any]) -> list[str]:
@@ -156,8 +153,21 @@ def _cross_hashes(config: dict[str, Any]) -> list[str]:
     return [split_hash(read_split_file(local_copy(e.split_file)).split(e.split)) for e in entries]
 
 
-def _move(study_dir: StudyPath, stage: str, old: str, new: str, table: pa.Table) -> None:
-    """Write the new id's rows and curves, then remove the old; the trial folder follows."""
+def _move(study_dir: StudyPath, stage: str, old: str, new: str, then: TrialConfig) -> None:
+    """Write the row set and curves under the new id (with the config as it meant then and the checkpoint
+    path of the moved trial folder), then remove the old; the trial folder follows."""
+    path = result_path(study_dir, old, stage, RESULTS_DIR)
+    table = pq.read_table(**arrow_source(path))
+    checkpoint = table["checkpoint"][0].as_py() if "checkpoint" in table.column_names else None
+    replaced = {
+        "trial_id": new,
+        "config": json.dumps(then.model_dump(mode="json"), sort_keys=True),
+        "checkpoint": checkpoint.replace(old, new) if checkpoint else None,
+    }
+    for name, value in replaced.items():
+        if name in table.column_names:
+            column = pa.array([value] * table.num_rows, table.schema.field(name).type)
+            table = table.set_column(table.schema.get_field_index(name), name, column)
     curves = result_path(study_dir, old, stage, CURVES_DIR)
     if curves.exists():
         rows = pq.read_table(**arrow_source(curves))
@@ -166,7 +176,7 @@ def _move(study_dir: StudyPath, stage: str, old: str, new: str, table: pa.Table)
         atomic_write_table(rows, result_path(study_dir, new, stage, CURVES_DIR))
     atomic_write_table(table, result_path(study_dir, new, stage, RESULTS_DIR))
     curves.unlink(missing_ok=True)
-    result_path(study_dir, old, stage, RESULTS_DIR).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
     source, target = study_dir / TRIALS_DIR / old, study_dir / TRIALS_DIR / new
     if source.exists() and not target.exists():
         _move_folder(source, target)
