@@ -107,13 +107,7 @@ def evaluate_images(
     device: torch.device,
 ) -> dict[str, float]:
     """Retrieval metrics over ``images[indices]`` (query = each image, gallery = the others)."""
-    embeddings = embed(
-        model, images, indices, device, num_workers=config.data.num_workers, amp=config.training.amp
-    )
-    labels = np.asarray(images.labels)[indices]
-    return retrieval_metrics(
-        embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi, device=device
-    )
+    return _metrics(*_embedded(model, images, indices, config, device), config, device)
 
 
 def evaluate_weightings(
@@ -125,23 +119,43 @@ def evaluate_weightings(
 ) -> dict[str | None, dict[str, float]]:
     """Retrieval metrics over all images of ``classes``: of the embedding the model reports (key None) and,
     for a :class:`BlockHead` (DiVA), under each weighting it names (key: ``weighting_label``), from one
-    embedding pass (a weighting is a function of the embedding alone: ``reweighted``)."""
-    indices = images.indices_of(classes)
+    embedding pass (a weighting is a function of the embedding alone: ``reweighted``; the reported one's
+    metrics are not computed twice)."""
+    embeddings, labels = _embedded(model, images, images.indices_of(classes), config, device)
+    found: dict[str | None, dict[str, float]] = {None: _metrics(embeddings, labels, config, device)}
+    if isinstance(model.head, BlockHead):
+        for weights in model.head.weightings:
+            if tuple(weights) == tuple(model.head.weights):
+                found[weighting_label(weights)] = found[None]
+                continue
+            weighted = F.normalize(reweighted(torch.from_numpy(embeddings), weights), dim=-1)
+            found[weighting_label(weights)] = _metrics(weighted.numpy(), labels, config, device)
+    return found
+
+
+def _embedded(
+    model: EmbeddingModel,
+    images: LabelledImages,
+    indices: np.ndarray,
+    config: TrialConfig,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings (evaluation transform) and labels of ``images[indices]``."""
     embeddings = embed(
         model, images, indices, device, num_workers=config.data.num_workers, amp=config.training.amp
     )
-    labels = np.asarray(images.labels)[indices]
+    return embeddings, np.asarray(images.labels)[indices]
 
-    def metrics(values: np.ndarray | torch.Tensor) -> dict[str, float]:
-        tc = config.training
-        return retrieval_metrics(values, labels, ks=tc.ks, with_nmi=tc.with_nmi, device=device)
 
-    found: dict[str | None, dict[str, float]] = {None: metrics(embeddings)}
-    if isinstance(model.head, BlockHead):
-        for weights in model.head.weightings:
-            weighted = F.normalize(reweighted(torch.from_numpy(embeddings), weights), dim=-1)
-            found[weighting_label(weights)] = metrics(weighted.numpy())
-    return found
+def _metrics(
+    embeddings: np.ndarray | torch.Tensor,
+    labels: np.ndarray,
+    config: TrialConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """Retrieval metrics of embeddings with the trial's cut-offs and NMI setting."""
+    tc = config.training
+    return retrieval_metrics(embeddings, labels, ks=tc.ks, with_nmi=tc.with_nmi, device=device)
 
 
 def evaluates_test_curve(config: TrialConfig, epoch: int) -> bool:
