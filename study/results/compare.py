@@ -118,7 +118,7 @@ class Comparison:
         """``{"unit": ..., "alpha": ..., "pairs": [...], "splits": [...], "ranking": [...]}``; NaN becomes
         null."""
         tables = {"pairs": self.pairs, "splits": self.splits, "ranking": self.ranking}
-        out = {"unit": self.unit, "alpha": self.alpha} | {name: _records(t) for name, t in tables.items()}
+        out = {"unit": self.unit, "alpha": self.alpha} | {name: json_records(t) for name, t in tables.items()}
         return json.dumps(out, indent=1, allow_nan=False)
 
 
@@ -361,7 +361,8 @@ def _table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _records(table: pa.Table) -> list[dict]:
+def json_records(table: pa.Table) -> list[dict]:
+    """The rows of ``table`` as JSON-ready dicts, NaN as None (JSON null)."""
     return [
         {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()}
         for row in table.to_pylist()

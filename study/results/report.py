@@ -15,7 +15,7 @@ from study.results.aggregate import (
     ranking,
     shift_agreement,
 )
-from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison
+from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison, json_records
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.names import FID
 from study.results.oracle import oracle_lines
@@ -184,11 +184,4 @@ def summary_json(study_dir: Where, metric: str = "recall@1", shift: str = FID) -
         "ranking": ranking(table, metric),
         "effective_robustness": effective_robustness(table, metric),
     }
-    return json.dumps({name: _records(result) for name, result in tables.items()}, allow_nan=False)
-
-
-def _records(table: pa.Table) -> list[dict]:
-    return [
-        {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
-        for row in table.to_pylist()
-    ]
+    return json.dumps({name: json_records(result) for name, result in tables.items()}, allow_nan=False)

@@ -98,6 +98,7 @@ def effective_robustness(table: pa.Table, metric: str = "recall@1", resamples: i
         names = sorted(set(groups))
         member = np.array([[g == name for g in groups] for name in names])  # (methods, models)
         observed = residuals(x, y)
+        means = _means(observed, member)  # each method's mean over its models and splits
         rng = np.random.default_rng(zlib.crc32(f"{dataset}/{metric}".encode()))
         draws = np.full((resamples, len(names)), np.nan)
         for b in range(resamples):
@@ -115,7 +116,7 @@ def effective_robustness(table: pa.Table, metric: str = "recall@1", resamples: i
                     "backbone": backbone,
                     "method": method,
                     "metric": metric,
-                    "effective_robustness": float(np.nanmean(er)),
+                    "effective_robustness": float(means[k]),
                     "ci_low": float(low),
                     "ci_high": float(high),
                     "n_models": int(np.isfinite(er).any(axis=1).sum()),
