@@ -133,8 +133,13 @@ def _record(method: str, split: int, seed: int, role: str, value: float) -> Tria
             Measurement("test", "recall@1", value - 0.15, 2, "zeroshot", 0.01, 2),
             Measurement("cross", "recall@1", value / 2, eval_dataset="other"),
         ]
-    identity = TrialIdentity(
-        trial_id=f"{method}-{split}-{seed}-{role}",
+    identity = _identity(f"{method}-{split}-{seed}-{role}", method, split, seed, role)
+    return TrialRecord(identity=identity, measurements=tuple(measurements))
+
+
+def _identity(trial_id: str, method: str, split: int, seed: int, role: str = "benchmark") -> TrialIdentity:
+    return TrialIdentity(
+        trial_id=trial_id,
         dataset="d",
         split_id=split,
         split_key=f"k{split}",
@@ -145,7 +150,6 @@ def _record(method: str, split: int, seed: int, role: str, value: float) -> Tria
         seed=seed,
         trial_role=role,
     )
-    return TrialRecord(identity=identity, measurements=tuple(measurements))
 
 
 def _table(roles=("benchmark", "oracle")) -> pa.Table:
@@ -238,17 +242,7 @@ def _cross_record(method: str, split: int, seed: int, test: float, cross: dict[s
     """A benchmark trial with test Recall@1 ``test`` and cross-dataset Recall@1 per evaluated dataset."""
     measurements = [Measurement("test", "recall@1", test)]
     measurements += [Measurement("cross", "recall@1", v, eval_dataset=name) for name, v in cross.items()]
-    identity = TrialIdentity(
-        trial_id=f"{method}-{split}-{seed}",
-        dataset="d",
-        split_id=split,
-        split_key=f"k{split}",
-        fid=FIDS[split],
-        num_test_classes=20,
-        method=method,
-        backbone="b",
-        seed=seed,
-    )
+    identity = _identity(f"{method}-{split}-{seed}", method, split, seed)
     return TrialRecord(identity=identity, measurements=tuple(measurements))
 
 
