@@ -37,6 +37,7 @@ from tasks.config import (
     MethodConfig,
     ModelConfig,
     TrainingConfig,
+    TrialSettings,
 )
 from tasks.registry import PluginError, unknown_name
 from tasks.splits.options import SplitOptions
@@ -532,14 +533,8 @@ class StudySpec(_Strict):
             )
         if len(set(budgets)) != len(budgets) or min(budgets) < 0:
             raise ValueError(f"fewshot.budgets: expected distinct shot counts >= 0, got {budgets}")
-        for m in self.methods:  # each method's own settings valid, and its budgets' iterations given
-            iterations = self.method_settings(m).fewshot.iterations
-            missing = [s for s in self.shots if s not in iterations]
-            if missing:
-                where = f"methods.{self.methods.index(m)}.fewshot" if "iterations" in m.fewshot else "fewshot"
-                raise ValueError(
-                    f"{where}.iterations: no entry for budgets {missing} (has {sorted(iterations)})"
-                )
+        for m in self.methods:  # each method's own settings valid, alone and as its evaluation trials'
+            self.method_settings(m)
         for d in self.datasets:
             wanted = d.build.shots
             if not d.split_file and wanted is not None and set(self.shots) - set(wanted):
@@ -551,13 +546,6 @@ class StudySpec(_Strict):
             raise ValueError(
                 f"training.epochs is 0 (no training), so tuning {searched} would compare untrained models: "
                 "set tuning.epochs, or drop their search ranges"
-            )
-        if self.training.protocol == "paper" and self.shots:
-            raise ValueError(
-                f"fewshot.budgets {self.shots}: protocol 'paper' selects the epoch on the test classes, so "
-                "adapting to them would measure a model chosen on its own queries; few-shot studies select "
-                "their base model on validation classes (docs/protocol.md section 5): set training.protocol: validated, or "
-                "fewshot.budgets: [0]"
             )
         allowed = self.validation_metrics()
         if self.tuning.metric not in allowed:
@@ -620,7 +608,29 @@ class StudySpec(_Strict):
                 raise ValueError(f"{at}.{section}: {problems}") from None
         if method.model:
             settings["model"] = _checked_model(settings["model"], f"{at}.model.")
+        self._check_evaluation_settings(method, **settings)
         return MethodSettings(**settings)
+
+    def _check_evaluation_settings(
+        self, method: MethodEntry, model: ModelConfig, training: TrainingConfig, fewshot: AdaptationConfig
+    ) -> None:
+        """The rules across a trial's sections (``tasks.config.TrialSettings``), on ``method``'s evaluation
+        trials: a ValueError names the study's field (``methods.<i>.`` where the method sets it itself)."""
+        try:
+            TrialSettings(
+                model=model,
+                training=training,
+                fewshot=fewshot.model_dump() | {"shots": self.shots},
+            )
+        except ValidationError as err:
+            lines = []
+            for error in err.errors():
+                section, key = error["loc"][:2]
+                own = key in getattr(method, section)
+                lines.append(
+                    f"methods.{self.methods.index(method)}." * own + error_line(error, TrialSettings)
+                )
+            raise ValueError("; ".join(lines)) from None
 
     @property
     def oracle_methods(self) -> list[str]:

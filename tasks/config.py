@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.validation import format_errors
+from tasks.validation import field_error, format_errors
 
 
 class _Strict(BaseModel):
@@ -224,6 +224,17 @@ class FewShotConfig(AdaptationConfig):
             raise ValueError("shot budgets must be >= 1 (zero-shot results are always recorded)")
         return sorted(set(shots))
 
+    @model_validator(mode="after")
+    def _iterations_given(self) -> FewShotConfig:
+        missing = [s for s in self.shots if s not in self.iterations]
+        if missing:
+            message = (
+                f"no entry for budgets {missing} (has {sorted(self.iterations)}): give each shot budget its "
+                f"number of adaptation steps, e.g. {missing[0]}: 1000"
+            )
+            raise field_error(FewShotConfig, "iterations", message, self.iterations)
+        return self
+
 
 class HeldoutConfig(_Strict):
     """The held-out half of the test classes (``tasks.splits.heldout``): per test class, a seeded share of
@@ -233,6 +244,40 @@ class HeldoutConfig(_Strict):
         0.5, gt=0, lt=1, description="share of each test class's images the oracle trains on"
     )
     seed: int = Field(0, description="seeds the division; the same for every trial seed and role")
+
+
+class TrialSettings(_Strict):
+    """What a trial trains, selects its epoch and adapts with, apart from its data, method and seed: the
+    sections a trial config holds and a study sets for each of its methods. The rules across these
+    sections are declared here once: a trial config is checked against them (``TrialConfig``), and a study
+    spec checks each method's evaluation trial against them (``study.spec.StudySpec.method_settings``), so
+    ``oodml trial`` and ``oodml run`` refuse the same settings with the same message."""
+
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    fewshot: FewShotConfig = Field(default_factory=FewShotConfig)
+    evaluate_test: bool = True
+
+    @model_validator(mode="after")
+    def _paper_protocol(self) -> TrialSettings:
+        """Protocol ``paper`` selects the epoch on the test classes (docs/protocol.md section 6)."""
+        if self.training.protocol != "paper":
+            return self
+        if not self.evaluate_test:
+            message = (
+                "'paper' selects the epoch on the test classes, but this trial does not evaluate them "
+                "(evaluate_test: false, e.g. a tuning trial); use protocol 'validated'"
+            )
+            raise field_error(TrialSettings, "training.protocol", message, "paper")
+        if self.fewshot.shots:
+            message = (
+                f"'paper' selects the epoch on the test classes, so adapting to them (shot budgets "
+                f"{self.fewshot.shots}) would measure a model chosen on its own queries; few-shot trials and "
+                "studies select their base model on validation classes (docs/protocol.md section 5): set "
+                "training.protocol: validated, or evaluate zero-shot only (no shot budgets)"
+            )
+            raise field_error(TrialSettings, "training.protocol", message, "paper")
+        return self
 
 
 TrialRole = Literal["benchmark", "oracle"]
@@ -262,6 +307,14 @@ class TrialConfig(_Strict):
         "(subset cross), through this trial's evaluation transform",
     )
     # A trial's identity: tasks.identity.trial_identity (one function for `oodml trial` and studies).
+
+    @model_validator(mode="after")
+    def _settings(self) -> TrialConfig:
+        """The rules across the sections (``TrialSettings``), reported at the field to change."""
+        TrialSettings(
+            model=self.model, training=self.training, fewshot=self.fewshot, evaluate_test=self.evaluate_test
+        )
+        return self
 
     @model_validator(mode="after")
     def _oracle(self) -> TrialConfig:

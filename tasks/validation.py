@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 def allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -53,3 +54,14 @@ def error_line(error: Any, model: type[BaseModel], empty_list_hint: str = "") ->
     ):
         message = f"List should have at least 1 item, got an empty list: {empty_list_hint}"
     return f"{where}: {message}" if error["loc"] else message
+
+
+def field_error(model: type[BaseModel], field: str, message: str, value: Any) -> ValidationError:
+    """An error of ``field`` (a dotted path) found by a check across fields (a model validator), to raise
+    from it: pydantic then reports it at that field, under the model's own place, as a field's validator
+    would, so the report names the value to change."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    loc = tuple(field.split("."))
+    return ValidationError.from_exception_data(
+        model.__name__, [InitErrorDetails(type=error, loc=loc, input=value)]
+    )

@@ -134,7 +134,7 @@ def test_each_methods_own_settings_are_the_scripts(name):
             data={"dataset": name, "split_file": "unused.json", "split": "1"},
             model=model,
             method=method.config(),
-            training=training,
+            training=training.model_copy(update={"protocol": "validated"}),  # few-shot: selected on val
             fewshot=FewShotConfig(**fewshot.model_dump(), shots=[2, 5]),
         )
         assert adaptation_hyperparameters(trial)["beta"] == own.get("beta", 1.2)
