@@ -1,4 +1,5 @@
-"""Expansion of a study spec into trials, each with a stable identity.
+"""Expansion of a study spec into trials, each with a stable identity: a function of the spec and the
+datasets' plans (``study.inputs.DatasetPlan``: split files read, once, before), reading nothing itself.
 
 A trial's identity is ``tasks.identity.trial_identity``: the one ``oodml trial`` gives the same config.
 Equal identities mean interchangeable results: that is what makes resume skip work.
@@ -6,16 +7,13 @@ Equal identities mean interchangeable results: that is what makes resume skip wo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from study.results.storage import StudyPath, local_copy, locate
-from study.spec import DatasetEntry, MethodEntry, SpecError, StudySpec
+from study.inputs import DatasetPlan
+from study.spec import MethodEntry, StudySpec
 from tasks.config import DataConfig, FewShotConfig, HeldoutConfig, TrialConfig
 from tasks.identity import split_hash, trial_identity
-from tasks.splits.episodes import has_support
-from tasks.splits.files import Split, SplitFileError, read_split_file
-from tasks.splits.heldout import MIN_HALF, kept_classes
+from tasks.splits.files import Split
 
 TUNE, EVAL = "tune", "eval"  # the stages, named as in the results schema
 
@@ -55,99 +53,6 @@ class PlannedTrial:
         config = TrialConfig.model_validate(data["config"])
         cross = tuple(data["cross_digests"])
         return cls(data["stage"], config, data["split_digest"], data["tuned"], cross)
-
-
-@dataclass(frozen=True)
-class DatasetPlan:
-    """A dataset with its split file read: the splits to evaluate and the one to tune on."""
-
-    entry: DatasetEntry
-    split_file: StudyPath  # where trials read it: a local path, or an object (fetched by the trainable)
-    evaluated: tuple[Split, ...]
-    default: Split
-
-    @classmethod
-    def load(
-        cls,
-        entry: DatasetEntry,
-        split_file: StudyPath,
-        spec: StudySpec,
-        class_sizes: Mapping[str, int] | None = None,
-    ) -> DatasetPlan:
-        """Read and check the split file against the spec (keys exist, every budget has episodes, batches
-        fit). ``class_sizes`` (images per class) serves the oracle's check: without it, and with the oracle
-        on, the entry's dataset is built to count them."""
-        split_file = locate(split_file).resolve()
-        field = f"datasets.{spec.datasets.index(entry)}"
-        source = (
-            f"{field}.split_file" if entry.split_file else f"{field} (split file built from {field}.splits)"
-        )
-        where = f"{source} ({split_file})"
-        try:
-            splits = read_split_file(local_copy(split_file))
-        except SplitFileError as err:
-            raise SpecError(f"{source}: {err}") from None
-        keys = [s.key for s in splits.splits]
-        wanted = entry.evaluate or keys
-        unknown = [k for k in [*wanted, entry.default_split] if k not in keys]
-        if unknown:
-            raise SpecError(
-                f"{where}: split keys {unknown} are not in the split file; it has {keys}: set "
-                f"{field}.evaluate and {field}.default_split to keys it has"
-            )
-        evaluated = tuple(splits.split(k) for k in wanted)
-        for split in evaluated:
-            have = sorted(
-                s for s, episodes in split.episodes.items() if episodes and has_support(episodes[0])
-            )
-            missing = [s for s in spec.shots if s not in have]
-            if missing:
-                raise SpecError(
-                    f"{where}: split {split.key} has no few-shot episodes for budgets {missing} "
-                    f"(its test classes are too small or the file was built without them; it has {have}); "
-                    "lower fewshot.budgets or rebuild the splits with these shots"
-                )
-        default = splits.split(entry.default_split)
-        _check_batch(spec, [default, *evaluated], where)
-        if spec.oracle_methods:  # an oracle trains on the test classes the held-out division keeps
-            sizes = class_sizes if class_sizes is not None else dataset_class_sizes(entry, field)
-            kept = {s.key: len(kept_classes(s.test, sizes)) for s in evaluated}
-            fewest = min(kept, key=kept.__getitem__)
-            holder = f"the oracle of split {fewest} of {where}"
-            which = f"its test classes of {2 * MIN_HALF} images or more, of {len(splits.split(fewest).test)}"
-            check_batch_classes(spec, kept[fewest], holder, which)
-        return cls(entry, split_file, evaluated, default)
-
-
-def dataset_class_sizes(entry: DatasetEntry, field: str) -> dict[str, int]:
-    """Images per class of the entry's dataset (built, not decoded)."""
-    from tasks.data import DatasetError, build_dataset
-    from tasks.splits.check import class_sizes
-
-    try:
-        return class_sizes(build_dataset(entry.dataset, entry.root, **entry.builder_options()))
-    except DatasetError as err:
-        raise SpecError(f"{field}.root: {err}") from None
-
-
-def _check_batch(spec: StudySpec, splits: list[Split], where: str) -> None:
-    smallest = min(splits, key=lambda s: len(s.split_train))
-    check_batch_classes(spec, len(smallest.split_train), f"split {smallest.key} of {where}")
-
-
-def check_batch_classes(spec: StudySpec, classes: int, holder: str, which: str = "its split_train") -> None:
-    """Every training batch needs ``batch_size / samples_per_class`` distinct training classes, for each
-    method's training settings; ``holder`` (a split, in words) trains on ``classes`` (``which`` ones)."""
-    for index, method in enumerate(spec.methods):
-        training = spec.method_settings(method).training
-        size, per_class = training.batch_size, training.samples_per_class
-        if classes < size // per_class:
-            field = f"methods.{index}.training" if "batch_size" in method.training else "training"
-            raise SpecError(
-                f"{field}.batch_size: a batch of {size} images with samples_per_class {per_class} needs "
-                f"{size // per_class} distinct classes, but {holder} trains on {classes} classes ({which}); "
-                f"lower {field}.batch_size to at most {classes * per_class}"
-            )
 
 
 def trial_config(

@@ -5,26 +5,27 @@ wrongly, an image cannot be decoded, the split file names classes or support ima
 not hold, or a few-shot budget or a batch needs more than the classes have. Every trial would fail,
 one by one, after the study started; here each is one error naming the field to fix. The unreadable
 images a spec chooses to skip are reported instead.
+
+The checks are ``CHECKS``, in the order they run: each a ``Check``, a name and a function with a
+docstring. A check of the spec alone (``scope="study"``) takes the ``StudySpec``; a check of a dataset
+(``scope="dataset"``) runs once per dataset entry and takes its ``DatasetInputs`` (its images and split
+file, each read once, on first use: ``study.inputs``). A check raises ``SpecError`` naming the field to
+fix; ``check_inputs`` says which check refused the inputs and returns them read, for the study to expand.
+A new check is one function and one entry in ``CHECKS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-from study.expand import DatasetPlan, check_batch_classes
+from study.inputs import DatasetInputs, StudyInputs, check_batch_classes
 from study.spec import DatasetEntry, SpecError, StudySpec
-from tasks.data import (
-    DatasetError,
-    LabelledImages,
-    build_dataset,
-    describe_unreadable,
-    find_unreadable,
-    select_images,
-)
+from tasks.data import LabelledImages
 from tasks.fewshot import MIN_QUERY_CLASSES
 from tasks.models import pretrained_weights
-from tasks.splits.check import class_sizes, missing_support_images, unknown_classes
+from tasks.splits.check import missing_support_images, unknown_classes
 from tasks.splits.episodes import (
     MIN_QUERY_IMAGES,
     images_needed,
@@ -34,22 +35,47 @@ from tasks.splits.episodes import (
     whole_class_max_shots,
 )
 from tasks.splits.features import default_extractor, extractor_weights
-from tasks.splits.files import Split
 
 
-def check_inputs(spec: StudySpec, echo: Callable[[str], None]) -> None:
-    """Raise ``SpecError`` naming the field to fix for the first input that cannot run as specified."""
-    check_weights(spec)
-    for index, entry in enumerate(spec.datasets):
-        field = f"datasets.{index}"
-        images = readable_images(entry, field, echo)
-        if entry.split_file:
-            plan = DatasetPlan.load(entry, Path(entry.split_file), spec, class_sizes(images))
-            where = f"{field}.split_file ({plan.split_file})"
-            for split in {s.key: s for s in (plan.default, *plan.evaluated)}.values():
-                check_split(spec, split, images, field, where, echo)
-        else:
-            check_unbuilt(spec, entry, images, field, echo)
+@dataclass(frozen=True)
+class Check:
+    """One named check of a study's inputs: ``run`` raises ``SpecError`` naming the field to fix."""
+
+    name: str
+    run: Callable[[StudySpec], None] | Callable[[DatasetInputs], None]
+    scope: Literal["study", "dataset"] = "dataset"
+
+    @property
+    def about(self) -> str:
+        """What it checks: the first line of its function's docstring."""
+        return (self.run.__doc__ or "").strip().splitlines()[0]
+
+
+class PreflightError(SpecError):
+    """A check refused the inputs: the message names the field to fix, ``check`` the check."""
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
+def check_inputs(
+    spec: StudySpec, echo: Callable[[str], None], checks: Sequence[Check] | None = None
+) -> StudyInputs:
+    """Run ``checks`` (default ``CHECKS``) in order; the first refusal is echoed with its check's name and
+    raised (``PreflightError``). Returns the inputs the checks read, to be read no more."""
+    inputs = StudyInputs(spec, echo)
+    for check in CHECKS if checks is None else checks:
+        try:
+            if check.scope == "study":
+                check.run(spec)
+            else:
+                for dataset in inputs.datasets:
+                    check.run(dataset)
+        except SpecError as err:
+            echo(f"preflight: check {check.name!r} ({check.about}) refused the inputs")
+            raise PreflightError(str(err), check.name) from None
+    return inputs
 
 
 def check_weights(spec: StudySpec) -> None:
@@ -64,94 +90,101 @@ def check_weights(spec: StudySpec) -> None:
             raise SpecError(f"{field}.pretrained: {err}") from None
 
 
-def readable_images(entry: DatasetEntry, field: str, echo: Callable[[str], None]) -> LabelledImages:
-    """The dataset, every image decoded once: unreadable ones fail or are left out, as the spec says."""
-    try:
-        images = build_dataset(entry.dataset, entry.root, **entry.builder_options())
-    except DatasetError as err:
-        raise SpecError(f"{field}.root: {err}") from None
-    echo(f"{field} ({entry.name}): checking {len(images)} images under {images.root}")
-    problems = find_unreadable(images)
-    if not problems:
-        return images
-    listed = describe_unreadable(problems)
-    if entry.unreadable_images == "fail":
-        raise SpecError(
-            f"{field}: {len(problems)} unreadable images under {images.root}:\n{listed}\n"
-            f"replace them, or set {field}.unreadable_images: skip to leave them out (they are then reported)"
-        )
-    bad = {p.index for p in problems}
-    try:
-        kept = select_images(images, [i for i in range(len(images)) if i not in bad])
-    except DatasetError as err:
-        raise SpecError(f"{field}: unreadable_images: skip: {err}") from None
-    echo(f"{field} ({entry.name}): leaving out {len(problems)} unreadable images (unreadable_images: skip):")
-    echo(listed)
-    return kept
+def check_images(dataset: DatasetInputs) -> None:
+    """The dataset's root holds it, laid out as its kind reads it, and every image decodes (or is left
+    out and reported, with ``unreadable_images: skip``)."""
+    dataset.images  # noqa: B018 (read on first use: reading them is the check)
 
 
-def check_split(
-    spec: StudySpec,
-    split: Split,
-    images: LabelledImages,
-    field: str,
-    where: str,
-    echo: Callable[[str], None] = lambda line: None,
-) -> None:
-    """A given split file's split against the dataset: its classes, support images and test class sizes."""
-    sizes = class_sizes(images)
-    name = f"split {split.id} (key {split.key}) of {where}"
-    unknown = unknown_classes(split, sizes)
-    if unknown:
-        raise SpecError(
-            f"{name} names {len(unknown)} classes that are not in dataset {images.name} at {images.root}, "
-            f"e.g. {unknown[:5]}; the file was built for another dataset or other options: check "
-            f"{field}.root and {field}.options, or rebuild the split file (oodml splits build)"
-        )
-    missing = [m for m in missing_support_images(split, images) if m.shots in spec.shots]
-    if missing:
-        m = missing[0]
-        raise SpecError(
-            f"{name}: its {m.shots}-shot episode {m.episode} uses support image {m.image!r} of class "
-            f"{m.class_name!r}, which dataset {images.name} at {images.root} does not hold (missing, or "
-            f"left out as unreadable; {len(missing)} such images in all); restore the images or rebuild the "
-            "split file"
-        )
-    per_image = [s for s in spec.shots if not any(map(is_whole_class, split.episodes.get(s, [])))]
-    check_class_sizes(
-        spec, per_image, split.test, sizes, f"split {split.key} of {where} has test classes", echo
-    )
+def check_split_file(dataset: DatasetInputs) -> None:
+    """A given split file reads, holds the keys the spec names, has episodes for every budget, and its
+    training classes fill a batch (the oracle's too)."""
+    dataset.plan  # noqa: B018 (read on first use: reading it is the check)
 
 
-def check_unbuilt(
-    spec: StudySpec,
-    entry: DatasetEntry,
-    images: LabelledImages,
-    field: str,
-    echo: Callable[[str], None] = lambda line: None,
-) -> None:
-    """A dataset whose split file the study builds: the checks its classes allow before any split exists."""
+def _split_name(dataset: DatasetInputs, split) -> str:
+    return f"split {split.id} (key {split.key}) of {dataset.field}.split_file ({dataset.plan.split_file})"
+
+
+def check_split_classes(dataset: DatasetInputs) -> None:
+    """A given split file names only classes the dataset holds."""
+    images, field = dataset.images, dataset.field
+    for split in dataset.splits:
+        unknown = unknown_classes(split, dataset.sizes)
+        if unknown:
+            raise SpecError(
+                f"{_split_name(dataset, split)} names {len(unknown)} classes that are not in dataset "
+                f"{images.name} at {images.root}, e.g. {unknown[:5]}; the file was built for another dataset "
+                f"or other options: check {field}.root and {field}.options, or rebuild the split file "
+                "(oodml splits build)"
+            )
+
+
+def check_support_images(dataset: DatasetInputs) -> None:
+    """A given split file's support images, of the budgets the study adapts with, are in the dataset."""
+    images, shots = dataset.images, dataset.spec.shots
+    for split in dataset.splits:
+        missing = [m for m in missing_support_images(split, images) if m.shots in shots]
+        if missing:
+            m = missing[0]
+            raise SpecError(
+                f"{_split_name(dataset, split)}: its {m.shots}-shot episode {m.episode} uses support image "
+                f"{m.image!r} of class {m.class_name!r}, which dataset {images.name} at {images.root} does "
+                f"not hold (missing, or left out as unreadable; {len(missing)} such images in all); restore "
+                "the images or rebuild the split file"
+            )
+
+
+def check_test_class_sizes(dataset: DatasetInputs) -> None:
+    """A given split file's test classes hold enough images for each per-image budget
+    (``check_class_sizes``)."""
+    spec = dataset.spec
+    for split in dataset.splits:
+        per_image = [s for s in spec.shots if not any(map(is_whole_class, split.episodes.get(s, [])))]
+        where = f"{dataset.field}.split_file ({dataset.plan.split_file})"
+        holder = f"split {split.key} of {where} has test classes"
+        check_class_sizes(spec, per_image, split.test, dataset.sizes, holder, dataset.echo)
+
+
+def check_default_division(dataset: DatasetInputs) -> None:
+    """A dataset whose split file the study builds: its default train classes divide into train and
+    validation classes, and the training ones fill a batch."""
+    if dataset.plan is not None:
+        return
+    images, field = dataset.images, dataset.field
     try:
         split_train, _ = train_val_division(images.default_train, seed=0)
     except ValueError as err:
         raise SpecError(f"{field}.root: dataset {images.name} at {images.root}: {err}") from None
-    check_batch_classes(spec, len(split_train), f"the default split of {field} ({images.name})")
-    sizes = class_sizes(images)
+    check_batch_classes(dataset.spec, len(split_train), f"the default split of {field} ({images.name})")
+
+
+def check_budget_class_sizes(dataset: DatasetInputs) -> None:
+    """A dataset whose split file the study builds: with per-image support, every class holds enough
+    images for each budget (any class can become a test class); with whole-class support, the default
+    split's test classes hold enough for each budget (``check_whole_class_budgets``)."""
+    if dataset.plan is not None:
+        return
+    spec, entry, images, field = dataset.spec, dataset.entry, dataset.images, dataset.field
     if entry.support == "images":
-        check_class_sizes(
-            spec,
-            spec.shots,
-            images.classes,
-            sizes,
+        holder = (
             f"dataset {images.name} ({field}) has classes (any class can become a test class as splits move "
-            "classes between train and test)",
-            echo,
+            "classes between train and test)"
         )
+        check_class_sizes(spec, spec.shots, images.classes, dataset.sizes, holder, dataset.echo)
     if entry.support == "classes":
         if entry.build.shots:
-            check_whole_class_budgets(entry.build.shots, f"{field}.splits.shots", images, sizes, field)
-        check_whole_class_budgets(spec.shots, "fewshot.budgets", images, sizes, field)
-    check_feature_weights(entry, images, field)
+            check_whole_class_budgets(
+                entry.build.shots, f"{field}.splits.shots", images, dataset.sizes, field
+            )
+        check_whole_class_budgets(spec.shots, "fewshot.budgets", images, dataset.sizes, field)
+
+
+def check_split_build_weights(dataset: DatasetInputs) -> None:
+    """A dataset whose split file the study builds: the feature extractors that build its splits have
+    their weights (``check_feature_weights``)."""
+    if dataset.plan is None:
+        check_feature_weights(dataset.entry, dataset.images, dataset.field)
 
 
 def check_whole_class_budgets(
@@ -241,3 +274,16 @@ def check_class_sizes(
             f"{need_text}, but {holder} with fewer: {listed}{more}; {lower}, or set "
             "fewshot.small_classes: leave_out to leave such classes out of those episodes"
         )
+
+
+CHECKS: list[Check] = [
+    Check("pretrained weights", check_weights, scope="study"),
+    Check("dataset images", check_images),
+    Check("split file", check_split_file),
+    Check("split classes", check_split_classes),
+    Check("support images", check_support_images),
+    Check("test class sizes", check_test_class_sizes),
+    Check("default division", check_default_division),
+    Check("budget class sizes", check_budget_class_sizes),
+    Check("split build weights", check_split_build_weights),
+]

@@ -20,7 +20,7 @@ from ray import tune
 from dashboards.report import build_report  # not `dashboards`: tests/dashboards shadows it under pytest
 from study.cluster import LazyRay
 from study.execution import Execution
-from study.expand import EVAL, DatasetPlan, PlannedTrial, evaluation_trials
+from study.expand import EVAL, PlannedTrial, evaluation_trials
 from study.lock import study_lock
 from study.logs import third_party_log
 from study.migration import migrate_trial_ids
@@ -73,7 +73,7 @@ def evaluate_all(trials: list[PlannedTrial], execution: Execution) -> None:
 
 def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], None]) -> StudyOutcome:
     study_dir = spec.study_dir
-    check_inputs(spec, echo)  # data and split files against the spec, before anything is written
+    inputs = check_inputs(spec, echo)  # data and split files against the spec, before anything is written
     with study_lock(study_dir), _log_file(study_dir) as log, third_party_log(log) as capture_logs:
         with driver_status(study_dir):
             migrate_trial_ids(study_dir, echo)  # folders written before the identity payload (a no-op after)
@@ -81,9 +81,7 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
             split_paths = [split_file(d, spec.shots, study_dir) for d in spec.datasets]  # built on first use
             for d, path in zip(spec.datasets, split_paths, strict=True):
                 write_split_projection(study_dir, d.name, path)  # the dashboard's view of the splits
-            plans = [
-                DatasetPlan.load(d, path, spec) for d, path in zip(spec.datasets, split_paths, strict=True)
-            ]
+            plans = inputs.plans(split_paths)  # given split files as the checks read them; built ones now
             tracker = StudyTracker(spec.storage.tracking_uri, study_dir, spec.storage.experiment or spec.name)
             capture_logs()  # MLflow set up alembic's console handler while creating the store
             parent = tracker.start_study(spec.name, spec.model_dump(mode="json"))
