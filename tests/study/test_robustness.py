@@ -4,13 +4,18 @@ axes, as Taori et al. 2020 fit it) plus its method's planted effective robustnes
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
+from study.results import write_trial_result
+from study.results.report import format_summary, summary_json
 from study.results.robustness import effective_robustness, expit, logit, residuals
 from study.results.schema import trial_rows
+from tasks.record import TrialRecord
 from tests.records import SPLITS, make_record
 
 DEFAULT, HARDER = SPLITS[0], SPLITS[1:]  # the default split (key "0", FID 10) and two harder ones
@@ -18,7 +23,9 @@ TRENDS = {1: (-0.6, 1.1), 2: (-0.2, 0.9)}  # per harder split: intercept, slope 
 PLANTED = {"a": 0.04, "b": -0.04, "c": 0.0, "d": 0.02, "e": -0.02}  # balanced: they sum to zero
 
 
-def _table(planted: dict[str, float], noise: float = 0.0, seeds: int = 6) -> pa.Table:
+def planted_records(planted: dict[str, float], noise: float = 0.0, seeds: int = 6) -> list[TrialRecord]:
+    """Every method's records on the default and the harder splits: the same default-split values for
+    every method, harder-split values on the trend plus the method's planted effective robustness."""
     rng = np.random.default_rng(0)
     x_values = np.linspace(0.35, 0.85, seeds)  # every method gets the same default-split values
     records = []
@@ -29,6 +36,17 @@ def _table(planted: dict[str, float], noise: float = 0.0, seeds: int = 6) -> pa.
                 a, b = TRENDS[split[0]]
                 y = float(expit(a + b * logit(x)) + er + rng.normal(0, noise))
                 records.append(make_record(method, split, seed, r1=y))
+    return records
+
+
+def write_planted(study_dir: Path, planted: dict[str, float], study: str = "s") -> None:
+    """``planted_records`` through the result store, as a study writes its trials."""
+    for record in planted_records(planted):
+        write_trial_result(study_dir, record, stage="eval", study=study)
+
+
+def _table(planted: dict[str, float], noise: float = 0.0, seeds: int = 6) -> pa.Table:
+    records = planted_records(planted, noise, seeds)
     return pa.concat_tables([trial_rows(r, stage="eval", study="s") for r in records])
 
 
@@ -68,20 +86,7 @@ def test_too_few_models_fit_no_trend() -> None:
 
 
 def test_oodml_results_prints_it_and_its_json_holds_it(tmp_path) -> None:
-    import json
-
-    from study.results import write_trial_result
-    from study.results.report import format_summary, summary_json
-
-    table = _table(PLANTED)
-    for trial in set(table["trial_id"].to_pylist()):
-        method, split_id, seed = trial.split("-")
-        split = next(s for s in SPLITS if s[0] == int(split_id))
-        r1 = table.filter(pc.equal(table["trial_id"], trial)).to_pylist()
-        value = next(
-            r["value"] for r in r1 if r["subset"] == "test" and r["metric"] == "recall@1" and not r["shots"]
-        )
-        write_trial_result(tmp_path, make_record(method, split, int(seed), r1=value), stage="eval", study="s")
+    write_planted(tmp_path, PLANTED)
     assert "Effective robustness, test recall@1" in format_summary(tmp_path)
     rows = json.loads(summary_json(tmp_path))["effective_robustness"]
     assert {r["method"]: round(r["effective_robustness"], 2) for r in rows} == PLANTED
