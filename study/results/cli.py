@@ -1,10 +1,12 @@
 """``oodml results STUDY_DIR``: the study's trials, AUC table, ranking, curves and few-shot gains as text
-(``study.results.report``, imported when the command runs)."""
+(``study.results.report``, imported when the command runs); the options of ``oodml leaderboard``
+(``dashboards/leaderboard.py`` runs it: it writes a page)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from study.results.names import CELL, FID, UNITS
 from study.results.storage import locate
@@ -36,6 +38,24 @@ def add_results_arguments(parser: argparse.ArgumentParser) -> None:
         choices=UNITS,
         help=f"with --compare: what the sign-flip test flips (default {CELL}; seed needs 6+ seeds, "
         "docs/statistics.md)",
+    )
+
+
+def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "study_dirs", nargs="+", metavar="DIR", help="study folders (each holds results/), local"
+    )
+    parser.add_argument("--metric", default="recall@1", help="metric to rank by (default: recall@1)")
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="OUT",
+        help="also write the page to OUT (an .html file; plotly.min.js is written beside it)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead: the rows, effective robustness across studies, its points and trends",
     )
 
 
