@@ -94,9 +94,7 @@ class DatasetEntry(_Strict):
         description="images that cannot be decoded (every image is opened before the study starts): "
         "fail, naming them, or skip them and report which were left out",
     )
-    num_workers: int = Field(
-        DataConfig.model_fields["num_workers"].default, ge=0, description="loader workers"
-    )
+    num_workers: int = DataConfig.model_fields["num_workers"]  # declared once, with its bound: the trial's
     split_file: str | None = Field(None, description="splits.json or an ooDML pickle; None: build")
     splits: SplitOptions | None = Field(None, description="options to build the split file; None: defaults")
     evaluate: list[str] | None = Field(None, description="split keys to evaluate; None: every split")

@@ -30,7 +30,7 @@ class DataConfig(_Strict):
     options: DatasetOptions = Field(default_factory=dict, description="dataset builder options")
     split_file: str
     split: str | int = Field(description="selected split: key (str, e.g. '0', 'R22') or id (int)")
-    num_workers: int = 0
+    num_workers: int = Field(0, ge=0, description="loader workers")
 
     @property
     def dataset_name(self) -> str:
