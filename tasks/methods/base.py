@@ -142,6 +142,19 @@ class Method(nn.Module):
 
 
 @dataclass(frozen=True)
+class Part:
+    """A component a composite method builds from a registered method (``method``, by name).
+
+    The part's hyperparameters join the composite's, under the same names, declared once in the part's
+    module; ``hyperparameters`` may give some of them another default or range for this composite (R-
+    Margin's boundary beta starts at 0.6, the margin method's at 1.2), and declares nothing new.
+    """
+
+    method: str
+    hyperparameters: dict[str, Hyperparameter] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """A registered method: ``build(num_classes=..., embedding_dim=..., **hyperparameters)``.
 
@@ -149,7 +162,9 @@ class MethodSpec:
     ``description`` cites the paper the method follows. ``variants`` names the definitions a method
     can follow, each with a one-line description; the first is the default (``original``: the ooDML
     code's, docs/protocol.md section 10) and ``build`` then receives ``variant=<name>``. A method without variants
-    has one definition and ``build`` gets no ``variant``.
+    has one definition and ``build`` gets no ``variant``. A composite method (built from registered ones,
+    :func:`tasks.methods.composite.composite`) declares its parts' hyperparameters among its own, in one
+    flat namespace, and names its parts in ``parts``.
     """
 
     name: str
@@ -163,6 +178,8 @@ class MethodSpec:
     # the hyperparameter that is this method's margin-loss boundary beta (the original's
     # ``--loss_margin_beta``): few-shot adaptation with the margin loss starts from it (docs/protocol.md)
     margin_beta: str | None = None
+    # role -> the registered method built as that part (``tasks.methods.composite.composite`` fills it)
+    parts: dict[str, str] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, float | int]:
         return {k: hp.default for k, hp in self.hyperparameters.items()}

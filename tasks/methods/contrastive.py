@@ -23,11 +23,10 @@ from torch import Tensor
 
 from tasks.methods.base import Hyperparameter, Method, MethodSpec
 from tasks.methods.distance_weighted import DistanceWeightedSampler
+from tasks.methods.miners import MinedLoss, Triplets
 
-Triplets = tuple[Tensor, Tensor, Tensor]
 
-
-class Contrastive(Method):
+class Contrastive(MinedLoss[Triplets]):
     """ooDML's contrastive loss over the pairs of the triplets ``miner(embeddings, labels)`` returns."""
 
     def __init__(
@@ -37,13 +36,9 @@ class Contrastive(Method):
         neg_margin: float,
         miner: Callable[[Tensor, Tensor], Triplets] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(miner if miner is not None else DistanceWeightedSampler())
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
-        self.miner = miner if miner is not None else DistanceWeightedSampler()
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.compute_loss(embeddings, labels, self.miner(embeddings, labels))
 
     def compute_loss(self, embeddings: Tensor, labels: Tensor, triplets: Triplets) -> Tensor:
         a, p, n = triplets

@@ -28,14 +28,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tasks.methods.distances import at_least_float32, pairwise_distances, sphere_log_weights
+from tasks.methods.miners import Miner, Triplets
+
 # Unit vectors are at most 2 apart; keeping d below 2 keeps log(1 - d^2/4) finite.
 _MAX_DISTANCE = 2.0 - 1e-3
-
-
-def pairwise_distances(x: Tensor) -> Tensor:
-    """Euclidean distances between the rows of ``x`` (B, D) -> (B, B), from ``|a|² + |b|² - 2ab``."""
-    sq = x.pow(2).sum(1)
-    return (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0).sqrt()
 
 
 def random_positives(labels: Tensor) -> Tensor:
@@ -47,17 +44,8 @@ def random_positives(labels: Tensor) -> Tensor:
     return torch.multinomial(others.float(), 1).squeeze(1)
 
 
-def _mining_dtype(x: Tensor) -> torch.dtype:
-    # at least float32: under autocast the embeddings may arrive in half precision
-    return torch.promote_types(x.dtype, torch.float32)
-
-
-class DistanceWeightedSampler:
-    """One (anchor, positive, negative) triplet per anchor; the negative drawn ∝ q(d)^-1.
-
-    A miner: ``mine(embeddings, labels)`` (also ``sampler(embeddings, labels)``) returns index tensors
-    (anchors, positives, negatives), computed without gradient.
-    """
+class DistanceWeightedSampler(Miner[Triplets]):
+    """One (anchor, positive, negative) triplet per anchor; the negative drawn ∝ q(d)^-1."""
 
     def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: float | None = None) -> None:
         self.lower_cutoff = lower_cutoff
@@ -65,9 +53,8 @@ class DistanceWeightedSampler:
 
     def negative_log_weights(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Unnormalised log-probabilities (B, B) of drawing column j as row i's negative (-inf: never)."""
-        n = embeddings.shape[1]
         d = pairwise_distances(embeddings).clamp(self.lower_cutoff, _MAX_DISTANCE)
-        log_w = (2.0 - n) * d.log() - (n - 3) / 2 * torch.log1p(-0.25 * d.pow(2))
+        log_w = sphere_log_weights(d, embeddings.shape[1])
         negative = labels[:, None] != labels[None, :]
         if self.upper_cutoff is not None:
             near = d < self.upper_cutoff
@@ -78,16 +65,13 @@ class DistanceWeightedSampler:
         return log_w.masked_fill(~negative, float("-inf"))
 
     @torch.no_grad()
-    def mine(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, embeddings: Tensor, labels: Tensor) -> Triplets:
         """Index tensors (anchors, positives, negatives); anchors without any negative are skipped."""
         x = embeddings.detach()
-        log_w = self.negative_log_weights(x.to(_mining_dtype(x)), labels)
+        log_w = self.negative_log_weights(at_least_float32(x), labels)
         has_negative = torch.isfinite(log_w).any(1)
         anchors = has_negative.nonzero().squeeze(1)
         probs = torch.softmax(log_w[anchors], dim=1)
         negatives = torch.multinomial(probs, 1).squeeze(1) if len(anchors) else anchors
         positives = random_positives(labels)[anchors]
         return anchors, positives, negatives
-
-    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.mine(embeddings, labels)

@@ -45,9 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
-from tasks.methods.distance_weighted import DistanceWeightedSampler
-from tasks.methods.margin import MarginLoss, margin_hyperparameters
+from tasks.methods.base import Hyperparameter, Method, MethodSpec, Part, TrainBatch
+from tasks.methods.composite import PartFactory, composite
+from tasks.methods.distances import floored_sphere_log_weights, pairwise_distances
+from tasks.methods.miners import Miner, Triplets
 from tasks.models.embedding import BlockHead
 
 # The order of the original's ``diva_features``, which is the order of the evaluated concatenation.
@@ -78,46 +79,27 @@ PAPER_SETTINGS: dict[str, dict[str, float | int]] = {
 }
 
 
-def sphere_log_weights(distances: Tensor, dim: int) -> Tensor:
-    """``log q(d)^-1`` up to a constant, with ``q(d) ∝ d^(dim-2) (1 - d^2/4)^((dim-3)/2)`` the density of
-    distances between uniform points on the unit sphere in R^dim (Wu et al., ICCV 2017).
-
-    ``1 - d^2/4`` is kept at or above the smallest normal float, so an antipodal pair (d = 2), where the
-    formula is infinite and the original's weights become NaN, gets a large finite value instead.
-    """
-    tiny = torch.finfo(distances.dtype).tiny
-    room = (1.0 - 0.25 * distances.pow(2)).clamp_min(tiny)
-    return (2.0 - dim) * distances.log() - (dim - 3) / 2 * room.log()
-
-
-def _pairwise_distances(x: Tensor) -> Tensor:
-    sq = x.pow(2).sum(1)
-    return (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0).sqrt()
-
-
-class RandomLabelDistanceSampler:
+class RandomLabelDistanceSampler(Miner[Triplets]):
     """The ooDML ``random_distance`` miner, DiVA's shared and intra-class miner in ``ood_diva_main.py``.
 
     The batch's labels are randomly permuted (pseudo-classes of the same sizes, mostly mixing images of
     different classes); every image whose pseudo-class has another member is an anchor, with one
     uniformly drawn positive of its pseudo-class and one negative outside it drawn with probability
-    ∝ q(d)^-1 (:func:`sphere_log_weights`, distances clipped below at ``lower_cutoff``, no upper cut-off).
+    ∝ q(d)^-1 (:func:`~tasks.methods.distances.floored_sphere_log_weights`, distances clipped below at
+    ``lower_cutoff``, no upper cut-off).
     """
 
     def __init__(self, lower_cutoff: float = LOWER_CUTOFF) -> None:
         self.lower_cutoff = lower_cutoff
 
     @torch.no_grad()
-    def mine(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, embeddings: Tensor, labels: Tensor) -> Triplets:
         """Index tensors (anchors, positives, negatives) under a fresh random permutation of ``labels``."""
         permutation = torch.randperm(len(labels), device=labels.device)
         return self.sample(embeddings, labels[permutation])
 
-    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.mine(embeddings, labels)
-
     @torch.no_grad()
-    def sample(self, embeddings: Tensor, pseudo_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def sample(self, embeddings: Tensor, pseudo_labels: Tensor) -> Triplets:
         """Index tensors (anchors, positives, negatives) under the given pseudo-labels."""
         embeddings = embeddings.detach().float()
         same = pseudo_labels[:, None] == pseudo_labels[None, :]
@@ -126,8 +108,8 @@ class RandomLabelDistanceSampler:
         if not len(anchors):
             return anchors, anchors, anchors
         positives = torch.multinomial(others[anchors].float(), 1).squeeze(1)
-        d = _pairwise_distances(embeddings).clamp_min(self.lower_cutoff)
-        log_w = sphere_log_weights(d, embeddings.shape[1]).masked_fill(same, float("-inf"))
+        d = pairwise_distances(embeddings).clamp_min(self.lower_cutoff)
+        log_w = floored_sphere_log_weights(d, embeddings.shape[1]).masked_fill(same, float("-inf"))
         negatives = torch.multinomial(torch.softmax(log_w[anchors], dim=1), 1).squeeze(1)
         return anchors, positives, negatives
 
@@ -147,7 +129,7 @@ def fast_moco_weights(
         # the original's squared norms are cosine self-similarities, 1 for unit rows
         d_sq = 2.0 - 2.0 * queries @ queue.T
         d = d_sq.clamp_min(0).sqrt().clamp_min(lower_cutoff)
-        log_w = sphere_log_weights(d, queries.shape[1])
+        log_w = floored_sphere_log_weights(d, queries.shape[1])
         w = torch.exp(log_w - log_w.max())
         w = w.masked_fill(d > upper_cutoff, 0.0).clamp_min(1e-45)
         return w / w.sum(0, keepdim=True)
@@ -247,7 +229,8 @@ def split_embeddings(outputs: Tensor) -> dict[str, Tensor]:
 
 
 class Diva(Method):
-    """DiVA as ooDML trains it; see the module docstring.
+    """DiVA as ooDML trains it; see the module docstring. ``criterion`` builds its three margin losses
+    (the registered ``margin`` method, its part), the shared and intra ones with random-label miners.
 
     The momentum encoder (``key_encoder``, a frozen copy of the whole embedding model made in
     :meth:`start`) and the memory queue (``queue``, a buffer) are part of the ``state_dict``. The
@@ -278,12 +261,11 @@ class Diva(Method):
         momentum: float,
         n_key_batches: int,
         discriminative_weight: float,
-        beta: float,
-        margin: float,
-        nu: float,
-        loss_lr: float,
+        criterion: PartFactory,
     ) -> None:
-        super().__init__(loss_lr)
+        # the three margin criteria: distance-weighted sampling on the labels, random-label for the others
+        discriminative = criterion()
+        super().__init__(discriminative.loss_lr)
         if not 0 < discriminative_weight < 2:
             raise ValueError(
                 f"diva: discriminative_weight must lie in (0, 2) (the other blocks weigh 2 - w), got "
@@ -301,10 +283,9 @@ class Diva(Method):
         self.alphas = {"selfsimilarity": alpha_ssl, "shared": alpha_shared, "intra": alpha_intra}
         self.decorrnet_lr = decorrnet_lr
         self.temperature, self.momentum, self.n_key_batches = temperature, momentum, n_key_batches
-        margins = {"beta": beta, "margin": margin, "nu": nu, "loss_lr": loss_lr}
-        self.discriminative = MarginLoss(num_classes, sampler=DistanceWeightedSampler(), **margins)
-        self.shared = MarginLoss(num_classes, sampler=RandomLabelDistanceSampler(), **margins)
-        self.intra = MarginLoss(num_classes, sampler=RandomLabelDistanceSampler(), **margins)
+        self.discriminative = discriminative
+        self.shared = criterion(miner=RandomLabelDistanceSampler())
+        self.intra = criterion(miner=RandomLabelDistanceSampler())
         rhos = dict(zip(DECORRELATIONS, (rho_ssl, rho_shared, rho_intra), strict=True))
         self.separation = AdversarialSeparation(self.task_dim, decorrnet_dim, rhos)
         self.register_module("key_encoder", None)
@@ -436,72 +417,31 @@ class Diva(Method):
             destination[f"{prefix}key_encoder.{name}"] = value
 
 
-def build(
-    num_classes: int,
-    embedding_dim: int,
-    *,
-    alpha_ssl: float,
-    alpha_shared: float,
-    alpha_intra: float,
-    rho_ssl: float,
-    rho_shared: float,
-    rho_intra: float,
-    decorrnet_dim: int,
-    decorrnet_lr: float,
-    temperature: float,
-    momentum: float,
-    n_key_batches: int,
-    discriminative_weight: float,
-    beta: float,
-    margin: float,
-    nu: float,
-    loss_lr: float,
-) -> Diva:
-    return Diva(
-        num_classes,
-        embedding_dim,
-        alpha_ssl=alpha_ssl,
-        alpha_shared=alpha_shared,
-        alpha_intra=alpha_intra,
-        rho_ssl=rho_ssl,
-        rho_shared=rho_shared,
-        rho_intra=rho_intra,
-        decorrnet_dim=decorrnet_dim,
-        decorrnet_lr=decorrnet_lr,
-        temperature=temperature,
-        momentum=momentum,
-        n_key_batches=n_key_batches,
-        discriminative_weight=discriminative_weight,
-        beta=beta,
-        margin=margin,
-        nu=nu,
-        loss_lr=loss_lr,
-    )
-
-
-SPEC = MethodSpec(
-    name="diva",
-    build=build,
-    hyperparameters={
-        "alpha_ssl": Hyperparameter(0.3, 0.0, 1.0),
-        "alpha_shared": Hyperparameter(0.3, 0.0, 1.0),
-        "alpha_intra": Hyperparameter(0.3, 0.0, 1.0),
-        "rho_ssl": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
-        "rho_shared": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
-        "rho_intra": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
-        "decorrnet_dim": Hyperparameter(512, 64, 2048, tune=False),
-        # the original sets the separation MLPs' rate to the backbone's: it follows training.lr
-        "decorrnet_lr": Hyperparameter(1e-5, 1e-6, 1e-3, log=True, tune=False),
-        "temperature": Hyperparameter(0.01, 0.001, 0.1, log=True),
-        "momentum": Hyperparameter(0.9, 0.5, 0.999),
-        "n_key_batches": Hyperparameter(30, 1, 100, tune=False),
-        # the reported embedding's weighting (task_weights): the original's three
-        "discriminative_weight": Hyperparameter(1.0, 0.5, 1.0, choices=(1.0, 0.75, 0.5)),
-        **margin_hyperparameters(),
-    },
-    description="DiVA: Milbich et al., DiVA: Diverse Visual Feature Aggregation for Deep Metric Learning, "
-    "ECCV 2020; four 128-d embeddings (margin/distance, shared, intra, fast MoCo) with adversarial "
-    "separation, settings of Milbich, Roth et al., NeurIPS 2021 (ooDML, CUB200).",
-    follows={"decorrnet_lr": "lr"},
-    margin_beta="beta",
+SPEC = composite(
+    MethodSpec(
+        name="diva",
+        build=Diva,
+        hyperparameters={
+            "alpha_ssl": Hyperparameter(0.3, 0.0, 1.0),
+            "alpha_shared": Hyperparameter(0.3, 0.0, 1.0),
+            "alpha_intra": Hyperparameter(0.3, 0.0, 1.0),
+            "rho_ssl": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
+            "rho_shared": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
+            "rho_intra": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
+            "decorrnet_dim": Hyperparameter(512, 64, 2048, tune=False),
+            # the original sets the separation MLPs' rate to the backbone's: it follows training.lr
+            "decorrnet_lr": Hyperparameter(1e-5, 1e-6, 1e-3, log=True, tune=False),
+            "temperature": Hyperparameter(0.01, 0.001, 0.1, log=True),
+            "momentum": Hyperparameter(0.9, 0.5, 0.999),
+            "n_key_batches": Hyperparameter(30, 1, 100, tune=False),
+            # the reported embedding's weighting (task_weights): the original's three
+            "discriminative_weight": Hyperparameter(1.0, 0.5, 1.0, choices=(1.0, 0.75, 0.5)),
+        },
+        description="DiVA: Milbich et al., DiVA: Diverse Visual Feature Aggregation for Deep Metric Learning, "
+        "ECCV 2020; four 128-d embeddings (margin/distance, shared, intra, fast MoCo) with adversarial "
+        "separation, settings of Milbich, Roth et al., NeurIPS 2021 (ooDML, CUB200).",
+        follows={"decorrnet_lr": "lr"},
+        margin_beta="beta",
+    ),
+    criterion=Part("margin"),  # at the margin method's ooDML values
 )

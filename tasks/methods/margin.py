@@ -30,19 +30,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Hyperparameter, MethodSpec
 from tasks.methods.distance_weighted import DistanceWeightedSampler
+from tasks.methods.miners import MinedLoss, Triplets
 
-# (embeddings, labels) -> (anchors, positives, negatives) index tensors
-Sampler = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
-Triplets = tuple[Tensor, Tensor, Tensor]
-
-REDUCTIONS = ("original", "wu")
+# (pos_t, neg_t, nu * sum_t beta_t) -> the loss: how a variant averages the triplets' terms
+Reducer = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-class MarginLoss(Method):
-    """Margin loss over the triplets ``sampler(embeddings, labels)`` returns; ``reduction`` is the
-    variant (``original`` or ``wu``, see the module docstring)."""
+def per_active_triplet(pos: Tensor, neg: Tensor, beta_term: Tensor) -> Tensor:
+    """Variant ``original``: sum_t (pos_t + neg_t) / K + nu * sum_t beta_t, K the triplets with a
+    non-zero term."""
+    active = ((pos > 0) | (neg > 0)).sum()
+    return (pos + neg).sum() / active.clamp_min(1) + beta_term
+
+
+def per_active_term(pos: Tensor, neg: Tensor, beta_term: Tensor) -> Tensor:
+    """Variant ``wu``: (sum_t (pos_t + neg_t) + nu * sum_t beta_t) / K', K' the non-zero pair terms."""
+    active = (pos > 0).sum() + (neg > 0).sum()
+    return ((pos + neg).sum() + beta_term) / active.clamp_min(1)
+
+
+REDUCERS: dict[str, Reducer] = {"original": per_active_triplet, "wu": per_active_term}
+
+
+class MarginLoss(MinedLoss[Triplets]):
+    """Margin loss over the triplets its miner returns; ``reduction`` is the variant (``original`` or
+    ``wu``, see the module docstring). ``sampler`` is the miner under Wu et al.'s name, as a keyword and
+    an attribute."""
 
     def __init__(
         self,
@@ -52,21 +67,25 @@ class MarginLoss(Method):
         margin: float,
         nu: float,
         loss_lr: float,
-        sampler: Sampler,
+        sampler: Callable[[Tensor, Tensor], Triplets],
         class_specific_beta: bool = True,
         reduction: str = "original",
     ) -> None:
-        super().__init__(loss_lr)
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if reduction not in REDUCERS:
+            raise ValueError(f"reduction must be one of {tuple(REDUCERS)}, got {reduction!r}")
+        super().__init__(sampler, loss_lr)
         self.beta = nn.Parameter(torch.full((num_classes if class_specific_beta else 1,), float(beta)))
         self.margin = margin
         self.nu = nu
-        self.sampler = sampler
         self.reduction = reduction
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.compute_loss(embeddings, labels, self.sampler(embeddings, labels))
+    @property
+    def sampler(self) -> Callable[[Tensor, Tensor], Triplets]:
+        return self.miner
+
+    @sampler.setter
+    def sampler(self, miner: Callable[[Tensor, Tensor], Triplets]) -> None:
+        self.miner = miner
 
     def compute_loss(self, embeddings: Tensor, labels: Tensor, triplets: Triplets) -> Tensor:
         """The loss over given (anchors, positives, negatives) index tensors."""
@@ -79,12 +98,7 @@ class MarginLoss(Method):
         beta = beta.to(d_ap.dtype)
         pos = F.relu(d_ap - beta + self.margin)
         neg = F.relu(beta - d_an + self.margin)
-        total = (pos + neg).sum()
-        if self.reduction == "wu":
-            active = (pos > 0).sum() + (neg > 0).sum()
-            return (total + self.nu * beta.sum()) / active.clamp_min(1)
-        active = ((pos > 0) | (neg > 0)).sum()
-        return total / active.clamp_min(1) + self.nu * beta.sum()
+        return REDUCERS[self.reduction](pos, neg, self.nu * beta.sum())
 
 
 def build(
@@ -108,26 +122,15 @@ def build(
     )
 
 
-BETA = Hyperparameter(1.2, 0.5, 1.6)
-LOSS_LR = Hyperparameter(5e-4, 1e-5, 1e-2, log=True)
-
-
-def margin_hyperparameters(
-    beta: Hyperparameter = BETA, loss_lr: Hyperparameter = LOSS_LR
-) -> dict[str, Hyperparameter]:
-    """The margin loss's hyperparameters (at its ooDML values by default), for every method built on it."""
-    return {
-        "beta": beta,
-        "margin": Hyperparameter(0.2, 0.05, 0.5),
-        "nu": Hyperparameter(0.0, 0.0, 0.1),
-        "loss_lr": loss_lr,
-    }
-
-
 SPEC = MethodSpec(
     name="margin",
     build=build,
-    hyperparameters=margin_hyperparameters(),
+    hyperparameters={
+        "beta": Hyperparameter(1.2, 0.5, 1.6),
+        "margin": Hyperparameter(0.2, 0.05, 0.5),
+        "nu": Hyperparameter(0.0, 0.0, 0.1),
+        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
+    },
     margin_beta="beta",
     description="Margin loss + distance-weighted sampling: Wu et al., Sampling Matters in Deep Embedding "
     "Learning, ICCV 2017; settings of Milbich, Roth et al., NeurIPS 2021 (ooDML).",

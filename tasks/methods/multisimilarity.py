@@ -33,12 +33,10 @@ from pytorch_metric_learning import losses, miners
 from torch import Tensor
 
 from tasks.methods.base import Hyperparameter, Method, MethodSpec
-
-# (anchors of positive pairs, positives, anchors of negative pairs, negatives)
-Pairs = tuple[Tensor, Tensor, Tensor, Tensor]
+from tasks.methods.miners import MinedLoss, Miner, Pairs
 
 
-class MultiSimilarityMiner:
+class MultiSimilarityMiner(Miner[Pairs]):
     """ooDML's multi-similarity pair mining: ``mine(embeddings, labels)`` -> index tensors
     (anchors, positives, anchors, negatives), the anchor being the column j of the module docstring."""
 
@@ -60,9 +58,6 @@ class MultiSimilarityMiner:
         negatives, neg_anchors = neg_mask.nonzero(as_tuple=True)
         return pos_anchors, positives, neg_anchors, negatives
 
-    def __call__(self, embeddings: Tensor, labels: Tensor) -> Pairs:
-        return self.mine(embeddings, labels)
-
 
 def _anchor_term(weighted: Tensor, mask: Tensor, weight: float) -> Tensor:
     """1/weight * mean over the columns with entries of softplus(masked logsumexp over the column)."""
@@ -73,7 +68,7 @@ def _anchor_term(weighted: Tensor, mask: Tensor, weight: float) -> Tensor:
     return F.softplus(lse).mean() / weight
 
 
-class MultiSimilarity(Method):
+class MultiSimilarity(MinedLoss[Pairs]):
     """ooDML's multi-similarity loss over the pairs ``miner(embeddings, labels)`` returns."""
 
     def __init__(
@@ -85,15 +80,11 @@ class MultiSimilarity(Method):
         epsilon: float,
         miner: Callable[[Tensor, Tensor], Pairs] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(miner if miner is not None else MultiSimilarityMiner(epsilon))
         self.alpha = alpha
         self.beta = beta
         self.base = base
         self.epsilon = epsilon
-        self.miner = miner if miner is not None else MultiSimilarityMiner(epsilon)
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.compute_loss(embeddings, labels, self.miner(embeddings, labels))
 
     def compute_loss(self, embeddings: Tensor, labels: Tensor, pairs: Pairs) -> Tensor:
         pos_anchors, positives, neg_anchors, negatives = pairs

@@ -7,14 +7,14 @@ same function for the built-in methods and a plugin's.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.composite import BUILD_ARGUMENTS
 from tasks.registry import Registry, RegistryError
-
-BUILD_ARGUMENTS = {"num_classes", "embedding_dim"}  # what every builder gets besides hyperparameters
 
 
 def check_declaration(name: str, spec: MethodSpec) -> None:
@@ -40,12 +40,12 @@ def check_declaration(name: str, spec: MethodSpec) -> None:
         raise RegistryError(
             f"method {name!r}: its builder takes **kwargs; name each hyperparameter as a keyword argument"
         )
-    missing = sorted(BUILD_ARGUMENTS - set(parameters))
+    missing = sorted(set(BUILD_ARGUMENTS) - set(parameters))
     if missing:
         raise RegistryError(
             f"method {name!r}: its builder must take {missing} (build(num_classes, embedding_dim, ...))"
         )
-    takes = set(parameters) - BUILD_ARGUMENTS - {"variant"}
+    takes = set(parameters) - set(BUILD_ARGUMENTS) - {"variant"}
     undeclared = sorted(takes - set(spec.hyperparameters))
     if undeclared:
         raise RegistryError(
@@ -72,7 +72,8 @@ def check_declaration(name: str, spec: MethodSpec) -> None:
 
 
 def describe_method(spec: MethodSpec) -> dict[str, Any]:
-    """What ``oodml list methods`` shows: description, hyperparameters (default, search range), variants."""
+    """What ``oodml list methods`` shows: description, hyperparameters (default, search range), variants,
+    and the parts a composite is built from (role -> method)."""
     return {
         "description": spec.description,
         "hyperparameters": {
@@ -82,6 +83,7 @@ def describe_method(spec: MethodSpec) -> dict[str, Any]:
         },
         "variants": dict(spec.variants),
         "default_variant": spec.default_variant,
+        "parts": dict(spec.parts),
     }
 
 
@@ -127,12 +129,30 @@ def build_method(
 ) -> Method:
     """Build method ``name`` for ``num_classes`` train classes; unspecified hyperparameters take defaults,
     an unspecified variant the method's default (its original definition)."""
-    spec = method_spec(name)
+    return build_spec(
+        method_spec(name),
+        num_classes=num_classes,
+        embedding_dim=embedding_dim,
+        variant=variant,
+        **hyperparameters,
+    )
+
+
+def build_spec(
+    spec: MethodSpec,
+    *,
+    num_classes: int,
+    embedding_dim: int,
+    variant: str | None = None,
+    **hyperparameters: float,
+) -> Method:
+    """:func:`build_method` for a method's spec (a composite's part: the registered spec at the
+    composite's defaults)."""
     variant = check_variant(spec, variant)
     unknown = sorted(set(hyperparameters) - set(spec.hyperparameters))
     if unknown:
         raise ValueError(
-            f"method {name!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
+            f"method {spec.name!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(spec.hyperparameters)}"
         )
     options = {"variant": variant} if variant is not None else {}
@@ -141,41 +161,28 @@ def build_method(
     )
 
 
-def _register_builtins() -> None:
-    from tasks.methods import (
-        arcface,
-        circle,
-        contrastive,
-        diva,
-        frozen,
-        margin,
-        multisimilarity,
-        proxyanchor,
-        proxynca,
-        rmargin,
-        s2sd,
-        softtriple,
-        triplet,
-        uniformity,
-    )
+# the built-in methods' modules, each after the methods it is composed from
+BUILTINS = (
+    "margin",
+    "rmargin",
+    "multisimilarity",
+    "arcface",
+    "proxyanchor",
+    "proxynca",
+    "triplet",
+    "contrastive",
+    "softtriple",
+    "circle",
+    "diva",
+    "uniformity",
+    "s2sd",
+    "frozen",
+)
 
-    for module in (
-        margin,
-        rmargin,
-        multisimilarity,
-        arcface,
-        proxyanchor,
-        proxynca,
-        triplet,
-        contrastive,
-        softtriple,
-        circle,
-        diva,
-        uniformity,
-        s2sd,
-        frozen,
-    ):
-        register_method(module.SPEC)
+
+def _register_builtins() -> None:
+    for module in BUILTINS:
+        register_method(importlib.import_module(f"tasks.methods.{module}").SPEC)
 
 
 _register_builtins()

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from tasks.methods.distance_weighted import DistanceWeightedSampler
+from tasks.methods.miners import Triplets
 
 
 class RhoDistanceSampler(DistanceWeightedSampler):
@@ -30,7 +31,7 @@ class RhoDistanceSampler(DistanceWeightedSampler):
         self.rho = rho
 
     @torch.no_grad()
-    def mine(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, embeddings: Tensor, labels: Tensor) -> Triplets:
         anchors, positives, negatives = super().mine(embeddings, labels)
         keep = positives != anchors
         anchors, positives, negatives = anchors[keep], positives[keep], negatives[keep]

@@ -11,38 +11,25 @@ triplets / number of triplets with a non-zero term); the triplets come from
 
 from __future__ import annotations
 
-from tasks.methods.base import Hyperparameter, MethodSpec
-from tasks.methods.margin import LOSS_LR, MarginLoss, margin_hyperparameters
+from tasks.methods.base import Hyperparameter, MethodSpec, Part
+from tasks.methods.composite import PartFactory, composite
+from tasks.methods.margin import MarginLoss
 from tasks.methods.rho_distance import RhoDistanceSampler
 
 
-def build(
-    num_classes: int,
-    embedding_dim: int,
-    *,
-    beta: float,
-    margin: float,
-    nu: float,
-    loss_lr: float,
-    rho: float,
-) -> MarginLoss:
-    return MarginLoss(
-        num_classes, beta=beta, margin=margin, nu=nu, loss_lr=loss_lr, sampler=RhoDistanceSampler(rho)
-    )
+def build(num_classes: int, embedding_dim: int, *, criterion: PartFactory, rho: float) -> MarginLoss:
+    return criterion(miner=RhoDistanceSampler(rho))
 
 
-def rmargin_hyperparameters(loss_lr: Hyperparameter = LOSS_LR) -> dict[str, Hyperparameter]:
-    """R-Margin's hyperparameters at its ooDML values (CUB200), for every method built on it."""
-    return margin_hyperparameters(beta=Hyperparameter(0.6, 0.3, 1.6), loss_lr=loss_lr) | {
-        "rho": Hyperparameter(0.4, 0.0, 0.6)
-    }
-
-
-SPEC = MethodSpec(
-    name="rmargin",
-    build=build,
-    hyperparameters=rmargin_hyperparameters(),
-    margin_beta="beta",
-    description="Margin loss + rho-distance sampling (R-Margin): Roth et al., Revisiting Training "
-    "Strategies and Generalization Performance in Deep Metric Learning, ICML 2020.",
+SPEC = composite(
+    MethodSpec(
+        name="rmargin",
+        build=build,
+        hyperparameters={"rho": Hyperparameter(0.4, 0.0, 0.6)},
+        margin_beta="beta",
+        description="Margin loss + rho-distance sampling (R-Margin): Roth et al., Revisiting Training "
+        "Strategies and Generalization Performance in Deep Metric Learning, ICML 2020.",
+    ),
+    # the margin loss at R-Margin's ooDML boundary (CUB200)
+    criterion=Part("margin", hyperparameters={"beta": Hyperparameter(0.6, 0.3, 1.6)}),
 )

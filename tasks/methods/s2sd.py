@@ -42,11 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, TrainBatch
+from tasks.methods.base import Hyperparameter, Method, MethodSpec, Part, TrainBatch
+from tasks.methods.composite import PartFactory, composite
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.margin import MarginLoss
-from tasks.methods.rho_distance import RhoDistanceSampler
-from tasks.methods.rmargin import rmargin_hyperparameters
 
 
 def similarity_kl(source: Tensor, target: Tensor, temperature: float) -> Tensor:
@@ -152,10 +151,7 @@ def build(
     num_classes: int,
     embedding_dim: int,
     *,
-    beta: float,
-    margin: float,
-    nu: float,
-    loss_lr: float,
+    criterion: PartFactory,
     rho: float,
     head_lr: float,
     temperature: float,
@@ -172,14 +168,14 @@ def build(
         if flag not in (0, 1):
             raise ValueError(f"s2sd: {name} is a switch, 0 or 1, got {flag}")
 
-    def criterion() -> MarginLoss:
-        # one sampler per criterion, as the original selects one batch miner per criterion
-        sampler = RhoDistanceSampler(rho) if rho > 0 else DistanceWeightedSampler()
-        return MarginLoss(num_classes, beta=beta, margin=margin, nu=nu, loss_lr=loss_lr, sampler=sampler)
+    def fresh() -> MarginLoss:
+        # one miner per criterion, as the original selects one batch miner per criterion; rho 0 is its
+        # plain distance-weighted sampling (--batch_mining distance)
+        return criterion(miner=None if rho > 0 else DistanceWeightedSampler())
 
     return S2SD(
-        criterion(),
-        [(dim, criterion()) for dim in (target_dim1, target_dim2, target_dim3)],
+        fresh(),
+        [(dim, fresh()) for dim in (target_dim1, target_dim2, target_dim3)],
         temperature=temperature,
         weight=weight,
         feat_weight=feat_weight,
@@ -190,28 +186,33 @@ def build(
     )
 
 
-SPEC = MethodSpec(
-    name="s2sd",
-    build=build,
-    hyperparameters={
-        # the source and target criteria: R-Margin at the S2SD runs' settings (CUB200)
-        **rmargin_hyperparameters(loss_lr=Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False)),
-        # S2SD's own (ood_main.py --loss_s2sd_*)
-        "head_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False),  # follows training.lr
-        "temperature": Hyperparameter(1.0, 0.1, 10.0, log=True),
-        "weight": Hyperparameter(50.0, 0.0, 100.0),
-        "feat_weight": Hyperparameter(50.0, 0.0, 100.0),
-        # switches and sizes: settings of the method, not tuned by `search: true`
-        "feat_distill": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
-        "feat_delay": Hyperparameter(0, 0, 10000, tune=False),
-        "pool_aggr": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
-        "target_dim1": Hyperparameter(1024, 16, 4096, tune=False),
-        "target_dim2": Hyperparameter(1536, 16, 4096, tune=False),
-        "target_dim3": Hyperparameter(2048, 16, 4096, tune=False),
-    },
-    description="S2SD: Roth et al., Simultaneous Similarity-based Self-Distillation for Deep Metric "
-    "Learning, ICML 2021 (margin loss with rho-distance sampling as source and target criteria); settings "
-    "of Milbich, Roth et al., NeurIPS 2021 (ooDML).",
-    follows={"loss_lr": "lr", "head_lr": "lr"},
-    margin_beta="beta",
+SPEC = composite(
+    MethodSpec(
+        name="s2sd",
+        build=build,
+        hyperparameters={
+            # S2SD's own (ood_main.py --loss_s2sd_*)
+            "head_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False),  # follows training.lr
+            "temperature": Hyperparameter(1.0, 0.1, 10.0, log=True),
+            "weight": Hyperparameter(50.0, 0.0, 100.0),
+            "feat_weight": Hyperparameter(50.0, 0.0, 100.0),
+            # switches and sizes: settings of the method, not tuned by `search: true`
+            "feat_distill": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
+            "feat_delay": Hyperparameter(0, 0, 10000, tune=False),
+            "pool_aggr": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
+            "target_dim1": Hyperparameter(1024, 16, 4096, tune=False),
+            "target_dim2": Hyperparameter(1536, 16, 4096, tune=False),
+            "target_dim3": Hyperparameter(2048, 16, 4096, tune=False),
+        },
+        description="S2SD: Roth et al., Simultaneous Similarity-based Self-Distillation for Deep Metric "
+        "Learning, ICML 2021 (margin loss with rho-distance sampling as source and target criteria); "
+        "settings of Milbich, Roth et al., NeurIPS 2021 (ooDML).",
+        follows={"loss_lr": "lr", "head_lr": "lr"},
+        margin_beta="beta",
+    ),
+    # the source and target criteria: R-Margin at the S2SD runs' settings (CUB200), its boundaries at the
+    # network's rate, which loss_lr follows
+    criterion=Part(
+        "rmargin", hyperparameters={"loss_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False)}
+    ),
 )

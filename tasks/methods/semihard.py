@@ -13,19 +13,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tasks.methods.distance_weighted import pairwise_distances
+from tasks.methods.distances import at_least_float32, pairwise_distances
+from tasks.methods.miners import Miner, Triplets
 
 
-class SemihardMiner:
-    """``mine(embeddings, labels)`` -> (anchors, positives, negatives) index tensors, one per anchor."""
+class SemihardMiner(Miner[Triplets]):
+    """One semi-hard (anchor, positive, negative) triplet per anchor."""
 
     def __init__(self, margin: float) -> None:
         self.margin = margin
 
     @torch.no_grad()
-    def mine(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, embeddings: Tensor, labels: Tensor) -> Triplets:
         x = embeddings.detach()
-        d = pairwise_distances(x.to(torch.promote_types(x.dtype, torch.float32)))
+        d = pairwise_distances(at_least_float32(x))
         same = labels[:, None] == labels[None, :]
         others = same.clone()
         others.fill_diagonal_(False)
@@ -40,6 +41,3 @@ class SemihardMiner:
         candidates = torch.where(semihard.any(1, keepdim=True), semihard, negative[anchors])
         negatives = torch.multinomial(candidates.float(), 1).squeeze(1)
         return anchors, positives, negatives
-
-    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.mine(embeddings, labels)

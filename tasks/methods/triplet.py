@@ -21,21 +21,16 @@ from pytorch_metric_learning import losses, miners
 from torch import Tensor
 
 from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.miners import MinedLoss, Triplets
 from tasks.methods.semihard import SemihardMiner
 
-Triplets = tuple[Tensor, Tensor, Tensor]
 
-
-class Triplet(Method):
+class Triplet(MinedLoss[Triplets]):
     """ooDML's triplet loss over the triplets ``miner(embeddings, labels)`` returns."""
 
     def __init__(self, *, margin: float, miner: Callable[[Tensor, Tensor], Triplets] | None = None) -> None:
-        super().__init__()
+        super().__init__(miner if miner is not None else SemihardMiner(margin))
         self.margin = margin
-        self.miner = miner if miner is not None else SemihardMiner(margin)
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.compute_loss(embeddings, labels, self.miner(embeddings, labels))
 
     def compute_loss(self, embeddings: Tensor, labels: Tensor, triplets: Triplets) -> Tensor:
         a, p, n = triplets
