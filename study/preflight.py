@@ -35,6 +35,7 @@ from tasks.splits.episodes import (
     whole_class_max_shots,
 )
 from tasks.splits.features import default_extractor, extractor_weights
+from tasks.splits.files import Split
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class Check:
 
     @property
     def about(self) -> str:
-        """What it checks: the first line of its function's docstring."""
-        return (self.run.__doc__ or "").strip().splitlines()[0]
+        """What it checks: its function's docstring, on one line."""
+        return " ".join((self.run.__doc__ or "").split())
 
 
 class PreflightError(SpecError):
@@ -102,8 +103,13 @@ def check_split_file(dataset: DatasetInputs) -> None:
     dataset.plan  # noqa: B018 (read on first use: reading it is the check)
 
 
-def _split_name(dataset: DatasetInputs, split) -> str:
-    return f"split {split.id} (key {split.key}) of {dataset.field}.split_file ({dataset.plan.split_file})"
+def _given_file(dataset: DatasetInputs) -> str:
+    """The given split file, as messages name it: the field and the file."""
+    return f"{dataset.field}.split_file ({dataset.plan.split_file})"
+
+
+def _split_name(dataset: DatasetInputs, split: Split) -> str:
+    return f"split {split.id} (key {split.key}) of {_given_file(dataset)}"
 
 
 def check_split_classes(dataset: DatasetInputs) -> None:
@@ -141,8 +147,7 @@ def check_test_class_sizes(dataset: DatasetInputs) -> None:
     spec = dataset.spec
     for split in dataset.splits:
         per_image = [s for s in spec.shots if not any(map(is_whole_class, split.episodes.get(s, [])))]
-        where = f"{dataset.field}.split_file ({dataset.plan.split_file})"
-        holder = f"split {split.key} of {where} has test classes"
+        holder = f"split {split.key} of {_given_file(dataset)} has test classes"
         check_class_sizes(spec, per_image, split.test, dataset.sizes, holder, dataset.echo)
 
 
