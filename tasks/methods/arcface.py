@@ -26,7 +26,7 @@ from pytorch_metric_learning import losses
 from pytorch_metric_learning.utils import common_functions as c_f
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Hyperparameter, Method, MethodSpec, VariantBuilder
 
 COSINE_CLAMP = 1e-10
 
@@ -71,22 +71,9 @@ class PMLArcFace(Method):
         return self.loss(embeddings, labels)
 
 
-def build(
-    num_classes: int,
-    embedding_dim: int,
-    *,
-    margin: float,
-    scale: float,
-    loss_lr: float,
-    variant: str = "original",
-) -> Method:
-    cls = PMLArcFace if variant == "pml" else ArcFace
-    return cls(num_classes, embedding_dim, margin=margin, scale=scale, loss_lr=loss_lr)
-
-
 SPEC = MethodSpec(
     name="arcface",
-    build=build,
+    build=VariantBuilder(original=ArcFace, pml=PMLArcFace),
     hyperparameters={
         "margin": Hyperparameter(0.5, 0.1, 1.0),
         "scale": Hyperparameter(16.0, 4.0, 64.0, log=True),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
+
+from tasks.registry import RegistryError
 
 
 @dataclass(frozen=True)
@@ -187,3 +191,26 @@ class MethodSpec:
     @property
     def default_variant(self) -> str | None:
         return next(iter(self.variants), None)
+
+
+class VariantBuilder:
+    """A builder that builds the class its variant names (``VariantBuilder(original=ArcFace,
+    pml=PMLArcFace)``), each taking ``(num_classes, embedding_dim, **hyperparameters)``: its signature is
+    theirs, plus ``variant``, the first named by default."""
+
+    def __init__(self, **classes: type[Method]) -> None:
+        signatures = {str(inspect.signature(cls)) for cls in classes.values()}
+        if len(signatures) != 1:
+            raise RegistryError(
+                f"VariantBuilder: the classes {classes} take different arguments: {signatures}"
+            )
+        self.classes = classes
+        first = inspect.signature(next(iter(classes.values())))
+        variant = inspect.Parameter("variant", inspect.Parameter.KEYWORD_ONLY, default=next(iter(classes)))
+        self.__signature__ = first.replace(parameters=[*first.parameters.values(), variant])
+        self.__name__ = "build"
+
+    def __call__(
+        self, num_classes: int, embedding_dim: int, *, variant: str, **hyperparameters: Any
+    ) -> Method:
+        return self.classes[variant](num_classes, embedding_dim, **hyperparameters)

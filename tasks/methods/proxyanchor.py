@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Hyperparameter, Method, MethodSpec, VariantBuilder
 
 
 class ProxyAnchor(Method):
@@ -68,22 +68,9 @@ class PMLProxyAnchor(Method):
         return self.loss(embeddings, labels)
 
 
-def build(
-    num_classes: int,
-    embedding_dim: int,
-    *,
-    alpha: float,
-    delta: float,
-    loss_lr: float,
-    variant: str = "original",
-) -> Method:
-    cls = PMLProxyAnchor if variant == "pml" else ProxyAnchor
-    return cls(num_classes, embedding_dim, alpha=alpha, delta=delta, loss_lr=loss_lr)
-
-
 SPEC = MethodSpec(
     name="proxyanchor",
-    build=build,
+    build=VariantBuilder(original=ProxyAnchor, pml=PMLProxyAnchor),
     hyperparameters={
         "alpha": Hyperparameter(32.0, 4.0, 64.0, log=True),
         "delta": Hyperparameter(0.1, 0.0, 0.5),

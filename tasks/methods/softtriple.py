@@ -56,32 +56,9 @@ class SoftTriple(Method):
         return loss + self.tau * spread / (num_classes * k * (k - 1))
 
 
-def build(
-    num_classes: int,
-    embedding_dim: int,
-    *,
-    centers_per_class: int,
-    la: float,
-    gamma: float,
-    delta: float,
-    tau: float,
-    loss_lr: float,
-) -> SoftTriple:
-    return SoftTriple(
-        num_classes,
-        embedding_dim,
-        centers_per_class=centers_per_class,
-        la=la,
-        gamma=gamma,
-        delta=delta,
-        tau=tau,
-        loss_lr=loss_lr,
-    )
-
-
 SPEC = MethodSpec(
     name="softtriple",
-    build=build,
+    build=SoftTriple,
     hyperparameters={
         "centers_per_class": Hyperparameter(10, 2, 20),
         "la": Hyperparameter(20.0, 4.0, 40.0),
