@@ -1,7 +1,8 @@
 """Reports and dashboards built from a study's results dataset.
 
-``build_report(study_dir)`` writes ``<study>/dashboard/index.html`` (self-contained: figures embedded, no
-scripts, no network) and the same figures as PNGs beside it; ``oodml report STUDY_DIR [--serve]``.
+``build_report(study_dir)`` writes ``<study>/dashboard/index.html`` (figures embedded as PNGs, drawn as
+interactive charts by the Plotly.js file written beside it; nothing fetched from a network) and the same
+figures as PNGs beside it; ``oodml report STUDY_DIR [--serve]``.
 """
 
 from typing import Any

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dashboards.charts import Spec, grid, numbers, rows_of
 from dashboards.page import Block, Image, Note, Table
 from dashboards.plotting import METRICS, PRIMARY_METRIC, figure, slug
 from study.results.compare import RESAMPLES, compare
@@ -42,6 +43,7 @@ def compare_blocks(table: pa.Table, out: Path) -> list[Block]:
                 f"over seeds x splits ({RESAMPLES} resamples). Orange: significant after Holm's correction "
                 f"over the dataset's pairs (sign-flip test over {comparison.unit}s, alpha "
                 f"{comparison.alpha:g}); grey: no test possible.",
+                chart_pairs(rows, dataset),
             )
         )
     blocks.append(Table(pairs_table(pairs), "Paired differences in normalized AUC of test Recall@1"))
@@ -63,12 +65,17 @@ def headline(dataset: str, ranks: pd.DataFrame) -> str:
     )
 
 
-def plot_pairs(rows: pd.DataFrame, dataset: str, path: Path) -> None:
-    """One horizontal interval per pair, around zero (no difference)."""
+def pair_labels(rows: pd.DataFrame) -> list[str]:
+    """``a − b`` per pair, with the backbone where a dataset has several."""
     several = rows["backbone"].nunique() > 1
-    labels = [
+    return [
         f"{r.method_a} − {r.method_b}" + (f" · {r.backbone}" if several else "") for r in rows.itertuples()
     ]
+
+
+def plot_pairs(rows: pd.DataFrame, dataset: str, path: Path) -> None:
+    """One horizontal interval per pair, around zero (no difference)."""
+    labels = pair_labels(rows)
     colours = [UNTESTED if pd.isna(s) else SIGNIFICANT if s else NOT_SIGNIFICANT for s in rows["significant"]]
     y = np.arange(len(rows))
     diff, low, high = (rows[c].to_numpy(np.float64) for c in ("diff", "ci_low", "ci_high"))
@@ -89,6 +96,75 @@ def plot_pairs(rows: pd.DataFrame, dataset: str, path: Path) -> None:
         ax.set_xlabel(f"difference in normalized AUC of test {METRICS[PRIMARY_METRIC]}")
         ax.set_title(f"{dataset} · paired differences")
         ax.grid(axis="y", visible=False)
+
+
+OUTCOMES = {"significant (Holm)": SIGNIFICANT, "not significant": NOT_SIGNIFICANT, "no test": UNTESTED}
+
+
+def chart_pairs(rows: pd.DataFrame, dataset: str) -> Spec:
+    """The figure of ``plot_pairs`` as a Plotly spec: one trace per outcome of the test (the legend hides
+    one), hover giving the difference, its interval and the p-values."""
+    rows = rows.assign(label=pair_labels(rows))
+    outcome = rows["significant"].map({True: "significant (Holm)", False: "not significant"})
+    title = f"difference in normalized AUC of test {METRICS[PRIMARY_METRIC]}"
+    layout = grid(1, 1, [f"{dataset} · paired differences"], [title], [""], height=130 + 26 * len(rows))
+    layout["margin"]["l"] = 230
+    layout["yaxis"].update(
+        {
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": list(rows["label"]),
+            "autorange": "reversed",
+        }
+    )
+    layout["shapes"] = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "y domain",
+            "x0": 0,
+            "x1": 0,
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": "#555555", "width": 1},
+        }
+    ]
+    data = []
+    for name, colour in OUTCOMES.items():
+        part = rows[outcome.fillna("no test") == name]
+        if part.empty:
+            continue
+        interval = [
+            "–" if pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
+            for lo, hi in zip(part["ci_low"], part["ci_high"], strict=True)
+        ]
+        p_values = [
+            "no test" if pd.isna(p) else f"Holm p = {h:.3g} (p = {p:.3g})"
+            for p, h in zip(part["p_value"], part["p_holm"], strict=True)
+        ]
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": numbers(part["diff"]),
+                "y": list(part["label"]),
+                "name": name,
+                "marker": {"color": colour, "size": 9},
+                "error_x": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": numbers(part["ci_high"] - part["diff"]),
+                    "arrayminus": numbers(part["diff"] - part["ci_low"]),
+                    "color": colour,
+                    "thickness": 2,
+                    "width": 4,
+                },
+                "customdata": rows_of(interval, p_values, part["n_seeds"], part["n_splits"]),
+                "hovertemplate": "a − b: %{x:.3f}, 95% interval %{customdata[0]}<br>%{customdata[1]}"
+                "<br>seeds: %{customdata[2]} · splits: %{customdata[3]}<extra>%{y}</extra>",
+            }
+        )
+    return {"data": data, "layout": layout}
 
 
 def pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:

@@ -14,14 +14,18 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from dashboards.charts import Spec, axes_of, band_trace, grid, line_trace, rows_of
 from dashboards.page import Block, Image, Note
 from dashboards.plotting import (
     METRICS,
+    MethodStyle,
     figure,
     legend_below,
     line_with_band,
+    method_style,
     series_styles,
     slug,
+    with_ci,
     with_series,
 )
 from study.results import DEFAULT_SPLIT_KEY, degradation_curves
@@ -46,6 +50,7 @@ def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
         path = out / f"degradation_{slug(dataset)}.png"
         pairs = oracle_pairs(heldout[heldout["dataset"] == dataset])
         plot_degradation(rows, dataset, path, pairs)
+        chart = chart_degradation(rows, dataset, pairs)
         seeds = rows["n_seeds"].max()
         blocks.append(
             Image(
@@ -54,6 +59,7 @@ def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
                 f"mean over seeds (up to {seeds}) with the 95% CI band; dotted line: default split "
                 f"(key {DEFAULT_SPLIT_KEY}); top axis: test classes per split (fewer classes make "
                 "retrieval easier, against the trend)." + (ORACLE_NOTE if not pairs.empty else ""),
+                chart,
             )
         )
     return blocks
@@ -139,3 +145,95 @@ def _mark_splits(ax, splits: pd.DataFrame) -> None:
     )
     top.tick_params(length=2, pad=1)
     top.set_xlabel("test classes", fontsize=7.5, color="#555555")
+
+
+FID_TITLE = "FID between train and test classes"
+
+
+def chart_degradation(rows: pd.DataFrame, dataset: str, pairs: pd.DataFrame) -> Spec:
+    """The figure of ``plot_degradation`` as a Plotly spec, in the same styles: a method's line, band and
+    oracle line share one legend group; hover gives split, FID, mean ± CI, seeds and test classes."""
+    styles = method_style(rows["series"])
+    metrics = [m for m in METRICS if (rows["metric"] == m).any()]
+    titles = [f"{dataset} · test {METRICS[m]} (zero-shot)" for m in metrics]
+    y_titles = [f"test {METRICS[m]}" for m in metrics]
+    if not pairs.empty:
+        titles += [f"held-out half · {METRICS[m]}: method vs its oracle" for m in metrics]
+        y_titles += [f"held-out {METRICS[m]}" for m in metrics]
+    nrows, ncols = (2 if not pairs.empty else 1), len(metrics)
+    layout = grid(nrows, ncols, titles, [FID_TITLE] * len(titles), y_titles)
+    layout["shapes"] = []
+    data: list[dict] = []
+    for col, metric in enumerate(metrics):
+        panel = axes_of(0, col, ncols)
+        part = rows[rows["metric"] == metric]
+        for series, points in part.groupby("series"):
+            data += _series_traces(points, series, styles[series], panel, METRICS[metric], legend=col == 0)
+        for fid in part.loc[part["split_key"] == DEFAULT_SPLIT_KEY, "fid"].unique():
+            layout["shapes"].append(_default_split_line(fid, panel))
+        if nrows == 2:
+            lower = axes_of(1, col, ncols)
+            for (series, role), points in pairs[pairs["metric"] == metric].groupby(["series", "trial_role"]):
+                style = styles.get(series, MethodStyle("#777777", "o"))
+                oracle = role == ORACLE
+                name = f"{series} oracle (held-out half)" if oracle else f"{series} (held-out half)"
+                data += _series_traces(
+                    points, series, style, lower, f"held-out {METRICS[metric]}", name=name, oracle=oracle
+                )
+    return {"data": data, "layout": layout}
+
+
+def _series_traces(
+    points: pd.DataFrame,
+    series: str,
+    style: MethodStyle,
+    panel: dict[str, str],
+    label: str,
+    *,
+    legend: bool = False,
+    name: str | None = None,
+    oracle: bool = False,
+) -> list[dict]:
+    """A series' CI band and its line of means, in legend group ``series``."""
+    points = points.sort_values("fid")
+    cis = [with_ci(m, c) for m, c in zip(points["mean"], points["ci95"], strict=True)]
+    classes = ["?" if pd.isna(n) else int(n) for n in points["num_test_classes"]]
+    hover = (
+        "split %{customdata[0]} · FID %{x:.1f}<br>" + label + ": %{customdata[1]}"
+        "<br>seeds: %{customdata[2]} · test classes: %{customdata[3]}"
+    )
+    return [
+        band_trace(points["fid"], points["mean"], points["ci95"], style.colour, series, panel),
+        line_trace(
+            points["fid"],
+            points["mean"],
+            style,
+            series,
+            panel,
+            name=name,
+            legend=legend,
+            dash="dash" if oracle else "solid",
+            hover=hover,
+            customdata=rows_of(points["split_key"], cis, points["n_seeds"], classes),
+        ),
+    ]
+
+
+def _default_split_line(fid: float, panel: dict[str, str]) -> dict:
+    return {
+        "type": "line",
+        "xref": panel["xaxis"],
+        "yref": f"{panel['yaxis']} domain",
+        "x0": float(fid),
+        "x1": float(fid),
+        "y0": 0,
+        "y1": 1,
+        "line": {"color": "#444444", "width": 1.2, "dash": "dot"},
+        "label": {
+            "text": "default split",
+            "textposition": "start",
+            "textangle": 0,
+            "xanchor": "left",
+            "font": {"size": 10, "color": "#444444"},
+        },
+    }

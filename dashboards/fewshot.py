@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 from matplotlib.lines import Line2D
 
+from dashboards.charts import Spec, axes_of, band_trace, grid, line_trace, rows_of
 from dashboards.page import Block, Image, Note, Table
 from dashboards.plotting import (
     METRICS,
@@ -16,6 +17,7 @@ from dashboards.plotting import (
     figure,
     legend_below,
     line_with_band,
+    method_style,
     series_styles,
     slug,
     with_ci,
@@ -40,6 +42,7 @@ def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
                 f"(solid) adapting on the support set ({SUPPORTS.get(supports.get(dataset), 'support')}), "
                 "with the 95% CI over episodes; the shaded gap is the gain. Bottom: the gain, mean over "
                 "seeds with its 95% CI band over seeds.",
+                chart_fewshot(rows, dataset),
             )
         )
     blocks.append(
@@ -148,6 +151,65 @@ def plot_fewshot(rows: pd.DataFrame, dataset: str, path: Path) -> None:
             Line2D([], [], color="#444444", lw=1.1, ls="--", marker="o", mfc="white", label="zero-shot"),
         ]
         legend_below(fig, handles)
+
+
+def chart_fewshot(rows: pd.DataFrame, dataset: str) -> Spec:
+    """The figure of ``plot_fewshot`` as a Plotly spec: per budget, zero-shot (dashed, open markers) and
+    few-shot (solid) values with their episode CIs, and the gain with its band over seeds; a method's
+    marks share one legend group."""
+    shots = sorted(rows["shots"].unique())
+    styles = method_style(rows["series"])
+    label = METRICS[PRIMARY_METRIC]
+    ncols = len(shots)
+    titles = [f"{dataset} · {budget} shots" for budget in shots] + [
+        f"gain · {budget} shots" for budget in shots
+    ]
+    x_titles = [""] * ncols + ["FID between train and test classes"] * ncols
+    y_titles = [f"test {label} (episode queries)"] + [""] * (ncols - 1)
+    y_titles += [f"gain in {label} (few − zero-shot)"] + [""] * (ncols - 1)
+    layout = grid(2, ncols, titles, x_titles, y_titles, share_y_by_row=True)
+    data: list[dict] = []
+    for column, budget in enumerate(shots):
+        top, bottom = axes_of(0, column, ncols), axes_of(1, column, ncols)
+        for series, points in rows[rows["shots"] == budget].groupby("series"):
+            points = points.sort_values("fid")
+            style = styles[series]
+            where = "split %{customdata[0]} · FID %{x:.1f}<br>"
+            for kind, name in (("zeroshot", "zero-shot"), ("fewshot", "few-shot (adapted)")):
+                values = [with_ci(v, c) for v, c in zip(points[kind], points[f"{kind}_ci95"], strict=True)]
+                data.append(
+                    line_trace(
+                        points["fid"],
+                        points[kind],
+                        style,
+                        series,
+                        top,
+                        name=f"{series} {name}" if kind == "zeroshot" else series,
+                        legend=column == 0 and kind == "fewshot",
+                        dash="dash" if kind == "zeroshot" else "solid",
+                        open_markers=kind == "zeroshot",
+                        error=points[f"{kind}_ci95"],
+                        hover=where + f"{name} {label}: " + "%{customdata[1]}<br>episodes: %{customdata[2]}",
+                        customdata=rows_of(points["split_key"], values, points["episodes"]),
+                    )
+                )
+            gains = [with_ci(v, c) for v, c in zip(points["gain"], points["gain_ci95"], strict=True)]
+            data.append(
+                band_trace(points["fid"], points["gain"], points["gain_ci95"], style.colour, series, bottom)
+            )
+            data.append(
+                line_trace(
+                    points["fid"],
+                    points["gain"],
+                    style,
+                    series,
+                    bottom,
+                    name=f"{series} gain",
+                    hover=where + f"gain in {label}: " + "%{customdata[1]}<br>seeds: %{customdata[2]}",
+                    customdata=rows_of(points["split_key"], gains, points["n_seeds"]),
+                )
+            )
+    return {"data": data, "layout": layout}
 
 
 def gain_table(gain: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,10 @@
-"""The self-contained HTML page: sections of figures (PNG data URIs), tables and notes; no scripts, no CDN."""
+"""The HTML page: sections of figures, tables and notes; nothing fetched from a network.
+
+A figure is its PNG (embedded as a data URI, so the page shows it on its own and prints it) and, where a
+section gives one, its interactive chart: a Plotly spec drawn by the Plotly.js file beside the page
+(``dashboards/charts.py``). Where that script runs, the chart replaces the PNG on screen; without it the
+PNG stays.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from dashboards.charts import CONFIG, Spec, spec_json
+
 
 @dataclass(frozen=True)
 class Image:
-    """A PNG written next to the page; embedded in it so the page works on its own."""
+    """A PNG written next to the page, embedded in it so the page works on its own; with ``chart``, the
+    same figure as a Plotly spec, drawn in its place on screen."""
 
     path: Path
     caption: str
+    chart: Spec | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,9 @@ section { background:#fff; border:1px solid var(--line); border-radius:8px; marg
           padding:14px 20px; }
 section h2 { margin:0 0 8px; font-size:17px; }
 figure { margin:12px 0; }
+figure.live img, figure .chart { display:none; }
+figure.live .chart { display:block; }
+.chart { width:100%; border:1px solid var(--line); border-radius:4px; }
 figure img { max-width:100%; height:auto; display:block; border:1px solid var(--line); border-radius:4px; }
 figcaption { color:var(--muted); font-size:12.5px; margin-top:4px; }
 .note { color:var(--muted); margin:8px 0; }
@@ -93,21 +106,40 @@ td.num { text-align:right; }
 details summary { cursor:pointer; }
 details pre { white-space:pre-wrap; font-size:11.5px; max-width:900px; background:#f6f7f9; padding:6px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding-bottom:20px; }
+@media print { figure.live .chart { display:none; } figure.live img { display:block; } }
+"""
+# Draws every figure's chart (and marks it live, which hides its PNG on screen) once Plotly.js has loaded.
+DRAW_CHARTS = """
+if (window.Plotly) {
+  for (const figure of document.querySelectorAll("figure[data-chart]")) {
+    const spec = JSON.parse(figure.querySelector("script.chart-spec").textContent);
+    figure.classList.add("live");
+    Plotly.newPlot(figure.querySelector("div.chart"), spec.data, spec.layout, CONFIG);
+  }
+}
 """
 
 
-def render_page(header: Header, sections: list[Section], footer: str) -> str:
-    """The whole page as one HTML string."""
+def render_page(header: Header, sections: list[Section], footer: str, plotly_js: str | None = None) -> str:
+    """The whole page as one HTML string; ``plotly_js``: the file name of Plotly.js beside the page, which
+    draws the charts (without it, the page shows the PNGs only and has no script)."""
     nav = "".join(f'<a href="#{s.anchor}">{_text(s.title)}</a>' for s in sections)
     badges = "".join(f'<span class="badge {cls}">{_text(text)}</span>' for text, cls in header.badges)
     lines = "".join(f"<p>{_text(line)}</p>" for line in header.lines)
     body = "\n".join(_section(s) for s in sections)
+    charts = any(isinstance(b, Image) and b.chart for s in sections for b in s.blocks)
+    scripts = (
+        f'<script src="{_text(plotly_js)}"></script>\n'
+        f"<script>const CONFIG = {spec_json(CONFIG)};{DRAW_CHARTS}</script>\n"
+        if plotly_js and charts
+        else ""
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_text(header.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f'<header><h1>{_text(header.title)}</h1>{lines}<div class="badges">{badges}</div></header>\n'
-        f"<nav>{nav}</nav>\n<main>\n{body}\n</main>\n<footer>{_text(footer)}</footer>\n</body>\n</html>\n"
+        f"<nav>{nav}</nav>\n<main>\n{body}\n</main>\n<footer>{_text(footer)}</footer>\n{scripts}</body>\n</html>\n"
     )
 
 
@@ -119,9 +151,15 @@ def _section(section: Section) -> str:
 def _block(block: Block) -> str:
     if isinstance(block, Image):
         data = base64.b64encode(block.path.read_bytes()).decode()
+        name = _text(block.path.name)
+        image = f'<img src="data:image/png;base64,{data}" alt="{_text(block.caption)}" data-file="{name}">'
+        caption = _text(block.caption)
+        if block.chart is None:
+            return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
         return (
-            f'<figure><img src="data:image/png;base64,{data}" alt="{_text(block.caption)}" '
-            f'data-file="{_text(block.path.name)}"><figcaption>{_text(block.caption)}</figcaption></figure>'
+            f'<figure data-chart="{name}"><div class="chart"></div>'
+            f'<script type="application/json" class="chart-spec">{spec_json(block.chart)}</script>{image}'
+            f'<figcaption>{caption} <a href="{name}">PNG</a></figcaption></figure>'
         )
     if isinstance(block, Table):
         return _table(block)

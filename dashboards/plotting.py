@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib
 import numpy as np
@@ -23,9 +23,24 @@ from study.results.files import atomic_path
 DPI = 110
 METRICS = {"recall@1": "Recall@1", "map@r": "mAP@R"}  # the metrics the dashboard plots, in order
 PRIMARY_METRIC = "recall@1"  # the one the dashboard ranks, compares and decomposes by (a key of METRICS)
-# Okabe-Ito, without its yellow (unreadable on white): distinguishable with the common colour blindnesses.
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+# Paul Tol's "muted" qualitative scheme (https://personal.sron.nl/~pault/#sec:qualitative): nine colours
+# told apart with the common colour blindnesses. Ten markers, so that the 10th method repeats the first
+# colour with another marker: the (colour, marker) pairs of the first 90 names are all distinct.
+PALETTE = ["#332288", "#CC6677", "#117733", "#DDCC77", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "p"]
+# The Plotly symbol drawing each matplotlib marker above, so that a method looks the same in both.
+SYMBOLS = {
+    "o": "circle",
+    "s": "square",
+    "^": "triangle-up",
+    "D": "diamond",
+    "v": "triangle-down",
+    "P": "cross",
+    "X": "x",
+    "*": "star",
+    "h": "hexagon",
+    "p": "pentagon",
+}
 TRAIN_COLOUR, TEST_COLOUR = "#56B4E9", "#D55E00"
 STATUS_COLOURS = {"completed": "#009E73", "failed": "#D55E00", "running": "#0072B2", "interrupted": "#999999"}
 RC = {
@@ -72,12 +87,30 @@ def legend_below(fig: Figure, handles: list[Artist]) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
 
 
-def series_styles(labels: Iterable[str]) -> dict[str, dict]:
-    """Colour and marker per series label, stable across figures (labels in sorted order)."""
+class MethodStyle(NamedTuple):
+    """How one method (or series) is drawn: in matplotlib ``colour`` and ``marker``; in Plotly ``colour``
+    and ``symbol``."""
+
+    colour: str
+    marker: str
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.marker]
+
+
+def method_style(names: Iterable[str]) -> dict[str, MethodStyle]:
+    """Colour and marker per method name: the i-th name in sorted order gets colour ``i mod 9`` and marker
+    ``i mod 10``, so the same names get the same styles whatever order a table lists them in."""
     return {
-        label: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
-        for i, label in enumerate(sorted(set(labels)))
+        name: MethodStyle(PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)])
+        for i, name in enumerate(sorted(set(names)))
     }
+
+
+def series_styles(labels: Iterable[str]) -> dict[str, dict]:
+    """``method_style`` as matplotlib keyword arguments (``color``, ``marker``) per series label."""
+    return {label: {"color": s.colour, "marker": s.marker} for label, s in method_style(labels).items()}
 
 
 def with_series(frame: pd.DataFrame) -> pd.DataFrame:

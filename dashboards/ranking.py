@@ -12,8 +12,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dashboards.charts import PANEL_HEIGHT, Spec, axes_of, axis_key, grid, numbers, rows_of
 from dashboards.page import Block, Image, Note, Table
-from dashboards.plotting import METRICS, PRIMARY_METRIC, figure, series_styles, slug, with_ci, with_series
+from dashboards.plotting import (
+    METRICS,
+    PRIMARY_METRIC,
+    MethodStyle,
+    figure,
+    method_style,
+    series_styles,
+    slug,
+    with_ci,
+    with_series,
+)
 from study.results import DEFAULT_SPLIT_KEY, auc_summary, ranking
 
 
@@ -34,6 +45,7 @@ def ranking_blocks(table: pa.Table, out: Path) -> list[Block]:
                 f"{dataset}: normalized AUC (area under metric vs FID over the FID range, docs/protocol.md "
                 "section 8) with the 95% CI over seeds; hatched bars: seeds cover different splits. Right: "
                 f"rank on the default split vs rank by AUC of {METRICS[PRIMARY_METRIC]}.",
+                chart_ranking(auc, rows, dataset),
             )
         )
     blocks.append(Table(summary_table(aucs, ranks), "Normalized AUC and ranks per dataset and method"))
@@ -104,9 +116,96 @@ def _slope(ax, ranks: pd.DataFrame, styles: dict[str, dict]) -> None:
     ax.set_xticks([0, 1], labels=["default split", "AUC"])
     ax.set_yticks(range(1, n + 1))
     ax.set_ylabel("rank (1 = best)")
-    rho = ranks["spearman"].iloc[0]
-    ax.set_title("Rank · Spearman ρ = " + ("n/a" if pd.isna(rho) else f"{rho:.2f}"))
+    ax.set_title(_rho_title(ranks))
     ax.grid(axis="x", visible=False)
+
+
+def chart_ranking(auc: dict[str, pd.DataFrame], ranks: pd.DataFrame, dataset: str) -> Spec:
+    """The figure of ``plot_ranking`` as a Plotly spec: one bar per method and metric with its CI (hatched
+    where the seeds cover different splits), and the rank slope chart; a method's marks share one legend
+    group."""
+    order = list(ranks.sort_values(["auc_rank", "series"])["series"])
+    styles = method_style(ranks["series"])
+    ncols = len(auc) + 1
+    titles = [f"{dataset} · AUC {METRICS[m]}" for m in auc] + [_rho_title(ranks)]
+    x_titles = [f"normalized AUC of test {METRICS[m]}" for m in auc] + [""]
+    y_titles = [""] * len(auc) + ["rank (1 = best)"]
+    layout = grid(1, ncols, titles, x_titles, y_titles, height=110 + max(PANEL_HEIGHT, 34 * len(order)))
+    layout["margin"]["l"] = 150
+    data: list[dict] = []
+    for col, (metric, rows) in enumerate(auc.items()):
+        panel = axes_of(0, col, ncols)
+        rows = rows.set_index("series")
+        for series in order:
+            if series in rows.index:
+                data.append(_bar(rows.loc[series], series, styles[series], panel, METRICS[metric], col == 0))
+        layout[axis_key(panel["yaxis"])].update(
+            {"type": "category", "categoryorder": "array", "categoryarray": order, "autorange": "reversed"}
+        )
+        if col:
+            layout[axis_key(panel["yaxis"])]["showticklabels"] = False
+    panel = axes_of(0, ncols - 1, ncols)
+    for row in ranks.dropna(subset=["default_rank", "auc_rank"]).itertuples():
+        data.append(_slope_trace(row, styles[row.series], panel))
+    layout[axis_key(panel["xaxis"])].update({"type": "category", "range": [-1.6, 2.6]})
+    layout[axis_key(panel["yaxis"])].update({"autorange": "reversed", "dtick": 1})
+    return {"data": data, "layout": layout}
+
+
+def _bar(row: pd.Series, series: str, style: MethodStyle, panel: dict, label: str, legend: bool) -> dict:
+    incomplete = pd.notna(row["complete"]) and not row["complete"]
+    cover = "no (hatched)" if incomplete else "yes"
+    return {
+        "type": "bar",
+        "orientation": "h",
+        "x": numbers([row["auc"]]),
+        "y": [series],
+        "name": series,
+        "legendgroup": series,
+        "showlegend": legend,
+        "marker": {"color": style.colour, "pattern": {"shape": "/" if incomplete else ""}},
+        "error_x": {"type": "data", "array": numbers([row["ci95"]]), "color": "#333333", "width": 4},
+        "customdata": rows_of(
+            [with_ci(row["auc"], row["ci95"])], [row["n_seeds"]], [row["n_splits"]], [cover]
+        ),
+        "hovertemplate": f"normalized AUC of {label}: "
+        + "%{customdata[0]}<br>seeds: %{customdata[1]} · splits: %{customdata[2]}"
+        "<br>seeds cover all splits: %{customdata[3]}<extra>%{fullData.name}</extra>",
+        **panel,
+    }
+
+
+def _slope_trace(row, style: MethodStyle, panel: dict) -> dict:
+    label = METRICS[PRIMARY_METRIC]
+    return {
+        "type": "scatter",
+        "mode": "lines+markers+text",
+        "x": ["default split", "AUC"],
+        "y": [row.default_rank, row.auc_rank],
+        "text": [row.series, row.series],
+        "textposition": ["middle left", "middle right"],
+        "textfont": {"size": 10},
+        "name": row.series,
+        "legendgroup": row.series,
+        "showlegend": False,
+        "line": {"color": style.colour, "width": 2},
+        "marker": {"color": style.colour, "symbol": style.symbol, "size": 9},
+        "customdata": [
+            f"{label} on the default split: {_value(row.default_split)}",
+            f"normalized AUC of {label}: {_value(row.auc)}",
+        ],
+        "hovertemplate": "rank %{y} by %{x}<br>%{customdata}<extra>%{fullData.name}</extra>",
+        **panel,
+    }
+
+
+def _value(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.3f}"
+
+
+def _rho_title(ranks: pd.DataFrame) -> str:
+    rho = ranks["spearman"].iloc[0]
+    return "Rank · Spearman ρ = " + ("n/a" if pd.isna(rho) else f"{rho:.2f}")
 
 
 def summary_table(aucs: dict[str, pd.DataFrame], ranks: pd.DataFrame) -> pd.DataFrame:

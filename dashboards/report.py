@@ -1,7 +1,8 @@
 """``build_report``: a study's dashboard, built from the tables of its study folder (``oodml report``:
 ``dashboards/cli.py``).
 
-The page and its PNG figures go to ``<study>/dashboard/``. It can be built at any time: while a study
+The page, its PNG figures and the Plotly.js file that draws their interactive charts go to
+``<study>/dashboard/``. It can be built at any time: while a study
 runs, with failed or partial results, and before any result exists (then it says so). It reads tables
 only: the results dataset, the status tables and the projection tables (``study/results``).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dashboards.charts import write_plotly_js
 from dashboards.compare import compare_blocks
 from dashboards.degradation import degradation_blocks
 from dashboards.fewshot import fewshot_blocks
@@ -45,8 +47,8 @@ RESULT_SECTIONS: list[tuple[str, str, Callable[[pa.Table, Path], list[Block]]]] 
 
 
 def build_report(study_dir: Where) -> StudyPath:
-    """Write ``<study>/dashboard/index.html`` and its figures (local, or on the object store: one PUT
-    each); returns the page's path."""
+    """Write ``<study>/dashboard/index.html``, its figures and Plotly.js (local, or on the object store:
+    one PUT each); returns the page's path."""
     study_dir = locate(study_dir)
     if not study_dir.is_dir():
         raise FileNotFoundError(f"{study_dir} is not a folder: give a study folder (it holds results/)")
@@ -66,7 +68,8 @@ def build_report(study_dir: Where) -> StudyPath:
         title = "Train vs test class means (2-D projection)"
         sections.append(_guarded("projection", title, partial(projection_blocks, study_dir, datasets, out)))
     sections.append(_guarded("status", "Study status", partial(status_blocks, status, out)))
-    page = render_page(_header(study_dir, table, status), sections, _footer(len(table)))
+    plotly_js = write_plotly_js(out)
+    page = render_page(_header(study_dir, table, status), sections, _footer(len(table)), plotly_js)
     _remove_stale_figures(out, sections)
     return write_text_atomic(out / DASHBOARD_PAGE, page)
 

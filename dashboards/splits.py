@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 from matplotlib.patches import Patch
 
+from dashboards.charts import Spec, grid, numbers, rows_of
 from dashboards.page import Block, Image, Note, Table
 from dashboards.plotting import figure, slug
 from study.results import DEFAULT_SPLIT_KEY
@@ -53,6 +54,7 @@ def splits_blocks(table: pa.Table, out: Path) -> list[Block]:
                 path,
                 f"{dataset}: FID between train and test classes per split, coloured by the progression it "
                 "comes from; labels: train / test classes.",
+                chart_splits(rows, dataset),
             )
         )
     table_frame = splits.rename(
@@ -100,6 +102,36 @@ def plot_splits(rows: pd.DataFrame, dataset: str, path: Path) -> None:
         present = dict.fromkeys(p if p in PROGRESSION_COLOURS else "other" for p in rows["progression"])
         handles = [Patch(color=PROGRESSION_COLOURS.get(p, OTHER_COLOUR), label=p) for p in present]
         fig.legend(handles=handles, loc="outside right upper", title="progression")
+
+
+def chart_splits(rows: pd.DataFrame, dataset: str) -> Spec:
+    """The figure of ``plot_splits`` as a Plotly spec: one bar trace per progression (the legend hides
+    one), splits in FID order, hover giving the split's FID, class counts and trials."""
+    labels = [f"{key} (default)" if key == DEFAULT_SPLIT_KEY else str(key) for key in rows["key"]]
+    rows = rows.assign(
+        label=labels, group=[p if p in PROGRESSION_COLOURS else "other" for p in rows["progression"]]
+    )
+    layout = grid(1, 1, [f"{dataset} · FID per split"], ["split key"], ["FID"], height=380)
+    layout["xaxis"].update({"type": "category", "categoryorder": "array", "categoryarray": labels})
+    data = []
+    for group, part in rows.groupby("group", sort=False):
+        counts = [f"{_count(a)}/{_count(b)}" for a, b in zip(part["train"], part["test"], strict=True)]
+        data.append(
+            {
+                "type": "bar",
+                "x": list(part["label"]),
+                "y": numbers(part["fid"]),
+                "name": group,
+                "marker": {"color": PROGRESSION_COLOURS.get(group, OTHER_COLOUR)},
+                "text": counts,
+                "textposition": "outside",
+                "customdata": rows_of(counts, part["trials"]),
+                "hovertemplate": "split %{x}<br>FID %{y:.1f}<br>train / test classes: %{customdata[0]}"
+                "<br>eval trials: %{customdata[1]}<extra>%{fullData.name}</extra>",
+            }
+        )
+    layout["legend"]["title"] = {"text": "progression"}
+    return {"data": data, "layout": layout}
 
 
 def _count(n: object) -> str:

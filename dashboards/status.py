@@ -7,12 +7,14 @@ while the driver is alive (its heartbeat is recent), and interrupted otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
+from dashboards.charts import Spec, axes_of, axis_key, grid, numbers
 from dashboards.page import Block, Details, Image, Note, Table
 from dashboards.plotting import STATUS_COLOURS, figure
 from study.results.status import DriverStatus, read_driver, read_trial_status
@@ -80,12 +82,14 @@ def status_blocks(status: StudyStatus, out: Path) -> list[Block]:
     ]
     if not status.trials.empty or len(status.unrecorded):
         path = out / "status.png"
-        _plot(status, path)
+        trials, times = _trial_counts(status), _compute_minutes(status)
+        _plot(trials, times, path)
         blocks.append(
             Image(
                 path,
                 "Trials per stage by status, and compute time per method (sum of trial times; a method's "
                 "oracle trials, where the study ran them, are their own part of its bar).",
+                chart_status(trials, times),
             )
         )
     failed = status.trials[status.trials["status"] == "failed"]
@@ -136,42 +140,97 @@ def _failed_table(failed: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _plot(status: StudyStatus, path: Path) -> None:
+STATUSES = ("completed", "failed", "running", "interrupted")
+STAGES = (
+    ("tune", "#bbbbbb", "tune stage"),
+    ("eval", "#0072B2", "eval stage"),
+    ("oracle", "#CC79A7", "oracle trials"),
+)
+
+
+def _trial_counts(status: StudyStatus) -> dict[str, pd.Series]:
+    """Per bar (``tune stage``, ``eval stage``, ``no row yet``), the number of trials in each status."""
     trials = status.trials
     rows = {stage: trials[trials["stage"] == stage]["status"].value_counts() for stage in ("tune", "eval")}
     rows = {f"{stage} stage": counts for stage, counts in rows.items() if counts.sum()}
     if len(status.unrecorded):
         rows["no row yet"] = pd.Series({status.in_progress: len(status.unrecorded)})
-    timed = trials.dropna(subset=["time_total_s"])  # an oracle's time is a part of its own, not the method's
+    return rows
+
+
+def _compute_minutes(status: StudyStatus) -> pd.DataFrame:
+    """Minutes of trial time per method (rows) and stage (columns: tune, eval, oracle)."""
+    timed = status.trials.dropna(subset=["time_total_s"])  # an oracle's time is its own part
     part = timed["stage"].where(timed["trial_role"] != "oracle", "oracle")
     times = timed.groupby(["method", part.rename("stage")])["time_total_s"].sum() / 60
-    bars = max(len(rows), times.index.get_level_values("method").nunique(), 2)
+    return times.unstack("stage") if not times.empty else pd.DataFrame()
+
+
+def _plot(rows: dict[str, pd.Series], wide: pd.DataFrame, path: Path) -> None:
+    bars = max(len(rows), len(wide), 2)
     with figure(path, (10, 1.4 + 0.5 * bars), ncols=2) as (_, axes):
         ax = axes[0, 0]
         labels = list(rows)
         left = [0.0] * len(labels)
-        for what in ("completed", "failed", "running", "interrupted"):
+        for what in STATUSES:
             widths = [float(rows[label].get(what, 0)) for label in labels]
             if any(widths):
                 ax.barh(labels, widths, left=left, color=STATUS_COLOURS[what], label=what, height=0.55)
                 left = [a + b for a, b in zip(left, widths, strict=True)]
         _finish(ax, "Trials", "trials")
         ax = axes[0, 1]
-        if times.empty:
+        if wide.empty:
             ax.set_axis_off()
             return
-        wide = times.unstack("stage")
         left = pd.Series(0.0, index=wide.index)
-        for stage, colour, label in (
-            ("tune", "#bbbbbb", "tune stage"),
-            ("eval", "#0072B2", "eval stage"),
-            ("oracle", "#CC79A7", "oracle trials"),
-        ):
+        for stage, colour, label in STAGES:
             if stage in wide:
                 minutes = wide[stage].fillna(0)
                 ax.barh(list(wide.index), minutes, left=left, color=colour, label=label, height=0.55)
                 left += minutes
         _finish(ax, "Compute time per method", "minutes (sum over trials)")
+
+
+def chart_status(rows: dict[str, pd.Series], wide: pd.DataFrame) -> Spec:
+    """The figure of ``_plot`` as a Plotly spec: stacked bars of trials by status and minutes by stage."""
+    titles = ["Trials", "Compute time per method"]
+    layout = grid(
+        1,
+        2,
+        titles,
+        ["trials", "minutes (sum over trials)"],
+        ["", ""],
+        height=140 + 30 * max(len(rows), len(wide), 2),
+    )
+    layout["barmode"] = "stack"
+    layout["margin"]["l"] = 120
+    data = []
+    for what in STATUSES:
+        counts = [float(rows[label].get(what, 0)) for label in rows]
+        if any(counts):
+            data.append(_bars(counts, list(rows), what, STATUS_COLOURS[what], "trials", axes_of(0, 0, 2)))
+    for stage, colour, label in STAGES:
+        if stage in wide:
+            minutes = wide[stage].fillna(0)
+            data.append(_bars(minutes, list(wide.index), label, colour, "minutes", axes_of(0, 1, 2), ".1f"))
+    for panel in (axes_of(0, 0, 2), axes_of(0, 1, 2)):
+        layout[axis_key(panel["yaxis"])]["autorange"] = "reversed"
+    return {"data": data, "layout": layout}
+
+
+def _bars(
+    values: Iterable[float], labels: list[str], name: str, colour: str, unit: str, panel: dict, fmt: str = "d"
+) -> dict:
+    return {
+        "type": "bar",
+        "orientation": "h",
+        "x": numbers(values),
+        "y": labels,
+        "name": name,
+        "marker": {"color": colour},
+        "hovertemplate": f"%{{y}}: %{{x:{fmt}}} {unit}<extra>{name}</extra>",
+        **panel,
+    }
 
 
 def _finish(ax, title: str, xlabel: str) -> None:

@@ -1,10 +1,16 @@
+import json
+import re
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
 import dashboards.report as report
 from dashboards import build_report
+from dashboards.charts import plotly_js_name
 from dashboards.serve import LiveReport, make_server
 from study.cli import main
 from study.results import write_trial_result
@@ -32,12 +38,30 @@ def test_report_of_a_running_study(study_report):
     page = study_report.read_text()
     assert [s for s in SECTIONS if f'<section id="{s}">' in page] == SECTIONS
     assert page.count('<img src="data:image/png;base64,') == len(figures)
-    assert "<script" not in page and 'src="http' not in page and 'href="http' not in page  # works offline
+    assert {p.name for p in folder.iterdir()} == figures | {"index.html", plotly_js_name()}
+    assert (folder / plotly_js_name()).read_text() == get_plotlyjs()  # the installed Plotly.js, beside it
+    assert re.findall(r"<script src=\"([^\"]*)\"", page) == [plotly_js_name()]  # once, relative
+    assert "://" not in page  # no URL: nothing fetched from a network
+    specs = re.findall(r'<script type="application/json" class="chart-spec">(.*?)</script>', page)
+    assert len(specs) == len(figures)  # every figure also as an interactive chart
+    for spec in specs:
+        go.Figure(json.loads(spec.replace("<\\/", "</")))  # valid Plotly: raises on an unknown property
     assert "FloatingPointError: loss is nan at epoch 1" in page  # the failed trial, with its error
     assert RUNNING_TRIAL in page and "16 completed" in page and "1 running" in page
     assert "Protocol: paper (trained on all train classes, epoch selected on test Recall@1" in page
     assert "Spearman ρ between the two rankings" in page
     assert "adapting on the support set (s images of each test class; the rest of the class are the" in page
+
+
+def test_plotly_js_is_written_once_and_replaces_other_versions(tmp_path):
+    folder = tmp_path / "dashboard"
+    folder.mkdir()
+    (folder / "plotly-0.1.0.min.js").write_text("an older Plotly.js")
+    build_report(tmp_path)
+    script = folder / plotly_js_name()
+    written = script.stat().st_mtime_ns
+    build_report(tmp_path)
+    assert script.stat().st_mtime_ns == written and not (folder / "plotly-0.1.0.min.js").exists()
 
 
 def test_empty_study_says_no_results(tmp_path):
