@@ -26,7 +26,7 @@ from pytorch_metric_learning import losses
 from pytorch_metric_learning.utils import common_functions as c_f
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, VariantBuilder
+from tasks.methods.base import Hyperparameter, LibraryLoss, Method, MethodSpec, VariantBuilder
 
 COSINE_CLAMP = 1e-10
 
@@ -51,7 +51,7 @@ class ArcFace(Method):
         return F.cross_entropy(logits, labels)
 
 
-class PMLArcFace(Method):
+class PMLArcFace(LibraryLoss):
     """pytorch-metric-learning's ArcFace (variant ``pml``), margin in radians converted to degrees."""
 
     def __init__(self, num_classes: int, embedding_dim: int, *, margin: float, scale: float, loss_lr: float):
@@ -66,9 +66,6 @@ class PMLArcFace(Method):
             scale=scale,
             weight_init_func=c_f.TorchInitWrapper(torch.nn.init.uniform_, a=-bound, b=bound),
         )
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.loss(embeddings, labels)
 
 
 SPEC = MethodSpec(

@@ -145,6 +145,16 @@ class Method(nn.Module):
         return [{"params": params, "lr": self.loss_lr, "weight_decay": 0.0}] if params else []
 
 
+class LibraryLoss(Method):
+    """A loss a library computes: ``loss(embeddings, labels)``, the module a subclass sets (a
+    pytorch-metric-learning loss)."""
+
+    loss: nn.Module
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return self.loss(embeddings, labels)
+
+
 @dataclass(frozen=True)
 class Part:
     """A component a composite method builds from a registered method (``method``, by name).

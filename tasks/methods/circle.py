@@ -7,18 +7,14 @@ Uses pytorch-metric-learning's ``CircleLoss``, which follows the paper's pair-wi
 from __future__ import annotations
 
 from pytorch_metric_learning import losses
-from torch import Tensor
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Hyperparameter, LibraryLoss, MethodSpec
 
 
-class Circle(Method):
+class Circle(LibraryLoss):
     def __init__(self, *, m: float, gamma: float) -> None:
         super().__init__()
         self.loss = losses.CircleLoss(m=m, gamma=gamma)
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.loss(embeddings, labels)
 
 
 def build(num_classes: int, embedding_dim: int, *, m: float, gamma: float) -> Circle:

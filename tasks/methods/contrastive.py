@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses
 from torch import Tensor
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Hyperparameter, LibraryLoss, Method, MethodSpec
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.miners import MinedLoss, Triplets
 
@@ -49,7 +49,7 @@ class Contrastive(MinedLoss[Triplets]):
         return F.relu(d_ap - self.pos_margin).mean() + F.relu(self.neg_margin - d_an).mean()
 
 
-class PMLContrastive(Method):
+class PMLContrastive(LibraryLoss):
     """pytorch-metric-learning's contrastive loss over all pairs (variant ``pml``)."""
 
     def __init__(self, *, pos_margin: float, neg_margin: float) -> None:
@@ -57,9 +57,6 @@ class PMLContrastive(Method):
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
         self.loss = losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin)
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.loss(embeddings, labels)
 
 
 def build(

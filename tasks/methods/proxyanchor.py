@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, VariantBuilder
+from tasks.methods.base import Hyperparameter, LibraryLoss, Method, MethodSpec, VariantBuilder
 
 
 class ProxyAnchor(Method):
@@ -55,7 +55,7 @@ class ProxyAnchor(Method):
         return pos + neg
 
 
-class PMLProxyAnchor(Method):
+class PMLProxyAnchor(LibraryLoss):
     """pytorch-metric-learning's Proxy-Anchor loss (variant ``pml``)."""
 
     def __init__(self, num_classes: int, embedding_dim: int, *, alpha: float, delta: float, loss_lr: float):
@@ -63,9 +63,6 @@ class PMLProxyAnchor(Method):
         self.alpha = alpha
         self.delta = delta
         self.loss = losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=delta, alpha=alpha)
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.loss(embeddings, labels)
 
 
 SPEC = MethodSpec(
