@@ -49,6 +49,12 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         "results",
         "print a study's results: trials, AUC, ranking, curves, few-shot gain",
     ),
+    ("leaderboard",): Command(
+        "dashboards.leaderboard",
+        "add_leaderboard_arguments",
+        "leaderboard",
+        "compare the results of many studies: AUC, Recall@1, few-shot gain, rank, effective robustness",
+    ),
     ("report",): Command(
         "dashboards.cli",
         "add_report_arguments",

@@ -1,6 +1,6 @@
 """The command line starts light: printing a command's help imports none of the heavy libraries its work
 needs (study/cli.py imports a command's module only when it is named; each module imports torch, Ray,
-MLflow, pandas and matplotlib only inside the function that runs the command)."""
+MLflow, pandas, matplotlib, DuckDB and Plotly only inside the function that runs the command)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from study.cli import COMMANDS
 
-HEAVY = ("torch", "torchvision", "ray", "mlflow", "pandas", "matplotlib", "faiss", "timm")
+HEAVY = ("torch", "torchvision", "ray", "mlflow", "pandas", "matplotlib", "faiss", "timm", "duckdb", "plotly")
 
 
 def imported_modules(*arguments: str) -> set[str]:

@@ -1,10 +1,10 @@
-"""``oodml leaderboard``: the results of many study folders side by side, and effective robustness across them.
+"""``oodml leaderboard``: many study folders' results side by side, and effective robustness across them.
 
 **Reading.** One DuckDB query reads every study's ``results/*.parquet`` at once (``read_parquet`` over the
 list of the studies' globs, ``union_by_name``: a file written before a column was added gets nulls;
-``filename``: which study a row comes from), the completed evaluation rows and the columns the summaries
-read (``schema.SUMMARY_COLUMNS``), cast to the results schema as ``store.read_folder`` casts them. Study
-folders on an object store (``s3://``) are refused: DuckDB would need its ``httpfs`` extension, which is a
+``filename``: its folder says which study a row comes from), the completed evaluation rows and the columns
+the summaries read (``schema.SUMMARY_COLUMNS``), cast to the results schema as ``store.read_folder`` does.
+Study folders on an object store (``s3://``) are refused: DuckDB would need its ``httpfs`` extension, a
 download this oodml does not make.
 
 **Per study.** Each study's rows are aggregated on their own, by the functions ``oodml results`` uses, so
@@ -104,8 +104,8 @@ class Leaderboard:
 
 
 def study_labels(study_dirs: Sequence[str | Path]) -> dict[str, Path]:
-    """Label -> folder: each folder's name, or its path where two folders share a name; refuses ``s3://``
-    folders, folders without ``results/`` and a folder named twice."""
+    """Label -> folder (as given): each folder's name, or its path where two folders share a name; refuses
+    ``s3://`` folders, folders without ``results/`` and a folder named twice."""
     folders = []
     for given in study_dirs:
         folder = locate(given)
@@ -117,11 +117,14 @@ def study_labels(study_dirs: Sequence[str | Path]) -> dict[str, Path]:
             )
         if not (folder / RESULTS_DIR).is_dir():
             raise FileNotFoundError(f"{folder} has no {RESULTS_DIR}/ folder: is it a study folder?")
-        folders.append(folder.resolve())
-    if len(set(folders)) < len(folders):
+        folders.append(folder)
+    resolved = [f.resolve() for f in folders]
+    if len(set(resolved)) < len(resolved):
         raise ValueError(f"a study folder is named twice: {sorted(map(str, folders))}")
-    names = [f.name for f in folders]
-    return {(f.name if names.count(f.name) == 1 else str(f)): f for f in folders}
+    names = [f.name for f in resolved]
+    return {
+        (r.name if names.count(r.name) == 1 else str(f)): f for f, r in zip(folders, resolved, strict=True)
+    }
 
 
 def read_studies(studies: dict[str, Path]) -> pa.Table:
@@ -129,9 +132,12 @@ def read_studies(studies: dict[str, Path]) -> pa.Table:
     ``STUDY``: one DuckDB query over all their Parquet files."""
     import duckdb  # only when a leaderboard is read
 
-    globs = [str(folder / RESULTS_DIR / "*.parquet") for folder in studies.values()]
+    results = {
+        label: folder.resolve() / RESULTS_DIR for label, folder in studies.items()
+    }  # as DuckDB names them
+    globs = [str(folder / "*.parquet") for folder in results.values()]
     query = (
-        "SELECT filename, COLUMNS(lambda c: list_contains($wanted, c)) "
+        "SELECT parse_dirpath(filename) AS results_dir, COLUMNS(lambda c: list_contains($wanted, c)) "
         "FROM read_parquet($files, union_by_name = true, filename = true) "
         "WHERE stage = 'eval' AND status = 'completed'"
     )
@@ -151,10 +157,10 @@ def read_studies(studies: dict[str, Path]) -> pa.Table:
         for f in (SCHEMA.field(c) for c in SUMMARY_COLUMNS)
     ]
     table = pa.Table.from_arrays(columns, names=SUMMARY_COLUMNS)
-    owner = {name: _owner(name, studies) for name in pc.unique(found["filename"]).to_pylist()}
-    return table.append_column(
-        STUDY, pa.array([owner[f] for f in found["filename"].to_pylist()], pa.string())
-    )
+    labels = {str(folder): label for label, folder in results.items()}
+    folders = found["results_dir"].combine_chunks().dictionary_encode()  # one entry per study
+    owners = pa.array([labels[d] for d in folders.dictionary.to_pylist()], pa.string())
+    return table.append_column(STUDY, owners.take(folders.indices))
 
 
 def split_groups(table: pa.Table, order: Sequence[str]) -> tuple[dict[tuple[str, str], str], list[str]]:
@@ -180,7 +186,8 @@ def split_groups(table: pa.Table, order: Sequence[str]) -> tuple[dict[tuple[str,
                 split_id = _clashes(hashes, kept[0][0])[0]
                 key = mine.loc[mine["split_id"] == split_id, "split_key"].iloc[0]
                 notes.append(
-                    f"{dataset}: {study} kept apart from {', '.join(kept[0][1])} (as {groups[(study, dataset)]}): "
+                    f"{dataset}: {study} kept apart from {', '.join(kept[0][1])} "
+                    f"(as {groups[(study, dataset)]}): "
                     f"its split {key} (id {split_id}) has split hash {hashes[split_id]}, theirs "
                     f"{kept[0][0][split_id]}; a different split file, so not the same splits"
                 )
@@ -235,10 +242,10 @@ def format_leaderboard(board: Leaderboard) -> str:
     lines += [f"  kept apart: {note}" for note in board.kept_apart]
     lines += [
         "",
-        f"Per group (a dataset and its split file): normalized AUC over FID ± 95% CI over seeds, {board.metric} "
-        f"on the default split (key {DEFAULT_SPLIT_KEY}) and on the study's hardest split, few-shot gain per "
-        "budget (mean over splits), paired-test rank within the study (1 + methods significantly better), "
-        "effective robustness across the group's studies [95% bootstrap interval]:",
+        "Per group (a dataset and its split file): normalized AUC over FID ± 95% CI over seeds, "
+        f"{board.metric} on the default split (key {DEFAULT_SPLIT_KEY}) and on the study's hardest split, "
+        "few-shot gain per budget (mean over splits), paired-test rank within the study (1 + methods "
+        "significantly better), effective robustness across the group's studies [95% bootstrap interval]:",
     ]
     for group, part in board.rows.groupby("group", sort=True):
         shown = pd.DataFrame(
@@ -299,12 +306,6 @@ def _clashes(hashes: dict, held: dict) -> list:
     return sorted(s for s, h in hashes.items() if s in held and held[s] != h)
 
 
-def _owner(filename: str, studies: dict[str, Path]) -> str:
-    """The label of the study whose ``results/`` folder holds ``filename``."""
-    folder = Path(filename).resolve().parent.parent
-    return next(label for label, f in studies.items() if f == folder)
-
-
 def _records(frame: pd.DataFrame) -> list[dict]:
     """JSON-ready rows: NaN as None, dict keys as strings."""
 
@@ -319,7 +320,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def format_value(value: float, ci: float) -> str:
-    """``0.6120 ± 0.0100``, the value alone where its interval is undefined (one seed), ``–`` without one."""
+    """``0.6120 ± 0.0100``; the value alone where its interval is undefined (one seed); ``–`` without it."""
     if pd.isna(value):
         return "–"
     return f"{value:.4f}" if pd.isna(ci) else f"{value:.4f} ± {ci:.4f}"
