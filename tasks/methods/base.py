@@ -11,6 +11,8 @@ from torch import Tensor, nn
 
 from tasks.registry import RegistryError
 
+BUILD_ARGUMENTS = ("num_classes", "embedding_dim")  # what every builder gets besides hyperparameters
+
 
 @dataclass(frozen=True)
 class Hyperparameter:

@@ -19,11 +19,9 @@ from typing import Any
 
 from torch import Tensor
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, Part
+from tasks.methods.base import BUILD_ARGUMENTS, Hyperparameter, Method, MethodSpec, Part
 from tasks.methods.miners import MinedLoss
 from tasks.registry import RegistryError
-
-BUILD_ARGUMENTS = ("num_classes", "embedding_dim")  # what every builder gets besides hyperparameters
 
 
 @dataclass(frozen=True)

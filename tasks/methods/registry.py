@@ -12,8 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
-from tasks.methods.composite import BUILD_ARGUMENTS
+from tasks.methods.base import BUILD_ARGUMENTS, Hyperparameter, Method, MethodSpec
 from tasks.registry import Registry, RegistryError
 
 
