@@ -132,7 +132,7 @@ def sqrt_trace_product_lower(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
-def fid_from_scatter(
+def fid_terms_from_scatter(
     total_a: np.ndarray,
     scatter_a: np.ndarray,
     n_a: int,
@@ -140,8 +140,9 @@ def fid_from_scatter(
     scatter_b: np.ndarray,
     n_b: int,
     eps: float = EPS,
-) -> float:
-    """FID of two sets given each one's vector sum, scatter matrix X^T X (lower triangle) and size.
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """FID's terms but the cross term, ``|mu_A - mu_B|^2 + tr(C_A) + tr(C_B)``, and the lower triangles
+    of P and Q, from each set's vector sum, scatter matrix X^T X (lower triangle) and size.
 
     The vectors should be centred near their joint mean (FID is translation invariant): the covariance
     is the scatter minus n mu mu^T, which loses precision when mu is large against the spread.
@@ -153,8 +154,27 @@ def fid_from_scatter(
     diff = total_a / n_a - total_b / n_b
     cov_a[np.diag_indices(d)] += eps
     cov_b[np.diag_indices(d)] += eps
-    cross = sqrt_trace_product_lower(cov_a, cov_b)
-    return float(diff @ diff + traces - 2.0 * cross)
+    return float(diff @ diff + traces), cov_a, cov_b
+
+
+def fid_from_terms(terms: float, p: np.ndarray, q: np.ndarray) -> float:
+    """FID from ``fid_terms_from_scatter``'s three values: the terms minus twice ``tr((P Q)^(1/2))``.
+    Overwrites ``p``."""
+    return float(terms - 2.0 * sqrt_trace_product_lower(p, q))
+
+
+def fid_from_scatter(
+    total_a: np.ndarray,
+    scatter_a: np.ndarray,
+    n_a: int,
+    total_b: np.ndarray,
+    scatter_b: np.ndarray,
+    n_b: int,
+    eps: float = EPS,
+) -> float:
+    """FID of two sets given each one's vector sum, scatter matrix X^T X (lower triangle) and size
+    (``fid_terms_from_scatter``, then ``fid_from_terms``)."""
+    return fid_from_terms(*fid_terms_from_scatter(total_a, scatter_a, n_a, total_b, scatter_b, n_b, eps))
 
 
 def _fid_from_covariances(a: np.ndarray, b: np.ndarray, eps: float) -> float:

@@ -9,14 +9,17 @@ records its partition and FID before changing it; a split is identified by its p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import get_context
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tasks.progress import Progress
-from tasks.splits.fid import EPS, SubsetScatter, fid, fid_from_gram, fid_from_scatter
+from tasks.splits.fid import EPS, SubsetScatter, fid, fid_from_gram, fid_from_terms, fid_terms_from_scatter
 
 # BLAS threads while building progressions (None: the library's default). One: the Gram route works on
 # matrices of at most C x C, where threads spinning against a busy second core made it 4x slower; on the
@@ -26,6 +29,12 @@ from tasks.splits.fid import EPS, SubsetScatter, fid, fid_from_gram, fid_from_sc
 # a step (Cholesky, triangular products, scatter updates); the eigenvalue problem runs on one thread
 # anyway (fid.EIGEN_THREADS).
 BLAS_THREADS: int | None = 1
+# Worker processes that compute the cross terms of a swap progression's FIDs (Cholesky, triangular
+# products, eigenvalues) beside the process that picks the swaps and updates the scatter matrices, so a
+# 2-core box runs both at once. Processes, not threads: scipy's BLAS/LAPACK wrappers hold the GIL for the
+# whole call (a second thread stalled 137 ms through a dsyrk and 337 ms through a dsyevr at d = 1500).
+# 0: every FID in this process, as successive calls.
+FID_WORKERS = 1
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,12 @@ class PartitionFID:
             self._centred = centred
 
     def __call__(self, train: np.ndarray, test: np.ndarray) -> float:
+        prepared = self._prepared(train, test)
+        return prepared if isinstance(prepared, float) else fid_from_terms(*prepared)
+
+    def _prepared(self, train: np.ndarray, test: np.ndarray) -> float | tuple[float, np.ndarray, np.ndarray]:
+        """The FID of this partition, or on the scatter route its terms and the two matrices of its cross
+        term (``fid_terms_from_scatter``) after moving the tracked subsets to it."""
         if self._gram is not None:
             return fid_from_gram(self._gram, train, test, self.means.shape[1], self.eps)
         in_train = np.zeros(len(self.means), dtype=bool)
@@ -107,9 +122,43 @@ class PartitionFID:
             self._train.move_to(in_train)
             self._union.move_to(in_union)
         a, u = self._train, self._union
-        return fid_from_scatter(
+        return fid_terms_from_scatter(
             a.total, a.scatter, a.count, u.total - a.total, u.scatter - a.scatter, u.count - a.count, self.eps
         )
+
+    @contextmanager
+    def pipeline(self) -> Iterator[Callable[[np.ndarray, np.ndarray], Future]]:
+        """A ``submit(train, test)`` whose futures give, partition by partition, the values successive
+        calls would (bit for bit: the same updates in the same order, the same single-threaded BLAS).
+
+        On the scatter route the cross terms go to ``FID_WORKERS`` forked worker processes while at most
+        two per worker wait; past that, or without workers, this process computes them itself, so both
+        keep busy while the caller picks the next partition. The workers stop when the block ends.
+        """
+        if self._gram is not None or FID_WORKERS < 1:
+            yield self._computed
+            return
+        waiting: list[Future] = []
+        with ProcessPoolExecutor(FID_WORKERS, mp_context=get_context("fork")) as workers:
+
+            def submit(train: np.ndarray, test: np.ndarray) -> Future:
+                prepared = self._prepared(train, test)
+                waiting[:] = [f for f in waiting if not f.done()]
+                if isinstance(prepared, float) or len(waiting) >= 2 * FID_WORKERS:
+                    return _done(prepared if isinstance(prepared, float) else fid_from_terms(*prepared))
+                waiting.append(workers.submit(fid_from_terms, *prepared))
+                return waiting[-1]
+
+            yield submit
+
+    def _computed(self, train: np.ndarray, test: np.ndarray) -> Future:
+        return _done(self(train, test))
+
+
+def _done(value: float) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 # Rows per block when scoring: a block and its scratch stay in cache (timed at SOP size, 22,634 x 2048).
@@ -269,14 +318,16 @@ def swap_progression(
     train, test = np.array(train, copy=True), np.array(test, copy=True)
     picker = _SwapPicker(settings.history)
     name, sign = ("harder", 1) if harder else ("easier", -1)
-    steps = []
-    for s in range(settings.steps):
-        steps.append(
-            _step(name, str(sign * s * settings.swaps_per_step), fid_of(train, test), names, train, test)
-        )
-        _swap(train, test, picker.pick_step(means, train, test, settings.swaps_per_step, harder))
-        if progress is not None:
-            progress.update()
+    recorded = []
+    with fid_of.pipeline() as submit:  # the picks do not depend on the FIDs: the two run side by side
+        for s in range(settings.steps):
+            recorded.append(
+                (str(sign * s * settings.swaps_per_step), submit(train, test), train.copy(), test.copy())
+            )
+            _swap(train, test, picker.pick_step(means, train, test, settings.swaps_per_step, harder))
+            if progress is not None:
+                progress.update()
+        steps = [_step(name, key, value.result(), names, tr, te) for key, value, tr, te in recorded]
     return steps, train, test
 
 

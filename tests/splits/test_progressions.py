@@ -205,6 +205,28 @@ def test_partition_fid_after_many_updates_equals_a_fresh_recomputation():
     assert fid_of(train, test) == pytest.approx(fid_reference(means[train], means[test]), rel=1e-6)
 
 
+def test_fids_in_a_worker_process_equal_successive_calls_bit_for_bit(monkeypatch):
+    """The scatter route (more classes than dimensions) with the cross terms in a worker process gives
+    every progression exactly what this process alone gives."""
+    import tasks.splits.progressions as progressions
+
+    rng = np.random.default_rng(5)
+    means = _mid_size_means(rng, classes=240, dim=24)
+    names = [f"c{i}" for i in range(240)]
+    config = ProgressionConfig(
+        harder=ProgressionSettings(steps=9, swaps_per_step=6, history=4),
+        easier=ProgressionSettings(steps=5, swaps_per_step=6, history=4),
+        removal=ProgressionSettings(steps=4, swaps_per_step=3, history=4),
+    )
+    built = {}
+    for workers in (0, 1):
+        monkeypatch.setattr(progressions, "FID_WORKERS", workers)
+        result = build_progressions(means, names, names[:120], names[120:], config)
+        built[workers] = {name: [s.as_dict() for s in steps] for name, steps in result.items()}
+    assert built[1] == built[0]
+    assert len(built[1]["harder"]) == 9 and len(built[1]["easier"]) == 5
+
+
 def test_scores_are_bit_identical_to_the_literal_norm_expressions():
     from tasks.splits.progressions import shift_scores
 

@@ -106,6 +106,32 @@ def test_several_splits_in_one_pass_equal_each_measured_alone() -> None:
     assert values[0] > values[1]  # the sorted halves are the more shifted partition
 
 
+def test_one_shared_kernel_on_two_threads_equals_each_split_with_a_kernel_of_its_own() -> None:
+    """The shared-kernel pass (blocks of 16 rows over all points, shared by two threads) against each
+    split measured on its own points from its own full kernel matrices, in float64 to 1e-9 relative; the
+    thread count does not change a bit."""
+    rng = np.random.default_rng(11)
+    points = rng.normal(size=(90, 8)) + np.linspace(0, 2, 90)[:, None]
+    train, test = np.zeros((5, 90), bool), np.zeros((5, 90), bool)
+    for s in range(5):
+        order = rng.permutation(90)
+        train[s, order[: 30 + 5 * s]], test[s, order[30 + 5 * s : 85]] = True, True  # 5 points removed
+    sigma = median_heuristic(points)
+    shared = split_mmd2(points, train, test, sigma, block=16, threads=2)
+    assert np.array_equal(shared, split_mmd2(points, train, test, sigma, block=16, threads=1))
+
+    def own_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) / (2 * sigma**2))
+
+    for value, t, u in zip(shared, train, test, strict=True):
+        x, y = points[t], points[u]
+        m, n = len(x), len(y)
+        xx, yy = own_kernel(x, x), own_kernel(y, y)
+        alone = (xx.sum() - np.trace(xx)) / (m * (m - 1)) + (yy.sum() - np.trace(yy)) / (n * (n - 1))
+        alone -= 2 * own_kernel(x, y).mean()
+        assert value == pytest.approx(alone, rel=1e-9)
+
+
 def test_median_heuristic_subsamples_large_sets_with_a_seed() -> None:
     points = np.random.default_rng(5).normal(size=(60, 3))
     chosen = np.sort(np.random.default_rng(7).choice(60, 25, replace=False))
