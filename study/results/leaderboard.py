@@ -132,9 +132,8 @@ def read_studies(studies: dict[str, Path]) -> pa.Table:
     ``STUDY``: one DuckDB query over all their Parquet files."""
     import duckdb  # only when a leaderboard is read
 
-    results = {
-        label: folder.resolve() / RESULTS_DIR for label, folder in studies.items()
-    }  # as DuckDB names them
+    # absolute paths: DuckDB's ``filename`` is the glob's folder normalised, so these name it exactly
+    results = {label: folder.resolve() / RESULTS_DIR for label, folder in studies.items()}
     globs = [str(folder / "*.parquet") for folder in results.values()]
     query = (
         "SELECT parse_dirpath(filename) AS results_dir, COLUMNS(lambda c: list_contains($wanted, c)) "
@@ -205,9 +204,11 @@ def read_leaderboard(study_dirs: Sequence[str | Path], metric: str = "recall@1")
         if own.num_rows:
             rows.append(_study_rows(own, metric).assign(study=label))
             found.append(points(own, metric).assign(study=label))
-    board = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=[*METHOD, "study"])
+    if not rows:
+        raise ValueError(f"no completed evaluation trial in {', '.join(studies)} yet: nothing to rank")
+    board = pd.concat(rows, ignore_index=True)
     board.insert(0, "group", [groups[(s, d)] for s, d in zip(board["study"], board["dataset"], strict=True)])
-    pooled = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["dataset", *OWNER])
+    pooled = pd.concat(found, ignore_index=True)
     pooled["group"] = [groups[(s, d)] for s, d in zip(pooled["study"], pooled["dataset"], strict=True)]
     by_group = pooled.drop(columns="dataset").rename(columns={"group": "dataset"})  # the trends' scope
     robustness = robustness_frame(by_group, metric, method=OWNER).rename(columns={"dataset": "group"})
