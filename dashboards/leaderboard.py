@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,6 +103,8 @@ def render_leaderboard(board: Leaderboard) -> str:
 
 
 def _group_section(board: Leaderboard, group: str, rows: pd.DataFrame) -> str:
+    from dashboards.charts import CONFIG  # the dashboard's: no logo, no "Share chart" upload button
+
     anchor = "".join(c if c.isalnum() else "-" for c in group)
     caption = (
         f"Normalized AUC of {board.metric} over FID ± 95% CI over seeds; {board.metric} on the default "
@@ -112,7 +115,7 @@ def _group_section(board: Leaderboard, group: str, rows: pd.DataFrame) -> str:
     chart = _robustness_chart(board, group)
     figure = (
         f'<div class="chart" id="er-{anchor}"></div><script>Plotly.newPlot("er-{anchor}", '
-        f"{chart}.data, {chart}.layout, {{displaylogo: false, responsive: true}});</script>"
+        f"{chart}.data, {chart}.layout, {json.dumps(CONFIG)});</script>"
         if chart
         else '<p class="note">Effective robustness needs 3 models with 2 distinct default-split values '
         "per harder split: not enough here.</p>"
@@ -175,6 +178,7 @@ def _robustness_chart(board: Leaderboard, group: str) -> str | None:
                 y=logit(part["y"]),
                 mode="markers",
                 name=series,
+                legendgroup=series,
                 marker={"color": styles[series].colour, "symbol": styles[series].symbol, "size": 9},
                 customdata=np.stack([part["x"], part["y"], part["seed"], part["split_key"]], axis=1),
                 hovertemplate=f"{_text(series)}<br>seed %{{customdata[2]}}, split %{{customdata[3]}}<br>"

@@ -18,6 +18,15 @@ from study.results import read_results, write_trial_result
 from study.results.leaderboard import read_leaderboard
 from study.results.report import summary_json
 from study.results.robustness import EPS
+from tests.dashboards.test_browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    FLAGS,
+    HOVER_JS,
+    check_console,
+    check_legend_hides_a_method,
+    check_offline,
+)
 from tests.records import SPLITS
 from tests.study.test_robustness import PLANTED, planted_records, write_planted
 
@@ -83,6 +92,44 @@ def test_studies_with_different_split_files_are_kept_apart(tmp_path: Path, capsy
     assert main(["leaderboard", *(str(tmp_path / name) for name in "abc")]) == 0
     printed = capsys.readouterr().out
     assert "kept apart: glyphs: c kept apart from a, b" in printed and "glyphs #2:" in printed
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None or not CHROMEDRIVER.is_file(), reason="no headless browser: chromium, chromium-driver"
+)
+def test_the_page_in_headless_chromium(tmp_path: Path) -> None:
+    """Nothing fetched from a network, no console error, a legend click hides a method's points, a hover
+    shows a model's values."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from dashboards.leaderboard import write_leaderboard_page
+
+    write_planted(tmp_path / "one", {m: PLANTED[m] for m in "abc"}, study="one")
+    write_planted(tmp_path / "two", {m: PLANTED[m] for m in "de"}, study="two")
+    page = write_leaderboard_page(
+        read_leaderboard([tmp_path / "one", tmp_path / "two"]), tmp_path / "b" / "i.html"
+    )
+    options = webdriver.ChromeOptions()
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.set_window_size(1280, 1000)
+        driver.get(page.as_uri())
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "div.chart .main-svg"))
+        check_offline(driver, page)
+        chart = driver.find_element(By.CSS_SELECTOR, "div.chart")
+        check_legend_hides_a_method(driver, chart, "a · glyphnet (one)")
+        label = driver.execute_script(HOVER_JS, chart, 0)
+        assert label is not None and "seed 0" in label and "default 0.350" in label, label
+        check_console(driver)
+    finally:
+        driver.quit()
 
 
 def test_object_store_folders_are_refused_with_what_to_do() -> None:
