@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tasks.data.base import LabelledImages
 from tasks.splits.episodes import (
     DEFAULT_EPISODES,
     DEFAULT_SHOTS,
@@ -22,6 +22,9 @@ from tasks.splits.progressions import ProgressionConfig, SplitStep, build_progre
 from tasks.splits.selection import select
 from tasks.splits.settings import default_settings, default_support
 from tasks.splits.shift import shift_measures
+
+if TYPE_CHECKING:  # PIL, through the image lists: only where the images are read
+    from tasks.data.base import LabelledImages
 
 
 def build_split_file(

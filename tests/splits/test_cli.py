@@ -119,3 +119,16 @@ def test_dataset_option_values_are_read_as_yaml():
     assert parse_options(["name=my set"]) == {"name": "my set"}
     with pytest.raises(ValueError, match="--option expects KEY=VALUE"):
         parse_options(["faces"])
+
+
+def test_building_from_features_imports_neither_torch_nor_pil():
+    """The --features route reads class means: no image library, no deep-learning framework to import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tasks.splits.cli, tasks.splits.build; "
+        "print(sorted(m for m in ('torch', 'torchvision', 'PIL', 'ray', 'mlflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
