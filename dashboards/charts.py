@@ -20,7 +20,9 @@ from study.results.files import atomic_path
 from study.results.storage import StudyPath
 
 Spec = dict[str, Any]  # {"data": [trace, ...], "layout": {...}}: Plotly.newPlot's arguments
-CONFIG = {"displaylogo": False, "responsive": True}  # Plotly.js's config for every chart of the page
+# Plotly.js's config for every chart of the page: no logo linking to plotly.com, and no "Share chart"
+# button (Plotly.js 4 shows one by default: it uploads the chart to Plotly Cloud).
+CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif'
 PANEL_HEIGHT = 330  # pixels per row of panels
 LEGEND_WIDTH = 190  # pixels right of the panels

@@ -58,6 +58,9 @@ return Array.from(document.querySelectorAll("figure")).map(figure => {
 URLS_JS = """
 return Array.from(document.querySelectorAll("[src], [href]")).map(e => e.getAttribute("src") || e.getAttribute("href"));
 """
+MODEBAR_JS = """
+return Array.from(document.querySelectorAll(".modebar-btn")).map(b => b.getAttribute("data-title"));
+"""
 MARKERS_JS = "return arguments[0].querySelectorAll('.scatterlayer .point').length;"
 # The drawn markers of one legend group: the points of its visible traces drawn with markers.
 GROUP_POINTS_JS = """
@@ -112,8 +115,12 @@ def check_figures(figures: list[dict]) -> None:
 
 
 def check_offline(browser, page: Path) -> None:
-    """Every URL the page names is relative (or data:), and every request it made (the browser's network
-    log: requests of its document, not the browser's own pages) is for a file of the dashboard folder."""
+    """Every URL the page names is relative (or data:), every request it made (the browser's network
+    log: requests of its document, not the browser's own pages) is for a file of the dashboard folder, and
+    no chart offers to upload itself (Plotly.js's "Share chart" button) or links to plotly.com (its logo)."""
+    buttons = browser.execute_script(MODEBAR_JS)
+    assert "Download plot as a PNG" in buttons
+    assert not [b for b in buttons if b.startswith(("Share chart", "Produced with Plotly"))], buttons
     for url in browser.execute_script(URLS_JS):
         assert url.startswith(("#", "data:")) or ":" not in url.split("/")[0], url
     events = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
