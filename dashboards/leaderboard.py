@@ -114,19 +114,18 @@ def _group_section(board: Leaderboard, group: str, rows: pd.DataFrame) -> str:
     )
     chart = _robustness_chart(board, group)
     figure = (
-        f'<div class="chart" id="er-{anchor}"></div><script>Plotly.newPlot("er-{anchor}", '
-        f"{chart}.data, {chart}.layout, {json.dumps(CONFIG)});</script>"
+        '<p class="note">Each model (study, backbone, method, seed) on each harder split: its '
+        f"{board.metric} there against its default-split value, on logit axes, with each split's "
+        "least-squares trend (Taori et al. 2020). Click a legend entry to hide it.</p>"
+        f'<div class="chart" id="er-{anchor}"></div><script>{{const spec = {chart}; Plotly.newPlot('
+        f'"er-{anchor}", spec.data, spec.layout, {json.dumps(CONFIG)});}}</script>'
         if chart
         else '<p class="note">Effective robustness needs 3 models with 2 distinct default-split values '
         "per harder split: not enough here.</p>"
     )
     return (
         f'<section id="{anchor}"><h2>{_text(group)}</h2><p class="note">{_text(caption)}</p>'
-        f'<div class="table-wrap">{_table(board, rows)}</div>'
-        '<p class="note">Each model (study, backbone, method, seed) on each harder split: its '
-        f"{board.metric} there against its default-split value, on logit axes, with each split's "
-        "least-squares trend (Taori et al. 2020). Click a legend entry to hide it.</p>"
-        f"{figure}</section>"
+        f'<div class="table-wrap">{_table(board, rows)}</div>{figure}</section>'
     )
 
 
