@@ -26,11 +26,11 @@ from tasks.splits.fid import EPS, SubsetScatter, fid, fid_from_gram, fid_from_te
 # scatter route (SOP size) a busy 2-core box (load average 4.5-6) ran the 20-step harder progression in
 # 48 s on one thread against 80-143 s on two, whose barriers wait for preempted threads
 # (benchmarks/bench_fid.py --sop). On an idle box two threads could only speed up the BLAS-3 share of
-# a step (Cholesky, triangular products, scatter updates); the eigenvalue problem runs on one thread
+# a step (Cholesky, L^T Q L, scatter updates); the eigenvalue problem runs on one thread
 # anyway (fid.EIGEN_THREADS).
 BLAS_THREADS: int | None = 1
-# Worker processes that compute the cross terms of a swap progression's FIDs (Cholesky, triangular
-# products, eigenvalues) beside the process that picks the swaps and updates the scatter matrices, so a
+# Worker processes that compute the cross terms of a swap progression's FIDs (Cholesky, L^T Q L,
+# eigenvalues) beside the process that picks the swaps and updates the scatter matrices, so a
 # 2-core box runs both at once. Processes, not threads: scipy's BLAS/LAPACK wrappers hold the GIL for the
 # whole call (a second thread stalled 137 ms through a dsyrk and 337 ms through a dsyevr at d = 1500).
 # 0: every FID in this process, as successive calls.
