@@ -137,6 +137,7 @@ def render_page(header: Header, sections: list[Section], footer: str, plotly_js:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<link rel="icon" href="data:,">\n'  # no icon: no request for /favicon.ico
         f"<title>{_text(header.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f'<header><h1>{_text(header.title)}</h1>{lines}<div class="badges">{badges}</div></header>\n'
         f"<nav>{nav}</nav>\n<main>\n{body}\n</main>\n<footer>{_text(footer)}</footer>\n{scripts}</body>\n</html>\n"

@@ -1,8 +1,10 @@
 """``oodml report --serve``: the dashboard on 127.0.0.1, rebuilt from the results dataset as a study runs.
 
 Each request for the page compares the watched state (result files, the status tables, whether the
-driver is alive) with the one of the last build and rebuilds when it changed; the served page reloads itself every
-``RELOAD_S`` seconds, so an open browser follows the study. The file on disk carries no reload.
+driver is alive) with the one of the last build and rebuilds when it changed. Every ``RELOAD_S`` seconds the
+served page asks for itself again and reloads only when the build it gets differs (its footer says when it
+was built), so an open browser follows the study and a chart keeps its zoom and hidden methods while
+nothing changes. The file on disk carries no reload.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from study.results.layout import (
 from study.results.status import read_driver
 
 RELOAD_S = 15
+# Added to the served page: reload when the server's build of the page differs from the one shown.
+RELOAD_SCRIPT = f"""<script>
+setInterval(() => fetch(location.href, {{cache: "no-store"}}).then(response => response.text()).then(page => {{
+  const built = new DOMParser().parseFromString(page, "text/html").querySelector("footer").textContent;
+  if (built !== document.querySelector("footer").textContent) location.reload();
+}}).catch(() => {{}}), {RELOAD_S * 1000});
+</script>
+"""
 HOST = "127.0.0.1"
 
 
@@ -60,7 +70,8 @@ class LiveReport:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    """Serves the page (refreshed, with a reload tag) and the figures next to it; nothing else."""
+    """Serves the page (refreshed, with ``RELOAD_SCRIPT``) and the files next to it (figures, Plotly.js);
+    nothing else."""
 
     def __init__(self, *args, live: LiveReport, **kwargs) -> None:
         self.live = live
@@ -75,9 +86,7 @@ class _Handler(SimpleHTTPRequestHandler):
         except Exception as err:  # the study folder vanished, a figure failed...: say so, keep serving
             self.send_error(500, f"could not build the dashboard: {type(err).__name__}: {err}")
             return
-        body = page.replace(
-            b"<head>", f'<head>\n<meta http-equiv="refresh" content="{RELOAD_S}">'.encode(), 1
-        )
+        body = page.replace(b"</body>", RELOAD_SCRIPT.encode() + b"</body>", 1)
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -103,7 +112,7 @@ def serve(live: LiveReport, port: int, echo: Callable[[str], None] = print) -> N
     echo(
         f"serving the dashboard of {live.study_dir} at http://{HOST}:{server.server_port}/ "
         f"(bound to {HOST} only: this machine). It is rebuilt from the results dataset when that changes; "
-        f"the page reloads every {RELOAD_S} s. Ctrl-C stops."
+        f"an open page reloads within {RELOAD_S} s of a change. Ctrl-C stops."
     )
     main = threading.current_thread() is threading.main_thread()  # only there can it take signals
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None

@@ -11,7 +11,7 @@ from plotly.offline import get_plotlyjs
 import dashboards.report as report
 from dashboards import build_report
 from dashboards.charts import plotly_js_name
-from dashboards.serve import LiveReport, make_server
+from dashboards.serve import RELOAD_SCRIPT, LiveReport, make_server
 from study.cli import main
 from study.results import write_trial_result
 from study.status import trial_started
@@ -128,8 +128,8 @@ def test_serve_rebuilds_when_results_change(tmp_path):
     try:
         status, kind, body = get(url + "/")
         assert status == 200 and kind.startswith("text/html")
-        assert b'http-equiv="refresh"' in body and b"No results yet" in body
-        assert b"http-equiv" not in (tmp_path / "dashboard" / "index.html").read_bytes()
+        assert RELOAD_SCRIPT.encode() in body and b"No results yet" in body
+        assert b"location.reload()" not in (tmp_path / "dashboard" / "index.html").read_bytes()
         failed_trial(tmp_path, "late-failure")
         body = get(url + "/index.html")[2]
         assert b"late-failure" in body and b"1 failed" in body
