@@ -30,6 +30,7 @@ import copy
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -43,9 +44,11 @@ from tasks.config import FewShotConfig, TrialConfig, adaptation_hyperparameters
 from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
 from tasks.data.loading import loader_options
 from tasks.evaluate import retrieval_metrics
-from tasks.methods import Method, build_method
+from tasks.methods import Method, TrainBatch, build_method
+from tasks.metric_names import metric_names as retrieval_metric_names
 from tasks.models import EmbeddingModel
 from tasks.models.embedding import BlockHead
+from tasks.record import FewShotResult, MeanCI
 from tasks.splits.episodes import (
     MIN_QUERY_IMAGES,
     Episode,
@@ -54,20 +57,21 @@ from tasks.splits.episodes import (
     too_small,
 )
 from tasks.splits.files import Split
+from tasks.step import LossLog, TrainingStep, check_every, check_finite
 from tasks.train import _channels_last, embed
 
 # Retrieval within a single class is trivially perfect and its NMI meaningless: an episode needs two.
 MIN_QUERY_CLASSES = 2
 
 
-def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+def mean_ci95(values: Sequence[float]) -> MeanCI:
     """Mean over episodes and the half-width of its 95% Student-t interval, ``t(0.975, n-1) s / sqrt(n)``
     with the sample standard deviation ``s`` (ddof 1); the half-width is NaN for fewer than 2 values."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
-        return float(values.mean()) if len(values) else float("nan"), float("nan")
+        return MeanCI(float(values.mean()) if len(values) else float("nan"), float("nan"))
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean()), float(half)
+    return MeanCI(float(values.mean()), float(half))
 
 
 @dataclass(frozen=True)
@@ -164,11 +168,40 @@ def criterion(config: TrialConfig, num_classes: int, embedding_dim: int) -> Meth
     return method
 
 
+def head_outputs(head: nn.Module, features: torch.Tensor, fs: FewShotConfig) -> torch.Tensor:
+    """The head's output the criterion sees (before L2 normalisation): a block head's (DiVA) unweighted
+    concatenation unless ``fewshot.reweight``, as the original's script adapts; otherwise the head's
+    output."""
+    return head(features, weighted=fs.reweight) if isinstance(head, BlockHead) else head(features)
+
+
 def loss_embeddings(head: nn.Module, features: torch.Tensor, fs: FewShotConfig) -> torch.Tensor:
-    """The L2-normalised embeddings the criterion sees: a block head's (DiVA) unweighted concatenation
-    unless ``fewshot.reweight``, as the original's script adapts; otherwise the head's output."""
-    outputs = head(features, weighted=fs.reweight) if isinstance(head, BlockHead) else head(features)
-    return F.normalize(outputs, dim=-1)
+    """The L2-normalised embeddings the criterion sees (``head_outputs``, normalised)."""
+    return F.normalize(head_outputs(head, features, fs), dim=-1)
+
+
+@dataclass(frozen=True)
+class SupportForward:
+    """A support batch (images or their cached backbone features, class indices) into a ``TrainBatch``:
+    images through the backbone (without gradient unless ``mode: full``), features through ``head``; no
+    autocast (adaptation runs in float32)."""
+
+    model: EmbeddingModel
+    head: nn.Module
+    fs: FewShotConfig
+    device: torch.device
+
+    def __call__(self, items: Sequence[torch.Tensor]) -> TrainBatch:
+        inputs, targets = (t.to(self.device, non_blocking=True) for t in items)
+        if inputs.dim() == 4:  # images: through the backbone (frozen unless mode full)
+            if _channels_last(self.device):
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with nullcontext() if self.fs.mode == "full" else torch.no_grad():
+                inputs = self.model.features(inputs)
+        outputs = head_outputs(self.head, inputs, self.fs)
+        return TrainBatch(
+            features=inputs, outputs=outputs, embeddings=F.normalize(outputs, dim=-1), labels=targets
+        )
 
 
 def _fresh(head: nn.Module, seed: int) -> nn.Module:
@@ -194,7 +227,10 @@ def _adapt(
     their cached backbone features, class indices). Modes ``head`` and ``linear_probe`` train ``head``
     on features of the frozen backbone; ``full`` trains ``model`` (whose head is ``head``). Adam at
     ``lr_multiplier`` x the training learning rates; the criterion's own parameters join only under
-    ``loss_parameters: trained``."""
+    ``loss_parameters: trained``. Each step is training's (``tasks.step.TrainingStep``: the criterion's
+    ``training_loss``, backward, Adam's step, ``after_step``, the loss checked finite), in float32. The
+    criterion is a plain loss (``Method.is_plain_loss``, required of ``fewshot.method``): it has no
+    ``start``, ``resume`` or ``end_epoch`` of its own to call."""
     fs, training = config.fewshot, config.training
     torch.manual_seed(seed)
     method = criterion(config, num_classes, head.out_features).to(device)
@@ -207,19 +243,28 @@ def _adapt(
         model.eval()
         head.train()
     optimizer = torch.optim.Adam(groups + method.param_groups())
-    for inputs, targets in batches:
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        if inputs.dim() == 4:  # images: through the backbone (frozen unless mode full)
-            if _channels_last(device):
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with nullcontext() if fs.mode == "full" else torch.no_grad():
-                inputs = model.features(inputs)
-        loss = method(loss_embeddings(head, inputs, fs), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    step = TrainingStep(
+        SupportForward(model, head, fs, device),
+        model,
+        method,
+        optimizer,
+        torch.amp.GradScaler("cuda", enabled=False),  # float32: a disabled scaler is plain backward, step
+    )
+    where = partial(_adaptation_step, config=config, seed=seed)
+    losses = LossLog(0, device, partial(check_finite, where=where), check_every(device))
+    for items in batches:
+        step(items, losses)
+    losses.finish()
     model.eval()
     head.eval()
+
+
+def _adaptation_step(step: int, config: TrialConfig, seed: int) -> str:
+    """Where a non-finite adaptation loss was (``tasks.step.check_finite``)."""
+    return (
+        f"at few-shot adaptation step {step} (episode seed {seed}) of criterion {config.fewshot.method!r}: "
+        f"lower fewshot.lr_multiplier or check its hyperparameters {adaptation_hyperparameters(config)}"
+    )
 
 
 def _feature_batches(
@@ -260,24 +305,16 @@ def _metrics(
 
 def metric_names(config: TrialConfig) -> list[str]:
     """The keys ``_metrics`` returns under ``config`` (a budget no episode can score reports them NaN)."""
-    return (
-        [f"recall@{k}" for k in config.training.ks]
-        + ["map@r", "map@1000"]
-        + (["nmi"] if config.training.with_nmi else [])
-    )
+    return retrieval_metric_names(config.training.ks, config.training.with_nmi)
 
 
 def evaluate_fewshot(
     model: EmbeddingModel, images: LabelledImages, split: Split, config: TrialConfig, device: torch.device
-) -> dict[int, dict]:
-    """For every configured shot budget: few-shot and zero-shot metrics (mean, CI) over episodes.
-
-    A budget's result: ``episodes`` (how many were scored), ``support`` (``images`` or ``classes``),
-    ``left_out_classes`` (test classes left out of any of its episodes, sorted), ``nan_reason`` (why a
-    mean or CI is NaN; None when none is) and, per kind (``fewshot``, ``zeroshot``), metric -> (mean, CI).
-    """
+) -> dict[int, FewShotResult]:
+    """For every configured shot budget: few-shot and zero-shot metrics (mean, CI) over episodes, as a
+    ``tasks.record.FewShotResult``."""
     fs = config.fewshot
-    results: dict[int, dict] = {}
+    results: dict[int, FewShotResult] = {}
     if not fs.shots:
         return results
     frozen = fs.mode in ("head", "linear_probe")  # the backbone's features of the queries serve every episode
@@ -350,18 +387,20 @@ def evaluate_fewshot(
                     _metrics(embed(adapted, images, query, device, num_workers=workers), query_labels, config)
                 )
         scored = len(per_episode["fewshot"])
-        results[shots] = {
-            "episodes": scored,
-            "support": "classes" if is_whole_class(episodes[0]) else "images",
-            "left_out_classes": sorted(left_out),
-            "nan_reason": _nan_reason(shots, len(episodes), scored, len(left_out), len(split.test)),
-            **{
-                kind: {m: mean_ci95([r[m] for r in runs]) for m in runs[0]}
-                if runs
-                else {m: (float("nan"), float("nan")) for m in metric_names(config)}
-                for kind, runs in per_episode.items()
-            },
+        means = {
+            kind: {m: mean_ci95([r[m] for r in runs]) for m in runs[0]}
+            if runs
+            else {m: MeanCI(float("nan"), float("nan")) for m in metric_names(config)}
+            for kind, runs in per_episode.items()
         }
+        results[shots] = FewShotResult(
+            episodes=scored,
+            support="classes" if is_whole_class(episodes[0]) else "images",
+            left_out_classes=sorted(left_out),
+            nan_reason=_nan_reason(shots, len(episodes), scored, len(left_out), len(split.test)),
+            fewshot=means["fewshot"],
+            zeroshot=means["zeroshot"],
+        )
     return results
 
 

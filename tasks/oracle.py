@@ -2,7 +2,7 @@
 training set (docs/oracle.md).
 
 An oracle trial trains its method on the training half of every kept test class (``tasks.splits.heldout``)
-instead of the split's train classes, keeps its last epoch (``tasks.train.selects_last_epoch``), and is
+instead of the split's train classes, keeps its last epoch (``tasks.roles.Oracle``), and is
 evaluated on the held-out half; a benchmark trial with ``heldout`` set evaluates its selected model on the
 same held-out half, so both are measured on the same images.
 """

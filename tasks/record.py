@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 RECORD_VERSION = 2  # 1: the flat dict of slash-encoded keys (round 1); 2: this typed record
 # val, test: the split's validation and test classes; heldout: the held-out half of the test classes (the
@@ -111,6 +111,43 @@ class Measurement:
         if self.shots == 0:
             return f"{self.subset}/{self.metric}"
         return f"fewshot/{self.shots}/{self.kind}/{self.metric}"
+
+
+class MeanCI(NamedTuple):
+    """A mean over episodes and the half-width of its 95% Student-t interval (NaN for fewer than 2)."""
+
+    mean: float
+    ci95: float
+
+
+class FewShotResult(TypedDict):
+    """One shot budget's few-shot evaluation (``tasks.fewshot.evaluate_fewshot``): ``episodes`` scored,
+    ``support`` (``images`` or ``classes``), the test classes ``left_out_classes`` of any of its episodes
+    (sorted), why a mean or interval is NaN (``nan_reason``; None when none is), and per kind (``fewshot``:
+    the adapted model, ``zeroshot``: the unadapted one on the same queries) metric -> ``MeanCI``."""
+
+    episodes: int
+    support: str
+    left_out_classes: list[str]
+    nan_reason: str | None
+    fewshot: dict[str, MeanCI]
+    zeroshot: dict[str, MeanCI]
+
+
+def fewshot_measurements(results: Mapping[int, FewShotResult]) -> list[Measurement]:
+    """The measurements of few-shot results: per budget, kind (few-shot, then zero-shot) and metric."""
+    found = []
+    for shots, result in results.items():
+        budget = {
+            "episodes": result["episodes"],
+            "left_out_classes": len(result["left_out_classes"]),
+            "support": result["support"],
+            "nan_reason": result["nan_reason"],
+        }
+        for kind, means in (("fewshot", result["fewshot"]), ("zeroshot", result["zeroshot"])):
+            for metric, (mean, ci) in means.items():
+                found.append(Measurement("test", metric, mean, shots, kind, ci, **budget))
+    return found
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,11 @@ from tasks.config import TrialConfig
 from tasks.data import build_dataset
 from tasks.fewshot import evaluate_fewshot
 from tasks.identity import config_split, describe
+from tasks.metric_names import TEST, VAL, MetricKey, recall_name
 from tasks.models.embedding import BlockHead
-from tasks.oracle import divide_test_classes, indices_of_ids, oracle_training_set
-from tasks.record import Curves, Environment, Measurement, Timings, TrialRecord
+from tasks.oracle import divide_test_classes, indices_of_ids
+from tasks.record import Curves, Environment, Measurement, Timings, TrialRecord, fewshot_measurements
+from tasks.roles import trial_role
 from tasks.splits.check import class_sizes, unknown_classes
 from tasks.splits.files import Split, read_split_file
 from tasks.train import (
@@ -68,22 +70,6 @@ def _zeroshot(subset: str, metrics: dict[str, float]) -> list[Measurement]:
     return [Measurement(subset, metric, float(value)) for metric, value in metrics.items()]
 
 
-def fewshot_measurements(results: dict[int, dict]) -> list[Measurement]:
-    """The few-shot measurements of ``evaluate_fewshot``'s results: per budget, kind and metric."""
-    found = []
-    for shots, result in results.items():
-        budget = {
-            "episodes": result["episodes"],
-            "left_out_classes": len(result["left_out_classes"]),
-            "support": result["support"],
-            "nan_reason": result["nan_reason"],
-        }
-        for kind in ("fewshot", "zeroshot"):
-            for metric, (mean, ci) in result[kind].items():
-                found.append(Measurement("test", metric, mean, shots, kind, ci, **budget))
-    return found
-
-
 def cross_measurements(model, config: TrialConfig, device: torch.device) -> list[Measurement]:
     """The model's retrieval metrics on each ``evaluate_on`` dataset's split's test classes (subset
     ``cross``), its images through this trial's evaluation transform (the model's own)."""
@@ -113,32 +99,25 @@ def run_trial(
     identity = describe(config, split)  # the trial id is known before the trial runs
     _check_split(split, images, config.data.split_file)
     division = divide_test_classes(images, split, config.heldout) if config.heldout else None
-
-    if config.role == "oracle":  # trains on the training halves of the test classes (docs/oracle.md)
-        trained = train_model(
-            config,
-            *oracle_training_set(images, split, division),
-            workdir,
-            on_epoch=on_epoch,
-            progress=progress,
-        )
-    else:
-        trained = train_model(config, images, split, workdir, on_epoch=on_epoch, progress=progress)
+    role = trial_role(config)  # what it trains on, how it selects, what it is measured on (tasks.roles)
+    trained = train_model(
+        config, *role.training_set(images, split, division), workdir, on_epoch=on_epoch, progress=progress
+    )
     device = resolve_device(config.training.device)
     curves = Curves.from_history(trained.history)
-    selected = trained.selected_record()
-    measurements = _zeroshot("val", {k[4:]: v for k, v in selected.items() if k.startswith("val/")})
+    measurements = _zeroshot(VAL, trained.selected_metrics(VAL))
     test_selected: dict = {}
     evaluated = time.perf_counter()
-    if config.evaluate_test and config.role == "benchmark":
+    measures_test = config.evaluate_test and role.measures_test
+    if measures_test:
         weightings = evaluate_weightings(trained.model, images, split.test, config, device)
-        measurements += _zeroshot("test", weightings.pop(None))
+        measurements += _zeroshot(TEST, weightings.pop(None))
         measurements += [
-            Measurement("test", metric, float(value), weighting=weighting)
+            Measurement(TEST, metric, float(value), weighting=weighting)
             for weighting, metrics in weightings.items()
             for metric, value in metrics.items()
         ]
-        test_curve = curves.values.get("test/recall@1")
+        test_curve = curves.values.get(MetricKey(TEST, recall_name(1)).key)
         scored = [i for i, value in enumerate(test_curve or ()) if value is not None]  # test_curve_every
         if scored:  # what selecting on test would pick among the evaluated epochs (recorded, never used)
             best = max(scored, key=lambda i: test_curve[i])
@@ -157,7 +136,7 @@ def run_trial(
     if config.evaluate_test:
         measurements += cross_measurements(trained.model, config, device)
     fewshot_started = time.perf_counter()
-    if config.evaluate_test and config.role == "benchmark":
+    if measures_test:
         measurements += fewshot_measurements(evaluate_fewshot(trained.model, images, split, config, device))
     finished = time.perf_counter()
     return TrialRecord(
@@ -166,7 +145,7 @@ def run_trial(
             embedding_dim=trained.model.head.out_features,
             epochs=trained.epochs,
             reported_weighting=head.weighting if isinstance(head := trained.model.head, BlockHead) else None,
-            **({"num_train_classes": len(division.classes)} if config.role == "oracle" else {}),
+            **role.identity(division),
         ),
         hyperparameters=dict(config.method.hyperparameters),
         config=config.model_dump(mode="json"),
