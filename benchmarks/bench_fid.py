@@ -3,6 +3,7 @@
     python benchmarks/bench_fid.py [--classes 200] [--dim 2048]
     python benchmarks/bench_fid.py --sop [--steps 20] [--old-steps 3] [--sqrtm] [--blas-threads T]
                                          [--eigen-threads T] [--old-blas-threads T]
+    python benchmarks/bench_fid.py --sop-cli [--steps 20] [--no-compare]
 
 Default case: one FID between two halves of ``classes`` class means by the fast route and by the textbook
 scipy ``sqrtm``, and all three progressions with the published CUB settings (25 harder, 15 easier, 35
@@ -19,19 +20,36 @@ is compared with a fresh recomputation from the class means (and with ``sqrtm`` 
 The new route runs on ``build_progressions``' BLAS thread count (one), the old one on all threads as
 round 1 ran it; ``--old-blas-threads 1`` gives the like-for-like ratio on a busy box, where two BLAS
 threads slow down far more than one.
+
+``--sop-cli``: the whole ``oodml splits build --features`` process (a subprocess: imports, npz load,
+the harder progression with K=1000, H=1000, N=``--steps``, no easier or removal steps, selection, MMD
+shift measures, the written files) on the same synthetic 22,634 x 2048 class means, timed from outside.
+Then, in this process and the same run, each of its two heavy parts by the route before issue 22 and by
+today's: the progression with its FID cross terms in this process (``FID_WORKERS = 0``) against a worker
+process beside it, and the MMD of the splits the command selected on one thread and the BLAS library's
+threads (``threads=1``) against ``MMD_THREADS`` threads of one BLAS thread each; the values of each pair
+are compared (class lists identical, FIDs and MMDs bit for bit), and checked against the file's.
+``--no-compare`` times the command alone. The CPU model and the load average come with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-from loadavg import load
+from loadavg import cpu, load
 from threadpoolctl import threadpool_limits
 
 import tasks.splits.fid as fid_module
 import tasks.splits.progressions as progressions
+import tasks.splits.shift as shift
 from tasks.splits.fid import _fid_from_covariances, fid, fid_reference
 from tasks.splits.progressions import PartitionFID, ProgressionSettings, swap_progression
 
@@ -181,6 +199,79 @@ def sop_case(args: argparse.Namespace) -> None:
     print(f"  FIDs by step: {', '.join(f'{s.fid:.3g}' for s in steps)}")
 
 
+def _clocked(fn) -> tuple[float, float, object]:
+    """Wall seconds, CPU seconds (this process's threads and its finished children's) and the value: on
+    a loaded box the CPU seconds show the work done, the wall seconds what parallelism bought of it."""
+    wall, cpu, children = (
+        time.perf_counter(),
+        time.process_time(),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    value = fn()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return time.perf_counter() - wall, time.process_time() - cpu + children_cpu, value
+
+
+def sop_cli_case(args: argparse.Namespace) -> None:
+    means = sop_like_means(seed=args.seed)
+    n = len(means)
+    names = [f"p{i}" for i in range(n)]
+    order = np.random.default_rng(args.seed + 1).permutation(n)
+    train, test = order[:11318], order[11318:]  # SOP's default split sizes
+    print(f"SOP-size oodml splits build --features: {n} x {means.shape[1]} class means, K=1000, H=1000, "
+          f"N={args.steps}, no easier or removal steps; {cpu()}; {load()}", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        features, out = Path(tmp) / "sop_means.npz", Path(tmp) / "splits"
+        np.savez(features, class_names=np.array(names), class_means=means,
+                 train=np.array(names)[train], test=np.array(names)[test])  # fmt: skip
+        command = [sys.executable, "-m", "study.cli", "splits", "build", "--features", str(features),
+                   "--out", str(out), "--steps", str(args.steps), "--swaps-per-step", "1000",
+                   "--history", "1000", "--easier-steps", "0", "--removal-steps", "0"]  # fmt: skip
+        print(f"  before the command: {load()}", flush=True)
+        t_cli, cpu_cli, _ = _clocked(lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL))
+        print(f"  whole command: {t_cli:.1f} s, {cpu_cli:.1f} CPU s (goal < 45 s: {t_cli < 45}); {load()}",
+              flush=True)  # fmt: skip
+        written = json.loads((out / "splits.json").read_text())
+    if args.no_compare:
+        return
+    settings = ProgressionSettings(steps=args.steps, swaps_per_step=1000, history=1000)
+    runs = []
+    for workers in (0, progressions.FID_WORKERS):
+        progressions.FID_WORKERS = workers
+        with threadpool_limits(limits=progressions.BLAS_THREADS, user_api="blas"):
+            seconds, cpu_seconds, (steps, _, _) = _clocked(
+                lambda: swap_progression(means, names, train, test, settings, True, PartitionFID(means))
+            )
+        runs.append(steps)
+        print(f"  progression, FID_WORKERS={workers}: {seconds:.1f} s, {cpu_seconds:.1f} CPU s; {load()}",
+              flush=True)  # fmt: skip
+    before, after = runs
+    assert [s.as_dict() for s in before] == [s.as_dict() for s in after], "the two routes' steps differ"
+    recorded = {step["key"]: step["fid"] for step in written["progressions"]["harder"]}
+    assert all(recorded[s.key] == s.fid for s in after), "the command's FIDs differ from this run's"
+    print("  progression: steps, class lists and FIDs identical in both routes and in the command's file")
+
+    splits = [(s["train"], s["test"]) for s in written["splits"]]
+    index = {c: i for i, c in enumerate(names)}
+    masks = np.zeros((2, len(splits), n), dtype=bool)
+    for s, (train_classes, test_classes) in enumerate(splits):
+        masks[0, s, [index[c] for c in train_classes]] = True
+        masks[1, s, [index[c] for c in test_classes]] = True
+    bandwidth = written["provenance"]["shift"]["bandwidth"]
+    timed = []
+    for threads in (1, shift.MMD_THREADS):
+        timed.append(
+            _clocked(lambda t=threads: shift.split_mmd2(means, masks[0], masks[1], bandwidth, threads=t))
+        )
+        print(f"  MMD of {len(splits)} splits, threads={threads}: {timed[-1][0]:.1f} s, "
+              f"{timed[-1][1]:.1f} CPU s; {load()}", flush=True)  # fmt: skip
+    (t_old, _, old), (t_new, _, new) = timed
+    stored = np.array([s["shift"]["mmd"] for s in written["splits"]])
+    print(f"  MMD old/new {t_old / t_new:.2f}x; max rel. diff old vs new {np.max(np.abs(old - new) / np.abs(old)):.1e}, "
+          f"new vs the command's file {np.max(np.abs(new - stored) / np.abs(stored)):.1e}")  # fmt: skip
+
+
 def cub_case(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     # ResNet-like class means: non-negative, correlated, a shared direction plus class-specific parts.
@@ -228,6 +319,8 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--sop", action="store_true", help="the SOP-size harder progression instead")
+    parser.add_argument("--sop-cli", action="store_true", help="the whole SOP-size splits command instead")
+    parser.add_argument("--no-compare", action="store_true", help="--sop-cli: time the command alone")
     parser.add_argument("--steps", type=int, default=20, help="--sop: recorded steps N")
     parser.add_argument("--old-steps", type=int, default=3, help="--sop: steps the old route runs")
     parser.add_argument("--seed", type=int, default=0, help="--sop: seed of the synthetic class means")
@@ -256,7 +349,10 @@ def main() -> None:
     args.blas_threads = args.blas_threads or None  # 0: all threads
     if args.eigen_threads is not None:
         fid_module.EIGEN_THREADS = args.eigen_threads or None  # 0: all threads
-    sop_case(args) if args.sop else cub_case(args)
+    if args.sop_cli:
+        sop_cli_case(args)
+    else:
+        sop_case(args) if args.sop else cub_case(args)
 
 
 if __name__ == "__main__":
