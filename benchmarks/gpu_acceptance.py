@@ -75,28 +75,23 @@ class Sizes:
     ray_cpus: int | None
 
 
-GPU_SIZES = Sizes(60_502, 11_316, 512, "cuda", ("--device", "cuda"), {"cpus": 1, "gpus": 0.25}, None)
+GPU_SIZES = Sizes(
+    images=60_502,
+    classes=11_316,
+    dim=512,
+    device="cuda",
+    trial_args=("--device", "cuda"),  # bench_gpu_trial's CUDA defaults: ResNet50, 224 px, batch 112
+    study_resources={"cpus": 1, "gpus": 0.25},
+    ray_cpus=None,  # all the machine's
+)
 DRY_SIZES = Sizes(
-    2_000,
-    374,  # SOP's 5.35 images per class
-    64,
-    "cpu",
-    (
-        "--device",
-        "cpu",
-        "--classes",
-        "32",
-        "--batch-size",
-        "32",
-        "--steps",
-        "3",
-        "--epochs",
-        "2",
-        "--repeats",
-        "1",
-    ),
-    {"cpus": 0.5, "gpus": 0},
-    2,
+    images=2_000,
+    classes=374,  # SOP's 5.35 images per class
+    dim=64,
+    device="cpu",
+    trial_args=tuple("--device cpu --classes 32 --batch-size 32 --steps 3 --epochs 2 --repeats 1".split()),
+    study_resources={"cpus": 0.5, "gpus": 0},
+    ray_cpus=2,
 )
 
 

@@ -43,3 +43,15 @@ def test_a_failing_check_makes_the_exit_code_non_zero(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout + run.stderr
     assert _verdicts(run.stdout) == {"kmeans": "FAIL", "evaluate": "PASS"}, run.stdout
     assert "forced by --force-fail" in run.stdout
+
+
+def test_without_cuda_a_full_run_refuses_and_names_the_dry_run(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: the full run would start")
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert run.returncode == 2 and "no CUDA device" in run.stderr and "--dry-run" in run.stderr, run.stderr
+    assert "PASS" not in run.stdout and "FAIL" not in run.stdout
