@@ -26,7 +26,7 @@ from pytorch_metric_learning import losses
 from pytorch_metric_learning.utils import common_functions as c_f
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, LibraryLoss, Method, MethodSpec, VariantBuilder
+from tasks.methods.base import LibraryLoss, Method, VariantBuilder
 
 COSINE_CLAMP = 1e-10
 
@@ -68,18 +68,4 @@ class PMLArcFace(LibraryLoss):
         )
 
 
-SPEC = MethodSpec(
-    name="arcface",
-    build=VariantBuilder(original=ArcFace, pml=PMLArcFace),
-    hyperparameters={
-        "margin": Hyperparameter(0.5, 0.1, 1.0),
-        "scale": Hyperparameter(16.0, 4.0, 64.0, log=True),
-        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
-    },
-    description="ArcFace (margin in radians): Deng et al., ArcFace: Additive Angular Margin Loss for Deep "
-    "Face Recognition, CVPR 2019.",
-    variants={
-        "original": "ooDML criteria/arcface.py: all cosines clamped to [1e-10, 1-1e-10], cos(theta + m)",
-        "pml": "pytorch-metric-learning ArcFaceLoss: unclamped cosines, monotonic past theta = pi - m",
-    },
-)
+build = VariantBuilder(original=ArcFace, pml=PMLArcFace)

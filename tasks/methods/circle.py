@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning import losses
 
-from tasks.methods.base import Hyperparameter, LibraryLoss, MethodSpec
+from tasks.methods.base import LibraryLoss
 
 
 class Circle(LibraryLoss):
@@ -19,15 +19,3 @@ class Circle(LibraryLoss):
 
 def build(num_classes: int, embedding_dim: int, *, m: float, gamma: float) -> Circle:
     return Circle(m=m, gamma=gamma)
-
-
-SPEC = MethodSpec(
-    name="circle",
-    build=build,
-    hyperparameters={
-        "m": Hyperparameter(0.4, 0.1, 0.5),
-        "gamma": Hyperparameter(80.0, 16.0, 256.0, log=True),
-    },
-    description="Circle loss: Sun et al., Circle Loss: A Unified Perspective of Pair Similarity "
-    "Optimization, CVPR 2020.",
-)

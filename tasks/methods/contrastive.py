@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses
 from torch import Tensor
 
-from tasks.methods.base import Hyperparameter, LibraryLoss, Method, MethodSpec
+from tasks.methods.base import LibraryLoss, Method
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.miners import MinedLoss, Triplets
 
@@ -64,19 +64,3 @@ def build(
 ) -> Method:
     cls = PMLContrastive if variant == "pml" else Contrastive
     return cls(pos_margin=pos_margin, neg_margin=neg_margin)
-
-
-SPEC = MethodSpec(
-    name="contrastive",
-    build=build,
-    hyperparameters={
-        "pos_margin": Hyperparameter(0.0, 0.0, 0.5),
-        "neg_margin": Hyperparameter(1.0, 0.5, 1.6),
-    },
-    description="Contrastive loss: Hadsell et al., Dimensionality Reduction by Learning an Invariant "
-    "Mapping, CVPR 2006.",
-    variants={
-        "original": "ooDML criteria/contrastive.py: pairs of distance-weighted triplets, each term's mean",
-        "pml": "pytorch-metric-learning: all pairs, each term averaged over its non-zero pairs",
-    },
-)

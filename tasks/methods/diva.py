@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, Part, TrainBatch
-from tasks.methods.composite import PartFactory, composite
+from tasks.methods.base import Method, TrainBatch
+from tasks.methods.composite import PartFactory
 from tasks.methods.distances import floored_sphere_log_weights, pairwise_distances
 from tasks.methods.miners import Miner, Triplets
 from tasks.models.embedding import BlockHead
@@ -415,33 +415,3 @@ class Diva(Method):
         # a loaded encoder not yet rebuilt (no step since resuming) is still part of the state
         for name, value in (self._saved_key_encoder or {}).items():
             destination[f"{prefix}key_encoder.{name}"] = value
-
-
-SPEC = composite(
-    MethodSpec(
-        name="diva",
-        build=Diva,
-        hyperparameters={
-            "alpha_ssl": Hyperparameter(0.3, 0.0, 1.0),
-            "alpha_shared": Hyperparameter(0.3, 0.0, 1.0),
-            "alpha_intra": Hyperparameter(0.3, 0.0, 1.0),
-            "rho_ssl": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
-            "rho_shared": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
-            "rho_intra": Hyperparameter(1500.0, 10.0, 5000.0, log=True),
-            "decorrnet_dim": Hyperparameter(512, 64, 2048, tune=False),
-            # the original sets the separation MLPs' rate to the backbone's: it follows training.lr
-            "decorrnet_lr": Hyperparameter(1e-5, 1e-6, 1e-3, log=True, tune=False),
-            "temperature": Hyperparameter(0.01, 0.001, 0.1, log=True),
-            "momentum": Hyperparameter(0.9, 0.5, 0.999),
-            "n_key_batches": Hyperparameter(30, 1, 100, tune=False),
-            # the reported embedding's weighting (task_weights): the original's three
-            "discriminative_weight": Hyperparameter(1.0, 0.5, 1.0, choices=(1.0, 0.75, 0.5)),
-        },
-        description="DiVA: Milbich et al., DiVA: Diverse Visual Feature Aggregation for Deep Metric Learning, "
-        "ECCV 2020; four 128-d embeddings (margin/distance, shared, intra, fast MoCo) with adversarial "
-        "separation, settings of Milbich, Roth et al., NeurIPS 2021 (ooDML, CUB200).",
-        follows={"decorrnet_lr": "lr"},
-        margin_beta="beta",
-    ),
-    criterion=Part("margin"),  # at the margin method's ooDML values
-)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tasks.methods.base import Method, MethodSpec
+from tasks.methods.base import Method
 
 
 class Frozen(Method):
@@ -37,13 +37,5 @@ class Frozen(Method):
         return head
 
 
-def _build(*, num_classes: int, embedding_dim: int) -> Frozen:
+def build(*, num_classes: int, embedding_dim: int) -> Frozen:
     return Frozen()
-
-
-SPEC = MethodSpec(
-    "frozen",
-    _build,
-    {},
-    "The pretrained backbone's pooled features, L2-normalised, untrained (a baseline for the DML methods)",
-)

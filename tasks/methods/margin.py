@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, MethodSpec
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.miners import MinedLoss, Triplets
 
@@ -120,22 +119,3 @@ def build(
         sampler=DistanceWeightedSampler(),
         reduction=variant,
     )
-
-
-SPEC = MethodSpec(
-    name="margin",
-    build=build,
-    hyperparameters={
-        "beta": Hyperparameter(1.2, 0.5, 1.6),
-        "margin": Hyperparameter(0.2, 0.05, 0.5),
-        "nu": Hyperparameter(0.0, 0.0, 0.1),
-        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-2, log=True),
-    },
-    margin_beta="beta",
-    description="Margin loss + distance-weighted sampling: Wu et al., Sampling Matters in Deep Embedding "
-    "Learning, ICCV 2017; settings of Milbich, Roth et al., NeurIPS 2021 (ooDML).",
-    variants={
-        "original": "ooDML criteria/margin.py: sum over triplets / number of triplets with a non-zero term",
-        "wu": "Wu et al.'s code: (sum + nu * sum beta) / number of non-zero pair terms",
-    },
-)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 from torch import Tensor
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Method
 from tasks.methods.miners import MinedLoss, Miner, Pairs
 
 
@@ -126,22 +126,3 @@ def build(
 ) -> Method:
     cls = PMLMultiSimilarity if variant == "pml" else MultiSimilarity
     return cls(alpha=alpha, beta=beta, base=base, epsilon=epsilon)
-
-
-SPEC = MethodSpec(
-    name="multisimilarity",
-    build=build,
-    hyperparameters={
-        "alpha": Hyperparameter(2.0, 0.5, 10.0, log=True),
-        "beta": Hyperparameter(40.0, 10.0, 80.0, log=True),
-        "base": Hyperparameter(0.5, 0.0, 1.0),
-        "epsilon": Hyperparameter(0.1, 0.0, 0.5),
-    },
-    description="Multi-similarity loss + miner: Wang et al., Multi-Similarity Loss with General Pair "
-    "Weighting for Deep Metric Learning, CVPR 2019.",
-    variants={
-        "original": "ooDML criteria/multisimilarity.py: positive and negative terms each averaged over "
-        "the anchors with mined pairs, scaled by 1/alpha and 1/beta",
-        "pml": "pytorch-metric-learning: mean over all anchors of the paper's per-anchor loss",
-    },
-)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, LibraryLoss, Method, MethodSpec, VariantBuilder
+from tasks.methods.base import LibraryLoss, Method, VariantBuilder
 
 
 class ProxyAnchor(Method):
@@ -65,18 +65,4 @@ class PMLProxyAnchor(LibraryLoss):
         self.loss = losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=delta, alpha=alpha)
 
 
-SPEC = MethodSpec(
-    name="proxyanchor",
-    build=VariantBuilder(original=ProxyAnchor, pml=PMLProxyAnchor),
-    hyperparameters={
-        "alpha": Hyperparameter(32.0, 4.0, 64.0, log=True),
-        "delta": Hyperparameter(0.1, 0.0, 0.5),
-        "loss_lr": Hyperparameter(2e-2, 1e-4, 1e-1, log=True),
-    },
-    description="Proxy-Anchor loss: Kim et al., Proxy Anchor Loss for Deep Metric Learning, CVPR 2020.",
-    variants={
-        "original": "ooDML criteria/oproxy.py (anchor mode): positive term per sample, averaged over the "
-        "batch; negative over proxies with negatives; proxies N(0,1)/8",
-        "pml": "pytorch-metric-learning ProxyAnchorLoss: positive term averaged over proxies present",
-    },
-)
+build = VariantBuilder(original=ProxyAnchor, pml=PMLProxyAnchor)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Method
 
 
 class ProxyNCA(Method):
@@ -35,15 +35,3 @@ class ProxyNCA(Method):
 
 def build(num_classes: int, embedding_dim: int, *, scale: float, loss_lr: float) -> ProxyNCA:
     return ProxyNCA(num_classes, embedding_dim, scale=scale, loss_lr=loss_lr)
-
-
-SPEC = MethodSpec(
-    name="proxynca",
-    build=build,
-    hyperparameters={
-        "scale": Hyperparameter(3.0, 1.0, 8.0),
-        "loss_lr": Hyperparameter(5e-4, 1e-5, 1e-1, log=True),
-    },
-    description="ProxyNCA: Movshovitz-Attias et al., No Fuss Distance Metric Learning using Proxies, "
-    "ICCV 2017.",
-)

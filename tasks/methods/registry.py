@@ -1,27 +1,71 @@
 """The registry of DML methods by name (``METHODS``), and building one from its defaults plus overrides.
 
-A method is a :class:`~tasks.methods.base.MethodSpec`: its builder and the declaration of every
-hyperparameter it takes (default and search range), registered with :func:`register_method`, the
-same function for the built-in methods and a plugin's.
+A method is a :class:`~tasks.methods.declaration.MethodSpec`: its builder (or a reference to it) and
+the declaration of every hyperparameter it takes (default and search range), registered with
+:func:`register_method`, the same function for the built-in methods (``tasks/methods/catalog.py``) and a
+plugin's. A builder given by reference is imported, and checked against the declaration, when the
+method is first built: listing and checking the registered methods imports no torch.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from tasks.methods.base import BUILD_ARGUMENTS, Hyperparameter, Method, MethodSpec
+from tasks.methods.declaration import BUILD_ARGUMENTS, REFERENCE, Hyperparameter, MethodSpec, resolve
 from tasks.registry import Registry, RegistryError
+
+if TYPE_CHECKING:
+    from tasks.methods.base import Method
+
+
+class LazyBuilder:
+    """The builder of method ``spec`` named by reference (``spec.build``, ``"package.module:name"``):
+    imported and checked against the declaration (:func:`check_builder`) once, on first use: a call, a
+    look at its signature, or :meth:`resolve`."""
+
+    def __init__(self, spec: MethodSpec) -> None:
+        if not REFERENCE.fullmatch(spec.build):
+            raise RegistryError(
+                f"method {spec.name!r}: MethodSpec.build {spec.build!r} is neither a callable nor a reference "
+                "'package.module:name'"
+            )
+        self.spec, self.reference = spec, spec.build
+        self.__name__ = self.reference.rpartition(":")[2]
+        self.resolved: Callable[..., Method] | None = None
+
+    def resolve(self) -> Callable[..., Method]:
+        if self.resolved is None:
+            build = resolve(self.spec.name, self.reference)
+            check_builder(self.spec.name, replace(self.spec, build=build))
+            self.resolved = build
+        return self.resolved
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.resolve())
+
+    def __call__(self, *arguments: Any, **keywords: Any) -> Method:
+        return self.resolve()(*arguments, **keywords)
+
+    def __repr__(self) -> str:
+        return f"LazyBuilder({self.reference!r})"
 
 
 def check_declaration(name: str, spec: MethodSpec) -> None:
     """A method declares exactly the hyperparameters its builder takes, each a :class:`Hyperparameter`,
-    takes ``variant`` exactly when it declares variants, and cites what it follows."""
+    takes ``variant`` exactly when it declares variants, and cites what it follows. A builder given by
+    reference is checked against the declaration when first imported (:class:`LazyBuilder`)."""
     if spec.name != name:
         raise RegistryError(
             f"method {name!r}: registered under another name than its MethodSpec's {spec.name!r}"
+        )
+    if isinstance(spec.build, str):
+        raise RegistryError(
+            f"method {name!r}: its builder is a reference {spec.build!r}: register it with register_method, "
+            "which imports it on first use"
         )
     if not callable(spec.build):
         raise RegistryError(f"method {name!r}: MethodSpec.build must be a callable, got {spec.build!r}")
@@ -34,6 +78,21 @@ def check_declaration(name: str, spec: MethodSpec) -> None:
         raise RegistryError(
             f"method {name!r}: hyperparameters {wrong} are not declared as Hyperparameter(default, low, high)"
         )
+    strays = sorted(set(spec.follows) - set(spec.hyperparameters))
+    if spec.margin_beta is not None and spec.margin_beta not in spec.hyperparameters:
+        strays.append(spec.margin_beta)
+    if strays:
+        raise RegistryError(
+            f"method {name!r}: MethodSpec.follows / margin_beta name {strays}, which are not among its "
+            f"hyperparameters {sorted(spec.hyperparameters)}"
+        )
+    if not isinstance(spec.build, LazyBuilder):
+        check_builder(name, spec)
+
+
+def check_builder(name: str, spec: MethodSpec) -> None:
+    """``spec.build`` takes the build arguments, exactly the declared hyperparameters, as keywords, and
+    ``variant`` exactly when ``spec`` declares variants."""
     parameters = inspect.signature(spec.build).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         raise RegistryError(
@@ -55,14 +114,6 @@ def check_declaration(name: str, spec: MethodSpec) -> None:
     if unused:
         raise RegistryError(
             f"method {name!r}: declares hyperparameters {unused} that its builder does not take"
-        )
-    strays = sorted(set(spec.follows) - set(spec.hyperparameters))
-    if spec.margin_beta is not None and spec.margin_beta not in spec.hyperparameters:
-        strays.append(spec.margin_beta)
-    if strays:
-        raise RegistryError(
-            f"method {name!r}: MethodSpec.follows / margin_beta name {strays}, which are not among its "
-            f"hyperparameters {sorted(spec.hyperparameters)}"
         )
     if bool(spec.variants) != ("variant" in parameters):
         raise RegistryError(
@@ -92,12 +143,15 @@ METHODS: Registry[MethodSpec] = Registry(
 
 
 def register_method(spec: MethodSpec | None = None, /, **declaration: Any) -> Any:
-    """Register a method: ``register_method(MethodSpec(...))`` returns the spec; as a decorator,
+    """Register a method: ``register_method(MethodSpec(...))`` returns the spec as registered (a builder
+    given by reference, ``"package.module:name"``, held as a :class:`LazyBuilder`); as a decorator,
     ``@register_method(name=..., hyperparameters=..., description=...)`` over its builder (or
     :class:`Method` subclass) builds the spec from the builder and returns the builder."""
     if spec is not None:
         if declaration:
             raise TypeError("register_method: give a MethodSpec or its fields, not both")
+        if isinstance(spec, MethodSpec) and isinstance(spec.build, str):
+            spec = replace(spec, build=LazyBuilder(spec))
         return METHODS.register(spec)
 
     def decorator(build: Callable[..., Method]) -> Callable[..., Method]:
@@ -158,30 +212,3 @@ def build_spec(
     return spec.build(
         num_classes=num_classes, embedding_dim=embedding_dim, **options, **(spec.defaults() | hyperparameters)
     )
-
-
-# the built-in methods' modules, each after the methods it is composed from
-BUILTINS = (
-    "margin",
-    "rmargin",
-    "multisimilarity",
-    "arcface",
-    "proxyanchor",
-    "proxynca",
-    "triplet",
-    "contrastive",
-    "softtriple",
-    "circle",
-    "diva",
-    "uniformity",
-    "s2sd",
-    "frozen",
-)
-
-
-def _register_builtins() -> None:
-    for module in BUILTINS:
-        register_method(importlib.import_module(f"tasks.methods.{module}").SPEC)
-
-
-_register_builtins()

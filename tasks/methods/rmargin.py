@@ -11,25 +11,10 @@ triplets / number of triplets with a non-zero term); the triplets come from
 
 from __future__ import annotations
 
-from tasks.methods.base import Hyperparameter, MethodSpec, Part
-from tasks.methods.composite import PartFactory, composite
+from tasks.methods.composite import PartFactory
 from tasks.methods.margin import MarginLoss
 from tasks.methods.rho_distance import RhoDistanceSampler
 
 
 def build(num_classes: int, embedding_dim: int, *, criterion: PartFactory, rho: float) -> MarginLoss:
     return criterion(miner=RhoDistanceSampler(rho))
-
-
-SPEC = composite(
-    MethodSpec(
-        name="rmargin",
-        build=build,
-        hyperparameters={"rho": Hyperparameter(0.4, 0.0, 0.6)},
-        margin_beta="beta",
-        description="Margin loss + rho-distance sampling (R-Margin): Roth et al., Revisiting Training "
-        "Strategies and Generalization Performance in Deep Metric Learning, ICML 2020.",
-    ),
-    # the margin loss at R-Margin's ooDML boundary (CUB200)
-    criterion=Part("margin", hyperparameters={"beta": Hyperparameter(0.6, 0.3, 1.6)}),
-)

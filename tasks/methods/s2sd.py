@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, Part, TrainBatch
-from tasks.methods.composite import PartFactory, composite
+from tasks.methods.base import Method, TrainBatch
+from tasks.methods.composite import PartFactory
 from tasks.methods.distance_weighted import DistanceWeightedSampler
 from tasks.methods.margin import MarginLoss
 
@@ -184,35 +184,3 @@ def build(
         pool_aggr=bool(pool_aggr),
         head_lr=head_lr,
     )
-
-
-SPEC = composite(
-    MethodSpec(
-        name="s2sd",
-        build=build,
-        hyperparameters={
-            # S2SD's own (ood_main.py --loss_s2sd_*)
-            "head_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False),  # follows training.lr
-            "temperature": Hyperparameter(1.0, 0.1, 10.0, log=True),
-            "weight": Hyperparameter(50.0, 0.0, 100.0),
-            "feat_weight": Hyperparameter(50.0, 0.0, 100.0),
-            # switches and sizes: settings of the method, not tuned by `search: true`
-            "feat_distill": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
-            "feat_delay": Hyperparameter(0, 0, 10000, tune=False),
-            "pool_aggr": Hyperparameter(1, 0, 1, tune=False, choices=(0, 1)),
-            "target_dim1": Hyperparameter(1024, 16, 4096, tune=False),
-            "target_dim2": Hyperparameter(1536, 16, 4096, tune=False),
-            "target_dim3": Hyperparameter(2048, 16, 4096, tune=False),
-        },
-        description="S2SD: Roth et al., Simultaneous Similarity-based Self-Distillation for Deep Metric "
-        "Learning, ICML 2021 (margin loss with rho-distance sampling as source and target criteria); "
-        "settings of Milbich, Roth et al., NeurIPS 2021 (ooDML).",
-        follows={"loss_lr": "lr", "head_lr": "lr"},
-        margin_beta="beta",
-    ),
-    # the source and target criteria: R-Margin at the S2SD runs' settings (CUB200), its boundaries at the
-    # network's rate, which loss_lr follows
-    criterion=Part(
-        "rmargin", hyperparameters={"loss_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False)}
-    ),
-)

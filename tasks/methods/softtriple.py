@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Method
 
 
 class SoftTriple(Method):
@@ -54,19 +54,3 @@ class SoftTriple(Method):
         upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=gram.device), diagonal=1)
         spread = (2 + 1e-5 - 2 * gram[:, upper]).sqrt().sum()
         return loss + self.tau * spread / (num_classes * k * (k - 1))
-
-
-SPEC = MethodSpec(
-    name="softtriple",
-    build=SoftTriple,
-    hyperparameters={
-        "centers_per_class": Hyperparameter(10, 2, 20),
-        "la": Hyperparameter(20.0, 4.0, 40.0),
-        "gamma": Hyperparameter(0.1, 0.01, 0.5, log=True),
-        "delta": Hyperparameter(0.01, 0.0, 0.1),
-        "tau": Hyperparameter(0.2, 0.0, 0.5),
-        "loss_lr": Hyperparameter(1e-2, 1e-4, 1e-1, log=True),
-    },
-    description="SoftTriple loss: Qian et al., SoftTriple Loss: Deep Metric Learning Without Triplet "
-    "Sampling, ICCV 2019.",
-)

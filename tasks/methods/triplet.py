@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 from torch import Tensor
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec
+from tasks.methods.base import Method
 from tasks.methods.miners import MinedLoss, Triplets
 from tasks.methods.semihard import SemihardMiner
 
@@ -56,15 +56,3 @@ class PMLTriplet(Method):
 
 def build(num_classes: int, embedding_dim: int, *, margin: float, variant: str = "original") -> Method:
     return PMLTriplet(margin=margin) if variant == "pml" else Triplet(margin=margin)
-
-
-SPEC = MethodSpec(
-    name="triplet",
-    build=build,
-    hyperparameters={"margin": Hyperparameter(0.2, 0.05, 0.5)},
-    description="Triplet loss + semi-hard mining: Schroff et al., FaceNet, CVPR 2015.",
-    variants={
-        "original": "ooDML criteria/triplet.py: one semi-hard triplet per anchor, squared distances, mean",
-        "pml": "pytorch-metric-learning: all semi-hard triplets, plain distances, mean over non-zero",
-    },
-)

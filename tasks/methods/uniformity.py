@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from tasks.methods.base import Hyperparameter, Method, MethodSpec, Part, TrainBatch
-from tasks.methods.composite import PartFactory, composite
+from tasks.methods.base import Method, TrainBatch
+from tasks.methods.composite import PartFactory
 
 
 class Discriminator(nn.Module):
@@ -174,28 +174,3 @@ def build(
         disc_milestone=disc_milestone,
         disc_gamma=disc_gamma,
     )
-
-
-SPEC = composite(
-    MethodSpec(
-        name="uniformity",
-        build=build,
-        hyperparameters={
-            # the prior's (ood_main.py --maxentropy_*; w 0.2 as the CUB/CARS runs set it)
-            "weight": Hyperparameter(0.2, 0.0, 1.0),
-            "disc_every": Hyperparameter(10, 1, 500),
-            "disc_latent": Hyperparameter(100, 10, 500),
-            "chunk_size": Hyperparameter(128, 16, 2048, tune=False),
-            "disc_lr_multiplier": Hyperparameter(1.0, 0.1, 100.0, log=True),
-            "network_lr": Hyperparameter(1e-5, 1e-6, 1e-2, log=True, tune=False),  # follows training.lr
-            "disc_milestone": Hyperparameter(10000, 1, 10000, tune=False),
-            "disc_gamma": Hyperparameter(0.1, 0.01, 1.0),
-        },
-        description="Uniformity prior: margin loss + distance-weighted sampling with an adversarial uniform "
-        "prior on the pooled features (Sinha et al., Uniform Priors for Data-Efficient Transfer, 2020), as "
-        "ooDML's --with_entropy runs it (Milbich, Roth et al., NeurIPS 2021).",
-        follows={"network_lr": "lr"},
-        margin_beta="beta",
-    ),
-    criterion=Part("margin"),  # at the margin method's ooDML values
-)
