@@ -1,8 +1,9 @@
-"""How fast ``oodml`` answers ``--help``: each command as a whole process, against a bare Python start
-(``python -c pass``) and ``python -c "import torch"`` measured in the same run.
+"""How fast ``oodml`` answers ``--help`` and ``oodml list methods``: each command as a whole process,
+against a bare Python start (``python -c pass``) and ``python -c "import torch"`` measured in the same run.
 
-The goal: every ``--help`` under 0.5 s (a command imports torch, Ray, MLflow and pandas only when it runs;
-``tests/test_cli_start.py`` checks the imports, this the time).
+The goals: every ``--help`` under 0.5 s (a command imports torch, Ray, MLflow and pandas only when it runs),
+``oodml list methods`` under 1.5 s (it reads the declarations of tasks/methods/catalog.py, builds nothing);
+``tests/test_cli_start.py`` checks the imports, this the time.
 
     python benchmarks/bench_cli_start.py [--repeats 5]
 """
@@ -20,6 +21,7 @@ from loadavg import cpu, load
 from study.cli import COMMANDS
 
 GOAL_S = 0.5
+LIST_GOAL_S = 1.5
 
 
 def seconds(arguments: list[str], repeats: int) -> float:
@@ -49,6 +51,9 @@ def main() -> None:
         )
     verdict = "met" if worst < GOAL_S else "NOT met"
     print(f"slowest --help {worst:.3f} s: goal < {GOAL_S} s {verdict}; {load()}")
+    listing = seconds(["-m", "study.cli", "list", "methods"], args.repeats)
+    verdict = "met" if listing < LIST_GOAL_S else "NOT met"
+    print(f"oodml list methods: {listing:.3f} s: goal < {LIST_GOAL_S} s {verdict}; {load()}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The command line starts light: printing a command's help imports none of the heavy libraries its work
 needs (study/cli.py imports a command's module only when it is named; each module imports torch, Ray,
-MLflow, pandas, matplotlib, DuckDB and Plotly only inside the function that runs the command)."""
+MLflow, pandas, matplotlib, DuckDB and Plotly only inside the function that runs the command), and
+``oodml list methods`` reads the methods' declarations (tasks/methods/catalog.py) without importing torch."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from study.cli import COMMANDS
+from study.listing import KINDS
 
 HEAVY = ("torch", "torchvision", "ray", "mlflow", "pandas", "matplotlib", "faiss", "timm", "duckdb", "plotly")
 
@@ -34,3 +36,26 @@ def imported_modules(*arguments: str) -> set[str]:
 def test_help_imports_no_heavy_library(command: tuple[str, ...]) -> None:
     found = imported_modules(*command, "--help") & set(HEAVY)
     assert not found, f"oodml {' '.join(command)} --help imports {sorted(found)}"
+
+
+# the kinds whose registries are read without torch (backbones, datasets and extractors still import it)
+TORCH_FREE_LISTS = ("methods", "episodes")
+
+
+@pytest.mark.parametrize("kind", [None, *KINDS], ids=lambda k: k or "everything")
+def test_list_imports_neither_ray_nor_mlflow(kind: str | None) -> None:
+    found = imported_modules("list", *([kind] if kind else [])) & {"ray", "mlflow"}
+    assert not found, f"oodml list {kind or ''} imports {sorted(found)}"
+
+
+@pytest.mark.parametrize("kind", TORCH_FREE_LISTS)
+def test_list_reads_declarations_without_torch(kind: str) -> None:
+    """``oodml list methods`` reads the catalog's declarations (tasks/methods/catalog.py) and builds nothing."""
+    found = imported_modules("list", kind) & {
+        "torch",
+        "torchvision",
+        "ray",
+        "mlflow",
+        "pytorch_metric_learning",
+    }
+    assert not found, f"oodml list {kind} imports {sorted(found)}"
