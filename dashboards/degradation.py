@@ -57,8 +57,9 @@ def degradation_blocks(table: pa.Table, out: Path) -> list[Block]:
                 path,
                 f"{dataset}: zero-shot test metrics against the FID between train and test classes; "
                 f"mean over seeds (up to {seeds}) with the 95% CI band; dotted line: default split "
-                f"(key {DEFAULT_SPLIT_KEY}); top axis: test classes per split (fewer classes make "
-                "retrieval easier, against the trend)." + (ORACLE_NOTE if not pairs.empty else ""),
+                f"(key {DEFAULT_SPLIT_KEY}); test classes per split on the PNG's top axis and in the chart's "
+                "hover (fewer classes make retrieval easier, against the trend)."
+                + (ORACLE_NOTE if not pairs.empty else ""),
                 chart,
             )
         )

@@ -40,7 +40,7 @@ def fewshot_blocks(table: pa.Table, out: Path) -> list[Block]:
                 path,
                 f"{dataset}: top, test {METRICS[PRIMARY_METRIC]} on the episode queries before (dashed) and after "
                 f"(solid) adapting on the support set ({SUPPORTS.get(supports.get(dataset), 'support')}), "
-                "with the 95% CI over episodes; the shaded gap is the gain. Bottom: the gain, mean over "
+                "with the 95% CI over episodes (in the PNG, the shaded gap is the gain). Bottom: the gain, mean over "
                 "seeds with its 95% CI band over seeds.",
                 chart_fewshot(rows, dataset),
             )
