@@ -141,12 +141,6 @@ def resolve_episode(
     return resolved.support, resolved.query
 
 
-def _iterations(fs: FewShotConfig, shots: int) -> int:
-    if shots not in fs.iterations:
-        raise ValueError(f"fewshot.iterations has no entry for {shots} shots; give e.g. {{{shots}: 1000}}")
-    return fs.iterations[shots]
-
-
 def _sampler(labels: np.ndarray, fs: FewShotConfig, iterations: int, seed: int):
     """Class-balanced batches of 2 images per class (1 when the smallest support class holds just 1)."""
     per_class = min(2, int(np.bincount(labels).min()))
@@ -347,7 +341,7 @@ def evaluate_fewshot(
             if len(set(query_labels.tolist())) < MIN_QUERY_CLASSES:
                 continue
             _, support_labels = np.unique(label_array[support], return_inverse=True)
-            iterations = _iterations(fs, shots)
+            iterations = fs.iterations[shots]  # FewShotConfig: every budget has an entry
             classes = int(support_labels.max()) + 1
             if frozen:
                 q_feat = features[[position[int(i)] for i in query]]

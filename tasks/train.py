@@ -274,11 +274,6 @@ def train_model(
     """Train, select the epoch by the trial's selection rule (``tasks.selection``), checkpoint every epoch;
     resumes from ``workdir/last.pt``."""
     tc = config.training
-    if tc.protocol == "paper" and not config.evaluate_test:
-        raise ValueError(
-            "training.protocol 'paper' selects the epoch on the test classes, but this trial does not "
-            "evaluate them (evaluate_test: false, e.g. a tuning trial); use protocol 'validated'"
-        )
     device = resolve_device(tc.device)
     workdir.mkdir(parents=True, exist_ok=True)
     model, method = _built(config, len(training_classes(config, split)), device)
