@@ -39,6 +39,7 @@ from tasks.config import (
     TrainingConfig,
     TrialSettings,
 )
+from tasks.metric_names import SELECTION_SCORE, VAL, MetricKey, metric_names
 from tasks.registry import PluginError, unknown_name
 from tasks.splits.options import SplitOptions
 from tasks.validation import error_line
@@ -638,10 +639,9 @@ class StudySpec(_Strict):
         return self.oracle.methods if self.oracle.methods is not None else [m.label for m in self.methods]
 
     def validation_metrics(self) -> list[str]:
-        """What a trial records per epoch on its validation classes (``tasks.evaluate.retrieval_metrics``)."""
-        t = self.training
-        names = [f"recall@{k}" for k in t.ks] + ["map@r", "map@1000"] + (["nmi"] if t.with_nmi else [])
-        return sorted(f"val/{n}" for n in [*names, "selection_score"])
+        """What a trial records per epoch on its validation classes (``tasks.metric_names``)."""
+        names = [*metric_names(self.training.ks, self.training.with_nmi), SELECTION_SCORE]
+        return sorted(MetricKey(VAL, n).key for n in names)
 
     @property
     def shots(self) -> list[int]:
