@@ -19,7 +19,7 @@ from study.results.compare import DRAWS, EXACT_UP_TO, RESAMPLES, Comparison, jso
 from study.results.layout import DEFAULT_SPLIT_KEY, RESULTS_DIR
 from study.results.names import FID
 from study.results.oracle import oracle_lines
-from study.results.robustness import effective_robustness
+from study.results.robustness import effective_robustness, points, trends
 from study.results.schema import SCHEMA, SUMMARY_COLUMNS
 from study.results.storage import StudyPath, Where, locate
 from study.results.store import leftover_temporary_files, read_folder
@@ -176,12 +176,17 @@ def _text(table: pa.Table) -> str:
 
 
 def summary_json(study_dir: Where, metric: str = "recall@1", shift: str = FID) -> str:
-    """The summary's tables as one JSON object: ``auc``, ``ranking`` and ``effective_robustness`` rows
-    (NaN written as null)."""
+    """The summary's tables as one JSON object: ``auc``, ``ranking`` and ``effective_robustness`` rows,
+    and the effective-robustness scatter: its ``robustness_points`` (per model and harder split, ``x`` on
+    the default split and ``y`` on the harder one) and each split's fitted ``robustness_trends``
+    (``logit y = intercept + slope logit x``); NaN written as null."""
     table, _ = read_study(locate(study_dir))
+    scatter = points(table, metric)
     tables = {
         "auc": auc_summary(table, metric, shift=shift),
         "ranking": ranking(table, metric),
         "effective_robustness": effective_robustness(table, metric),
+        "robustness_points": pa.Table.from_pandas(scatter, preserve_index=False),
+        "robustness_trends": pa.Table.from_pandas(trends(scatter), preserve_index=False),
     }
     return json.dumps({name: json_records(result) for name, result in tables.items()}, allow_nan=False)

@@ -391,7 +391,17 @@ def test_results_command_compares(tmp_path, capsys):
         results(parser.parse_args([str(tmp_path), "--unit", "seed"]))
     results(parser.parse_args([str(tmp_path), "--json"]))  # without --compare: the summary's tables
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary) == {"auc", "ranking", "effective_robustness"} and summary["auc"]
+    assert (
+        set(summary)
+        == {
+            "auc",
+            "ranking",
+            "effective_robustness",
+            "robustness_points",
+            "robustness_trends",
+        }
+        and summary["auc"]
+    )
     write_grid(tmp_path / "one", seeds=(0,))
     results(parser.parse_args([str(tmp_path / "one"), "--compare", "--json"]))
     (pair,) = json.loads(capsys.readouterr().out)["pairs"]  # NaN written as null: valid JSON

@@ -88,5 +88,29 @@ def test_too_few_models_fit_no_trend() -> None:
 def test_oodml_results_prints_it_and_its_json_holds_it(tmp_path) -> None:
     write_planted(tmp_path, PLANTED)
     assert "Effective robustness, test recall@1" in format_summary(tmp_path)
-    rows = json.loads(summary_json(tmp_path))["effective_robustness"]
+    summary = json.loads(summary_json(tmp_path))
+    rows = summary["effective_robustness"]
     assert {r["method"]: round(r["effective_robustness"], 2) for r in rows} == PLANTED
+
+
+def test_oodml_results_json_holds_the_scatter_and_its_fitted_lines(tmp_path) -> None:
+    """The scatter's points are every model's (default, harder) pair as planted; each harder split's line
+    is the least-squares fit of logit y on logit x through its points (np.polyfit as the reference)."""
+    write_planted(tmp_path, PLANTED)
+    summary = json.loads(summary_json(tmp_path))
+    seeds = len({r.identity.seed for r in planted_records(PLANTED)})
+    assert len(summary["robustness_points"]) == len(PLANTED) * seeds * len(HARDER)
+    by_split: dict[int, list[tuple[float, float]]] = {}
+    for point in summary["robustness_points"]:
+        intercept, slope = TRENDS[int(point["split_id"])]
+        on_trend = expit(intercept + slope * logit(np.array(point["x"])))
+        assert point["y"] - on_trend == pytest.approx(PLANTED[point["method"]], abs=1e-9)
+        by_split.setdefault(int(point["split_id"]), []).append((point["x"], point["y"]))
+    found = {int(t["split_id"]): t for t in summary["robustness_trends"]}
+    assert found.keys() == TRENDS.keys()
+    for split_id, pairs in by_split.items():
+        x, y = np.array(pairs).T
+        slope, intercept = np.polyfit(logit(x), logit(y), 1)
+        trend = found[split_id]
+        assert (trend["intercept"], trend["slope"]) == pytest.approx((intercept, slope), abs=1e-9)
+        assert trend["n_models"] == len(PLANTED) * seeds
