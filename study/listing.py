@@ -16,7 +16,7 @@ KINDS = {
     "methods": ("tasks.methods", "METHODS"),
     "backbones": ("tasks.models", "BACKBONES"),
     "datasets": ("tasks.data", "DATASETS"),
-    "extractors": ("tasks.splits.features", "EXTRACTORS"),
+    "extractors": ("tasks.splits.extractors", "EXTRACTORS"),
     "episodes": ("tasks.splits.episodes", "EPISODE_BUILDERS"),
 }
 NOTES = {"backbones": "also any timm model, as timm:<name> (its own preprocessing and feature size)"}

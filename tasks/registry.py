@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,14 +33,15 @@ T = TypeVar("T")
 BUILTIN = "oodml"  # the origin of the package's own entries
 ENTRY_POINT_GROUP = "oodml.plugins"
 # The modules whose import registers the built-in entries (imported before any plugin, so a plugin that
-# imports them first cannot have the built-ins attributed to itself).
+# imports them first cannot have the built-ins attributed to itself); none imports torch.
 BUILTIN_MODULES = (
     "tasks.methods",
     "tasks.models",
-    "tasks.data",
-    "tasks.splits.features",
+    "tasks.data.registry",
+    "tasks.splits.extractors",
     "tasks.splits.episodes",
 )
+REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # "package.module:name"
 
 
 class RegistryError(ValueError):
@@ -228,6 +230,93 @@ def doc_line(obj: Any) -> str:
     """The first paragraph of ``obj``'s docstring, on one line ("" without one)."""
     doc = inspect.getdoc(obj) or ""
     return " ".join(doc.split("\n\n")[0].split())
+
+
+# --- implementations named by reference ----------------------------------------------------------------
+
+
+def resolve_reference(owner: str, reference: str, role: str = "builder") -> Any:
+    """The callable ``reference`` (``"package.module:name"``) names, ``owner``'s ``role`` (``"method 'x'"``,
+    ``"builder"``); a :class:`RegistryError` saying which when it cannot be imported or is not callable."""
+    if not REFERENCE.fullmatch(reference):
+        raise RegistryError(f"{owner}: its {role} reference {reference!r} is not 'package.module:name'")
+    module, attribute = reference.split(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise RegistryError(f"{owner}: its {role} {reference!r} cannot be imported: {error}") from error
+    if not callable(found):
+        raise RegistryError(f"{owner}: its {role} {reference!r} is not callable: {found!r}")
+    return found
+
+
+class LazyReference:
+    """A callable named by reference (``"package.module:name"``): imported, and checked (``check``), once,
+    on first use (a call, or :meth:`resolve`). A registry's built-in entries name their implementations
+    so, and are read, listed and checked without importing them (or torch).
+
+    ``signature`` and ``doc``, when declared, are what :func:`inspect.signature` and :func:`doc_line` read
+    without importing; on import the real signature must match the declared one (names, kinds and
+    defaults). Without them, asking for the signature imports the callable.
+    """
+
+    def __init__(
+        self,
+        owner: str,
+        reference: str,
+        *,
+        role: str = "builder",
+        check: Callable[[Callable[..., Any]], None] | None = None,
+        signature: inspect.Signature | None = None,
+        doc: str | None = None,
+    ) -> None:
+        if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
+            raise RegistryError(
+                f"{owner}: its {role} {reference!r} is neither a callable nor a reference 'package.module:name'"
+            )
+        self.owner, self.reference, self.role = owner, reference, role
+        self._check, self._signature = check, signature
+        self.__name__ = reference.rpartition(":")[2]
+        if doc is not None:
+            self.__doc__ = doc
+        self.resolved: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """The callable itself, imported and checked on the first call."""
+        if self.resolved is None:
+            found = resolve_reference(self.owner, self.reference, self.role)
+            if self._signature is not None and _shape(inspect.signature(found)) != _shape(self._signature):
+                raise RegistryError(
+                    f"{self.owner}: its {self.role} {self.reference!r} takes {inspect.signature(found)}, "
+                    f"but its declaration says {self._signature}: make them agree"
+                )
+            if self._check is not None:
+                self._check(found)
+            self.resolved = found
+        return self.resolved
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return self._signature if self._signature is not None else inspect.signature(self.resolve())
+
+    def __call__(self, *arguments: Any, **keywords: Any) -> Any:
+        return self.resolve()(*arguments, **keywords)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reference!r})"
+
+
+def _shape(signature: inspect.Signature) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+
+def keyword_signature(first: str, options: Mapping[str, Any]) -> inspect.Signature:
+    """``(first, option=default, ...)``: a declared builder's signature (:class:`LazyReference`), each
+    option taken by position or keyword with its default."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature(
+        [inspect.Parameter(first, kind)] + [inspect.Parameter(n, kind, default=d) for n, d in options.items()]
+    )
 
 
 # --- installed plugins (entry points) -----------------------------------------------------------------

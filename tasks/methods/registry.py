@@ -14,44 +14,25 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tasks.methods.declaration import BUILD_ARGUMENTS, REFERENCE, Hyperparameter, MethodSpec, resolve
-from tasks.registry import Registry, RegistryError
+from tasks.methods.declaration import BUILD_ARGUMENTS, Hyperparameter, MethodSpec
+from tasks.registry import LazyReference, Registry, RegistryError
 
 if TYPE_CHECKING:
     from tasks.methods.base import Method
 
 
-class LazyBuilder:
+class LazyBuilder(LazyReference):
     """The builder of method ``spec`` named by reference (``spec.build``, ``"package.module:name"``):
     imported and checked against the declaration (:func:`check_builder`) once, on first use: a call, a
-    look at its signature, or :meth:`resolve`."""
+    look at its signature, or :meth:`resolve` (the registries' one :class:`~tasks.registry.LazyReference`)."""
 
     def __init__(self, spec: MethodSpec) -> None:
-        if not REFERENCE.fullmatch(spec.build):
-            raise RegistryError(
-                f"method {spec.name!r}: MethodSpec.build {spec.build!r} is neither a callable nor a reference "
-                "'package.module:name'"
-            )
-        self.spec, self.reference = spec, spec.build
-        self.__name__ = self.reference.rpartition(":")[2]
-        self.resolved: Callable[..., Method] | None = None
-
-    def resolve(self) -> Callable[..., Method]:
-        if self.resolved is None:
-            build = resolve(self.spec.name, self.reference)
-            check_builder(self.spec.name, replace(self.spec, build=build))
-            self.resolved = build
-        return self.resolved
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        return inspect.signature(self.resolve())
-
-    def __call__(self, *arguments: Any, **keywords: Any) -> Method:
-        return self.resolve()(*arguments, **keywords)
-
-    def __repr__(self) -> str:
-        return f"LazyBuilder({self.reference!r})"
+        super().__init__(
+            f"method {spec.name!r}",
+            spec.build,
+            check=lambda build: check_builder(spec.name, replace(spec, build=build)),
+        )
+        self.spec = spec
 
 
 def check_declaration(name: str, spec: MethodSpec) -> None:

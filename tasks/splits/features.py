@@ -2,7 +2,7 @@
 (docs/protocol.md section 1).
 
 Every image goes through the extractor's evaluation transform and network; its globally pooled
-penultimate features are averaged per class. Extractors (``EXTRACTORS``):
+penultimate features are averaged per class. Extractors (``EXTRACTORS``, declared in ``tasks.splits.extractors``):
 
 - ``resnet50``: torchvision's ResNet50 with the ImageNet weights the paper used (IMAGENET1K_V1), 2048-d.
   Weights come from ``weights=`` or the torch hub cache, downloaded there unless offline
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
 from tasks.models.resnet import resnet
 from tasks.models.weights import HubCheckpoint, fetch, load_backbone_weights
 from tasks.progress import tracked
-from tasks.registry import Registry, doc_line
+from tasks.splits.extractors import EXTRACTORS
 
 RESNET50_IMAGENET = HubCheckpoint(ResNet50_Weights.IMAGENET1K_V1.url)  # the paper's weights
 
@@ -229,41 +229,6 @@ def glyph_classifier_extractor(images: LabelledImages, weights: Path) -> Extract
     network = glyph_feature_cnn()
     network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return Extractor(network, GLYPH, _file_digest(weights))
-
-
-@dataclass(frozen=True)
-class ExtractorKind:
-    """A feature extractor: where its weights are (cheap; raises ``FeatureWeightsError`` when they cannot
-    be had, so a study can check before it starts) and how to build it from them."""
-
-    weights: Callable[[LabelledImages, Path | None], Path]
-    build: Callable[[LabelledImages, Path], Extractor]
-    needs: str = ""  # what it needs to run, in words (``oodml list extractors``)
-
-
-def _describe_extractor(kind: ExtractorKind) -> dict[str, str]:
-    return {"needs": kind.needs, "weights": doc_line(kind.weights), "build": doc_line(kind.build)}
-
-
-EXTRACTORS: Registry[ExtractorKind] = Registry(
-    "feature extractor", ExtractorKind, plural="extractors", describe=_describe_extractor
-)
-EXTRACTORS.register(
-    ExtractorKind(
-        resnet50_weights,
-        resnet50_extractor,
-        "torchvision's ResNet50 ImageNet weights (IMAGENET1K_V1) in the torch hub cache, or weights=<file>; 2048-d",
-    ),
-    name="resnet50",
-)
-EXTRACTORS.register(
-    ExtractorKind(
-        glyph_classifier_weights,
-        glyph_classifier_extractor,
-        "a glyph benchmark (its held-out classes train the network on first use), or weights=<file>; 128-d",
-    ),
-    name="glyph-classifier",
-)
 
 
 # FID feature extractor per dataset where it is not the paper's ResNet50.
