@@ -1,5 +1,10 @@
 """The dataset registry: ``DATASETS`` by name, ``register_dataset``, and ``build_dataset`` resolving a name
-with its options."""
+with its options.
+
+The built-in datasets are declared in ``tasks/data/catalog.py`` (registered when this module loads), each
+builder named by reference with its description and options, and imported on first build: listing and
+checking datasets imports no torch and reads no images.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.data.base import DatasetError, LabelledImages
-from tasks.data.csv_files import load_csv
-from tasks.data.folders import load_cars196, load_cub200, load_imagefolder
-from tasks.data.glyphs import load_glyphs
-from tasks.data.sop import load_sop
-from tasks.data.verify import UNREADABLE_POLICIES, verify_images
-from tasks.registry import Registry, RegistryError, doc_line
+from tasks.registry import LazyReference, Registry, RegistryError, doc_line, keyword_signature
 
 
 def _check_builder(name: str, builder: Callable[..., LabelledImages]) -> None:
@@ -45,20 +45,34 @@ def _describe_builder(builder: Callable[..., LabelledImages]) -> dict[str, Any]:
 DATASETS: Registry[Callable[..., LabelledImages]] = Registry(
     "dataset", check=_check_builder, describe=_describe_builder, error=DatasetError
 )
-for _name, _builder in (
-    ("cub200", load_cub200),
-    ("cars196", load_cars196),
-    ("sop", load_sop),
-    ("imagefolder", load_imagefolder),
-    ("csv", load_csv),
-    ("glyphs", load_glyphs),
-):
-    DATASETS.register(_builder, name=_name)
 
 
-def register_dataset(name: str, builder: Callable[..., LabelledImages] | None = None) -> Any:
+def register_dataset(
+    name: str,
+    builder: Callable[..., LabelledImages] | str | None = None,
+    *,
+    description: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
     """Register ``builder(root, **options) -> LabelledImages`` as dataset ``name`` (also as a decorator,
-    ``@register_dataset("mine")``); returns the builder."""
+    ``@register_dataset("mine")``); returns the builder.
+
+    ``builder`` may be a reference, ``"package.module:name"``, with its ``description`` and its
+    ``options`` (name -> default) declared: it is imported, and its signature checked against them, when
+    the dataset is first built (:class:`~tasks.registry.LazyReference`)."""
+    if isinstance(builder, str):
+        if description is None or options is None:
+            raise RegistryError(
+                f"dataset {name!r}: a builder given by reference ({builder!r}) declares its description= "
+                "and options= (name -> default), which are listed without importing it"
+            )
+        signature = keyword_signature("root", options)
+        builder = LazyReference(f"dataset {name!r}", builder, signature=signature, doc=description)
+    elif description is not None or options is not None:
+        raise RegistryError(
+            f"dataset {name!r}: description= and options= declare a builder given by reference; a "
+            "callable builder's docstring and keyword arguments say them"
+        )
     return DATASETS.register(builder, name=name)
 
 
@@ -79,8 +93,13 @@ def build_dataset(name: str, /, root: str | Path | None, **options: Any) -> Labe
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise DatasetError(f"{name}: unknown options {unknown}; it accepts {accepted}")
+    from tasks.data.verify import UNREADABLE_POLICIES, verify_images
+
     policy = options.pop("unreadable_images", "fail")
     if policy not in UNREADABLE_POLICIES:
         raise DatasetError(f"{name}: option unreadable_images must be 'fail' or 'skip', got {policy!r}")
     images = builder(Path(root) if root is not None else None, **options)
     return verify_images(images, on_error="skip")[0] if policy == "skip" else images
+
+
+from tasks.data import catalog  # noqa: E402, F401  (registers the built-in datasets)
