@@ -1,6 +1,12 @@
-"""Backbones and the embedding model on top of them (``build_model``)."""
+"""Backbones and the embedding model on top of them (``build_model``).
 
-from tasks.models.embedding import EmbeddingModel
+Importing the package registers the built-in backbones' declarations (``tasks/models/catalog.py``) and
+imports no torch; ``EmbeddingModel`` and ``PretrainedWeightsError`` load their module on first use
+(``tasks.lazy``), each backbone's module when it is first built.
+"""
+
+from tasks.lazy import lazy_exports
+from tasks.models import catalog  # noqa: F401  (registers the built-in backbones)
 from tasks.models.registry import (
     BACKBONES,
     BackboneSpec,
@@ -9,7 +15,6 @@ from tasks.models.registry import (
     pretrained_weights,
     register_backbone,
 )
-from tasks.models.weights import PretrainedWeightsError
 
 __all__ = [
     "BACKBONES",
@@ -21,3 +26,4 @@ __all__ = [
     "pretrained_weights",
     "register_backbone",
 ]
+__getattr__ = lazy_exports(__name__, {"EmbeddingModel": "embedding", "PretrainedWeightsError": "weights"})

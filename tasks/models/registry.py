@@ -1,37 +1,36 @@
-"""Backbones by name, with their input contract and dimensions, and building an embedding model."""
+"""Backbones by name, with their input contract and dimensions, and building an embedding model.
+
+The built-in backbones are declared in ``tasks/models/catalog.py``, each naming the function that creates
+its module by reference (``"tasks.models.resnet:resnet50"``), imported on first build: listing and
+checking backbones imports no torch (nor timm, unless a ``timm:`` name is looked up).
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import timm
-import torch
-from torch import nn
-from torchvision.models import ResNet18_Weights, ResNet50_Weights, ResNet101_Weights
+from tasks.data.preprocess import Preprocess
+from tasks.models.weights import HubCheckpoint, HuggingFaceWeights, WeightsSource, locate
+from tasks.registry import LazyReference, Registry, RegistryError, suggestion
 
-from tasks.data.transforms import GLYPH, IMAGENET, Preprocess
-from tasks.models.embedding import EmbeddingModel
-from tasks.models.glyph_cnn import glyph_cnn
-from tasks.models.resnet import resnet
-from tasks.models.weights import (
-    HubCheckpoint,
-    HuggingFaceWeights,
-    WeightsSource,
-    load_backbone_weights,
-    locate,
-)
-from tasks.registry import Registry, suggestion
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tasks.models.embedding import EmbeddingModel
 
 TIMM_PREFIX = "timm:"
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A backbone: ``create()`` gives it randomly initialised (image -> pooled features).
+    """A backbone: ``create()`` gives it randomly initialised (image -> pooled features); ``create`` may be
+    a reference, ``"package.module:name"``, imported when the backbone is first built.
 
     ``weights`` is where its published pretrained weights come from (None: there are none, and the
     default is to train from scratch); ``classifier`` names the state-dict prefixes of the classifier
@@ -42,7 +41,7 @@ class BackboneSpec:
     preprocess: Preprocess
     feature_dim: int
     embedding_dim: int
-    create: Callable[[], nn.Module]
+    create: Callable[[], nn.Module] | str
     weights: WeightsSource | None
     classifier: tuple[str, ...] = ()
     freeze_bn: bool = True
@@ -66,42 +65,43 @@ def describe_backbone(spec: BackboneSpec) -> dict:
     }
 
 
-BACKBONES: Registry[BackboneSpec] = Registry("backbone", BackboneSpec, describe=describe_backbone)
-register_backbone = BACKBONES.register  # register_backbone(BackboneSpec(...)): a plugin's backbone
-BACKBONES.register(
-    BackboneSpec(
-        "resnet50",
-        IMAGENET,
-        2048,
-        512,
-        partial(resnet, 50),
-        HubCheckpoint(ResNet50_Weights.IMAGENET1K_V1.url),
-        ("fc.",),
-    )
+def _check_create(name: str, create: Callable[..., Any]) -> None:
+    """``create()`` takes no argument it needs."""
+    try:
+        inspect.signature(create).bind()
+    except TypeError as error:
+        raise RegistryError(
+            f"backbone {name!r}: create() must build the module without arguments ({error})"
+        ) from error
+
+
+def _check_backbone(name: str, spec: BackboneSpec) -> None:
+    if isinstance(spec.create, str):
+        raise RegistryError(
+            f"backbone {name!r}: its create is a reference {spec.create!r}: register it with "
+            "register_backbone, which imports it on first build"
+        )
+    if not callable(spec.create):
+        raise RegistryError(f"backbone {name!r}: BackboneSpec.create must be a callable, got {spec.create!r}")
+    if not isinstance(spec.create, LazyReference):
+        _check_create(name, spec.create)
+
+
+BACKBONES: Registry[BackboneSpec] = Registry(
+    "backbone", BackboneSpec, check=_check_backbone, describe=describe_backbone
 )
-BACKBONES.register(  # the original's SOP S2SD runs (resnet101_frozen_normalize: these ImageNet weights)
-    BackboneSpec(
-        "resnet101",
-        IMAGENET,
-        2048,
-        512,
-        partial(resnet, 101),
-        HubCheckpoint(ResNet101_Weights.IMAGENET1K_V1.url),
-        ("fc.",),
-    )
-)
-BACKBONES.register(
-    BackboneSpec(
-        "resnet18",
-        IMAGENET,
-        512,
-        512,
-        partial(resnet, 18),
-        HubCheckpoint(ResNet18_Weights.IMAGENET1K_V1.url),
-        ("fc.",),
-    )
-)
-BACKBONES.register(BackboneSpec("glyph_cnn", GLYPH, 128, 64, glyph_cnn, None, freeze_bn=False))
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Register a backbone (a plugin's too) and return it as registered: a ``create`` given by reference
+    is held as a :class:`~tasks.registry.LazyReference`, imported and checked when first built."""
+    if isinstance(spec, BackboneSpec) and isinstance(spec.create, str):
+        name = spec.name
+        create = LazyReference(
+            f"backbone {name!r}", spec.create, role="create", check=lambda found: _check_create(name, found)
+        )
+        spec = replace(spec, create=create)
+    return BACKBONES.register(spec)
 
 
 @lru_cache
@@ -110,6 +110,9 @@ def _timm_spec(name: str) -> BackboneSpec:
     size, mean/std, resampling filter, and the evaluation resize ``floor(size / crop_pct)`` as timm's
     ``transforms_factory`` computes it; weights from its Hugging Face repository (or the URL of the
     few models timm still fetches from one)."""
+    import timm
+    import torch
+
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None:
         raise ValueError(f"timm has no pretrained config for {name!r}")
@@ -142,6 +145,8 @@ def backbone_spec(name: str) -> BackboneSpec:
     (``resnet50`` is torchvision's, the paper's; ``timm:resnet50`` is timm's)."""
     if name in BACKBONES:
         return BACKBONES[name]
+    import timm
+
     timm_name = name.removeprefix(TIMM_PREFIX)
     if timm.is_model(timm_name):
         return _timm_spec(timm_name)
@@ -188,6 +193,9 @@ def build_model(
     has them (ResNets, timm models) and starts from scratch where it has none (``glyph_cnn``); True
     requires them; False starts from scratch; a path loads that state dict (classifier keys dropped).
     """
+    from tasks.models.embedding import EmbeddingModel
+    from tasks.models.weights import load_backbone_weights
+
     spec = backbone_spec(backbone)
     weights = _weights_file(backbone, spec, pretrained)
     module = spec.create()

@@ -12,3 +12,18 @@ def resnet(depth: int) -> nn.Module:
     model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
     model.fc = nn.Identity()
     return model
+
+
+def resnet18() -> nn.Module:
+    """``resnet(18)``: the backbone ``resnet18``."""
+    return resnet(18)
+
+
+def resnet50() -> nn.Module:
+    """``resnet(50)``: the backbone ``resnet50``, the paper's."""
+    return resnet(50)
+
+
+def resnet101() -> nn.Module:
+    """``resnet(101)``: the backbone ``resnet101``."""
+    return resnet(101)

@@ -7,6 +7,10 @@ Hugging Face hub cache and are downloaded there by ``huggingface_hub``. Offline 
 ``HF_HUB_OFFLINE=1``) or when the connection fails, the cached file is used, and an absent one is named
 with where to put it. Files load with ``torch.load(..., weights_only=True)`` (or safetensors), so a
 checkpoint cannot run code.
+
+The sources (``HubCheckpoint``, ``HuggingFaceWeights``) are declared without importing torch or the hub
+client (a backbone's declaration names its source, ``oodml list backbones`` shows it); they import them
+when they locate, fetch or load a file.
 """
 
 from __future__ import annotations
@@ -15,17 +19,20 @@ import http.client
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-from safetensors.torch import load_file
-from torch import Tensor, nn
+if TYPE_CHECKING:
+    from torch import nn
 
 OFFLINE_SETTINGS = ("OODML_OFFLINE", "HF_HUB_OFFLINE")
 _TRUE = {"1", "true", "yes", "on"}
-# a refused or dropped connection, an unknown host, a timeout, an HTTP error status
-NETWORK_ERRORS = (OSError, http.client.HTTPException, HfHubHTTPError, LocalEntryNotFoundError)
+
+
+def network_errors() -> tuple[type[Exception], ...]:
+    """A refused or dropped connection, an unknown host, a timeout, an HTTP error status."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    return (OSError, http.client.HTTPException, HfHubHTTPError, LocalEntryNotFoundError)
 
 
 class PretrainedWeightsError(FileNotFoundError):
@@ -49,6 +56,8 @@ class HubCheckpoint:
 
     @property
     def path(self) -> Path:
+        import torch
+
         return Path(torch.hub.get_dir()) / "checkpoints" / self.url.rsplit("/", 1)[-1]
 
     def locate(self) -> Path | None:
@@ -56,7 +65,9 @@ class HubCheckpoint:
 
     def download(self) -> Path:
         """Fetch into the torch hub cache, as ``torch.hub.load_state_dict_from_url`` does; raises one of
-        ``NETWORK_ERRORS`` when the server cannot be reached."""
+        ``network_errors()`` when the server cannot be reached."""
+        import torch
+
         match = torch.hub.HASH_REGEX.search(self.path.name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -80,6 +91,8 @@ class HuggingFaceWeights:
     filenames: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
 
     def locate(self) -> Path | None:
+        from huggingface_hub import try_to_load_from_cache
+
         for filename in self.filenames:
             found = try_to_load_from_cache(self.repo_id, filename)
             if isinstance(found, str):
@@ -88,6 +101,9 @@ class HuggingFaceWeights:
 
     def download(self) -> Path:
         """The first of ``filenames`` the repository has, fetched into the Hugging Face cache."""
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
         for filename in self.filenames:
             try:
                 return Path(
@@ -103,6 +119,8 @@ class HuggingFaceWeights:
         )
 
     def how_to_get(self) -> str:
+        from huggingface_hub import constants
+
         return (
             f"expected {self.filenames[0]} of https://huggingface.co/{self.repo_id} in the Hugging Face "
             f"cache {constants.HF_HUB_CACHE}. Fetch it on a machine with internet access "
@@ -123,7 +141,7 @@ def fetch(source: WeightsSource) -> tuple[Path | None, str]:
         return None, f"not downloaded because {_offline_setting()} is set (unset it to download)"
     try:
         return source.download(), ""
-    except NETWORK_ERRORS as err:
+    except network_errors() as err:
         return None, (
             f"the download failed ({type(err).__name__}: {err}); "
             f"set OODML_OFFLINE=1 to use local files without trying"
@@ -145,8 +163,11 @@ def locate(backbone: str, source: WeightsSource) -> Path:
 def load_backbone_weights(module: nn.Module, path: Path, drop_prefixes: tuple[str, ...] = ()) -> None:
     """Load the state dict at ``path`` into ``module`` strictly, minus keys under ``drop_prefixes``
     (the pretrained classifier, which a backbone does not have)."""
+    import torch
+    from safetensors.torch import load_file
+
     if path.suffix == ".safetensors":
-        state: dict[str, Tensor] = load_file(path)
+        state: dict[str, torch.Tensor] = load_file(path)
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
