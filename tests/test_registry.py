@@ -1,5 +1,6 @@
 """The one registry mechanism (tasks/registry.py): lookup with did-you-mean, clashes, listing, describe,
-plugin origins and undo; every built-in entry of every kind builds from its defaults (OML's rule)."""
+plugin origins and undo, implementations named by reference (``LazyReference``); every built-in entry of
+every kind builds from its defaults (OML's rule), and every one named by reference resolves as declared."""
 
 from __future__ import annotations
 
@@ -12,12 +13,23 @@ import pytest
 import torch
 
 import tasks.registry as registry_module
-from tasks.data import DATASETS, DatasetError, build_dataset
+from tasks.data import DATASETS, DatasetError, build_dataset, register_dataset
 from tasks.methods import METHODS, Hyperparameter, MethodSpec, register_method
 from tasks.models import BACKBONES, build_model
-from tasks.registry import BUILTIN, PluginError, Registry, RegistryError, registering_as, unknown_name
+from tasks.models.registry import BackboneSpec, register_backbone
+from tasks.registry import (
+    BUILTIN,
+    LazyReference,
+    PluginError,
+    Registry,
+    RegistryError,
+    doc_line,
+    keyword_signature,
+    registering_as,
+    unknown_name,
+)
 from tasks.splits.episodes import EPISODE_BUILDERS
-from tasks.splits.features import EXTRACTORS
+from tasks.splits.extractors import EXTRACTORS
 from tests.registries import isolated_registries  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("isolated_registries")
@@ -200,6 +212,110 @@ def test_a_failing_entry_point_names_its_distribution(monkeypatch):
         match=r"entry point broken = broken_pkg \(broken-dist\): loading the plugin failed: ImportError: .*fix or uninstall broken-dist",
     ):
         registry_module.load_entry_points()
+
+
+# --- implementations named by reference ----------------------------------------------------------------
+
+NOT_A_FUNCTION = 3
+
+
+def shrink(root, factor=2):
+    """What it was given, for a test to see."""
+    return root, factor
+
+
+def create_needing_depth(depth):
+    return depth
+
+
+def test_a_reference_is_imported_and_checked_on_first_use_only():
+    checked = []
+    lazy = LazyReference("thing 'x'", f"{__name__}:shrink", check=checked.append)
+    assert lazy.resolved is None and lazy.__name__ == "shrink" and not checked
+    assert lazy(8) == (8, 2) and lazy.resolved is shrink and checked == [shrink]
+    assert lazy(8, factor=4) == (8, 4) and checked == [shrink]  # checked once
+    assert inspect.signature(lazy) == inspect.signature(shrink)
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        (f"{__name__}:no_such_function", "thing 'x': its builder .* cannot be imported"),
+        ("tests.no_such_module:build", "cannot be imported"),
+        (f"{__name__}:NOT_A_FUNCTION", "is not callable"),
+    ],
+)
+def test_a_reference_that_does_not_resolve_is_refused_on_first_use(reference, message):
+    lazy = LazyReference("thing 'x'", reference)
+    with pytest.raises(RegistryError, match=message):
+        lazy()
+
+
+def test_a_malformed_reference_is_refused_at_once():
+    with pytest.raises(RegistryError, match="neither a callable nor a reference 'package.module:name'"):
+        LazyReference("thing 'x'", "tests.test_registry.shrink")
+
+
+def test_a_declared_signature_is_read_without_import_and_must_match_the_real_one():
+    declared = LazyReference(
+        "thing 'x'", f"{__name__}:shrink", signature=keyword_signature("root", {"factor": 2}), doc="Given."
+    )
+    assert list(inspect.signature(declared).parameters) == ["root", "factor"] and declared.resolved is None
+    assert doc_line(declared) == "Given." and declared.resolved is None
+    assert declared(8) == (8, 2)
+    wrong = LazyReference(
+        "thing 'x'", f"{__name__}:shrink", signature=keyword_signature("root", {"factor": 3})
+    )
+    with pytest.raises(RegistryError, match=r"takes \(root, factor=2\).*declaration says \(root, factor=3\)"):
+        wrong(8)
+
+
+def test_a_dataset_by_reference_declares_its_options_and_is_imported_on_first_build(tmp_path):
+    with pytest.raises(RegistryError, match="declares its description= and options="):
+        register_dataset("halves", f"{__name__}:shrink")
+    builder = register_dataset("halves", f"{__name__}:shrink", description="Given.", options={"factor": 2})
+    assert builder.resolved is None
+    assert DATASETS.describe("halves")["options"] == {
+        "factor": {"default": 2, "required": False},
+        "unreadable_images": {"default": "fail", "required": False},
+    }
+    assert build_dataset("halves", tmp_path, factor=4) == (tmp_path, 4) and builder.resolved is shrink
+
+
+def test_a_backbone_by_reference_is_checked_on_first_build():
+    spec = register_backbone(
+        BackboneSpec(
+            "needy", BACKBONES["resnet18"].preprocess, 8, 8, f"{__name__}:create_needing_depth", None
+        )
+    )
+    assert isinstance(spec.create, LazyReference) and spec.create.resolved is None
+    with pytest.raises(
+        RegistryError, match="backbone 'needy': create\\(\\) must build the module without arguments"
+    ):
+        build_model("needy", pretrained=False)
+
+
+def _references(kind: str) -> list[tuple[str, LazyReference]]:
+    """Every built-in ``kind`` entry's implementations named by reference, as (name, reference)."""
+    if kind == "datasets":
+        return [(name, DATASETS[name]) for name in DATASETS]
+    if kind == "backbones":
+        return [(name, BACKBONES[name].create) for name in BACKBONES]
+    return [(name, fn) for name in EXTRACTORS for fn in (EXTRACTORS[name].weights, EXTRACTORS[name].build)]
+
+
+@pytest.mark.parametrize("kind", ["datasets", "backbones", "extractors"])
+def test_every_built_in_by_reference_resolves_as_declared(kind):
+    """Each built-in names its implementation by reference; each imports, matches its declared signature
+    (a dataset's options), and its docstring's first line is the one declared (what ``oodml list`` shows)."""
+    references = _references(kind)
+    assert references and all(isinstance(r, LazyReference) for _, r in references)
+    for name, reference in references:
+        declared_doc = doc_line(reference)
+        resolved = reference.resolve()
+        assert resolved.__module__.startswith("tasks."), name
+        if kind != "backbones":
+            assert doc_line(resolved) == declared_doc, name
 
 
 # --- every built-in entry builds from its defaults ----------------------------------------------------
