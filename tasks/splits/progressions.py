@@ -9,6 +9,7 @@ records its partition and FID before changing it; a split is identified by its p
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -33,8 +34,9 @@ BLAS_THREADS: int | None = 1
 # eigenvalues) beside the process that picks the swaps and updates the scatter matrices, so a
 # 2-core box runs both at once. Processes, not threads: scipy's BLAS/LAPACK wrappers hold the GIL for the
 # whole call (a second thread stalled 137 ms through a dsyrk and 337 ms through a dsyevr at d = 1500).
+# Forked (Linux only: macOS's system libraries are not safe to use after a fork, and Windows has none).
 # 0: every FID in this process, as successive calls.
-FID_WORKERS = 1
+FID_WORKERS = 1 if sys.platform.startswith("linux") else 0
 
 
 @dataclass(frozen=True)
