@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from tasks.methods.declaration import BUILD_ARGUMENTS, Hyperparameter, MethodSpec, Part, resolve
+from tasks.methods.declaration import BUILD_ARGUMENTS, Hyperparameter, MethodSpec, Part
 from tasks.methods.registry import build_spec, method_spec
-from tasks.registry import RegistryError
+from tasks.registry import RegistryError, resolve_reference
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -96,7 +96,7 @@ class ComposedBuild:
     def resolve(self) -> Callable[..., Method]:
         """The composite's own builder, imported (once) if given by reference, and checked."""
         if self.resolved is None:
-            build = resolve(self.name, self.build)
+            build = resolve_reference(f"method {self.name!r}", self.build)
             arguments = builder_arguments(self.name, build, self.parts, self.own, self.hyperparameters)
             ordered = list(flat_hyperparameters(arguments, self.parts, self.own))
             if ordered != list(self.hyperparameters):

@@ -7,19 +7,14 @@ are read, listed and checked without building a method.
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from tasks.registry import RegistryError
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tasks.methods.base import Method
 
 BUILD_ARGUMENTS = ("num_classes", "embedding_dim")  # what every builder gets besides hyperparameters
-REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # "package.module:name"
 
 
 @dataclass(frozen=True)
@@ -115,21 +110,3 @@ class MethodSpec:
     @property
     def default_variant(self) -> str | None:
         return next(iter(self.variants), None)
-
-
-def resolve(name: str, reference: str) -> Any:
-    """The object ``reference`` (``"package.module:name"``) names, for method ``name``'s builder."""
-    if not REFERENCE.fullmatch(reference):
-        raise RegistryError(
-            f"method {name!r}: its builder reference {reference!r} is not 'package.module:name'"
-        )
-    module, attribute = reference.split(":")
-    try:
-        found = getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as error:
-        raise RegistryError(
-            f"method {name!r}: its builder {reference!r} cannot be imported: {error}"
-        ) from error
-    if not callable(found):
-        raise RegistryError(f"method {name!r}: its builder {reference!r} is not callable: {found!r}")
-    return found

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.registry import unknown_name
 from tasks.splits.episodes import DEFAULT_EPISODES, EPISODE_BUILDERS
+from tasks.splits.extractors import EXTRACTORS
 from tasks.splits.selection import parse_selection
 
 
@@ -101,8 +102,6 @@ class SplitOptions(ProgressionOverrides):
     def _extractors(cls, names: str | list[str] | None) -> str | list[str] | None:
         if not names:
             return names
-        from tasks.splits.features import EXTRACTORS  # torch: only when an extractor is named
-
         for name in [names] if isinstance(names, str) else names:
             if name not in EXTRACTORS:
                 raise ValueError(f"feature extractor: {unknown_name(name, EXTRACTORS)}")
