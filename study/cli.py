@@ -59,7 +59,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         "dashboards.cli",
         "add_report_arguments",
         "report",
-        "write a study's dashboard (HTML page + PNG figures); --serve shows it live on 127.0.0.1",
+        "write a study's dashboard (HTML page of interactive charts + PNG figures); --serve shows it live on 127.0.0.1",
     ),
     ("ui",): Command(
         "study.tracking.ui", "add_ui_arguments", "ui", "MLflow UI for a study's store (binds 127.0.0.1)"
