@@ -31,22 +31,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tasks.data.arrays import ArrayLoader
 from tasks.data.base import DatasetError, LabelledImages
 from tasks.data.cache import atomic_write, cache_root
+from tasks.data.registry import GLYPH_FACES as FACES
 
-FACES = (
-    "DejaVuSans",
-    "DejaVuSans-Bold",
-    "DejaVuSans-Oblique",
-    "DejaVuSans-BoldOblique",
-    "DejaVuSansMono",
-    "DejaVuSansMono-Bold",
-    "DejaVuSansMono-Oblique",
-    "DejaVuSansMono-BoldOblique",
-    "DejaVuSerif",
-    "DejaVuSerif-Bold",
-    "DejaVuSerif-Italic",
-    "DejaVuSerif-BoldItalic",
-    "STIXGeneral",
-)
 CATEGORIES = "LNPS"  # Unicode general categories kept: letters, numbers, punctuation, symbols
 SIZE = 32
 SUPERSAMPLE = 2  # render and jitter at 2x, then box-downsample: smooth edges at 32 px

@@ -166,6 +166,23 @@ register_dataset(
     },
 )
 
+# The glyph demo's font faces (matplotlib ships them): the option's default, read by tasks.data.glyphs.
+GLYPH_FACES = (
+    "DejaVuSans",
+    "DejaVuSans-Bold",
+    "DejaVuSans-Oblique",
+    "DejaVuSans-BoldOblique",
+    "DejaVuSansMono",
+    "DejaVuSansMono-Bold",
+    "DejaVuSansMono-Oblique",
+    "DejaVuSansMono-BoldOblique",
+    "DejaVuSerif",
+    "DejaVuSerif-Bold",
+    "DejaVuSerif-Italic",
+    "DejaVuSerif-BoldItalic",
+    "STIXGeneral",
+)
+
 register_dataset(
     "glyphs",
     "tasks.data.glyphs:load_glyphs",
@@ -175,21 +192,7 @@ register_dataset(
         "seed": 0,
         "jitters": 2,
         "render_seed": 0,
-        "faces": (
-            "DejaVuSans",
-            "DejaVuSans-Bold",
-            "DejaVuSans-Oblique",
-            "DejaVuSans-BoldOblique",
-            "DejaVuSansMono",
-            "DejaVuSansMono-Bold",
-            "DejaVuSansMono-Oblique",
-            "DejaVuSansMono-BoldOblique",
-            "DejaVuSerif",
-            "DejaVuSerif-Bold",
-            "DejaVuSerif-Italic",
-            "DejaVuSerif-BoldItalic",
-            "STIXGeneral",
-        ),
+        "faces": GLYPH_FACES,
         "max_chars": None,
         "name": "glyphs",
     },
