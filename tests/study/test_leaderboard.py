@@ -1,12 +1,14 @@
 """``oodml leaderboard``: many study folders read by one DuckDB query, every number the one ``oodml results``
 of its study gives; effective robustness fitted across studies (planted values recovered); studies with
 different split files kept apart. Two small real studies (a ``glyph_cnn`` and a ``timm:test_resnet``
-backbone, random init) and studies of synthetic records written through the result store."""
+backbone, random init) and studies of synthetic records written through the result store, on a local disk
+and on a real S3 server."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from study.results import read_results, write_trial_result
 from study.results.leaderboard import read_leaderboard
 from study.results.report import summary_json
 from study.results.robustness import EPS
+from study.results.storage import locate
 from tests.dashboards.test_browser import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -132,9 +135,36 @@ def test_the_page_in_headless_chromium(tmp_path: Path) -> None:
         driver.quit()
 
 
-def test_object_store_folders_are_refused_with_what_to_do() -> None:
-    with pytest.raises(ValueError, match="httpfs.*aws s3 sync s3://bucket/study"):
-        read_leaderboard(["s3://bucket/study"])
+def test_a_study_on_s3_gives_the_leaderboard_of_its_local_copy(s3_root: str, tmp_path: Path) -> None:
+    """The same records written to an ``s3://`` study folder (SeaweedFS, tests/s3server.py) and to a local
+    copy of the same name: [s3 study, local study] and [local copy, local study] give the same leaderboard
+    (the same labels, every number equal), read by one query over two filesystems; so does the s3 study
+    alone."""
+    remote = locate(s3_root)
+    copy = tmp_path / "copy" / remote.name
+    for where in (s3_root, copy):
+        write_planted(where, {m: PLANTED[m] for m in "abc"}, study="one")
+    write_planted(tmp_path / "two", {m: PLANTED[m] for m in "de"}, study="two")
+
+    found = json.loads(read_leaderboard([s3_root, tmp_path / "two"]).to_json())
+    expected = json.loads(read_leaderboard([copy, tmp_path / "two"]).to_json())
+    assert found.pop("studies") == {remote.name: s3_root, "two": str(tmp_path / "two")}
+    assert expected.pop("studies") == {remote.name: str(copy), "two": str(tmp_path / "two")}
+    assert found == expected and {r["study"] for r in found["rows"]} == {remote.name, "two"}
+    alone, its_copy = (json.loads(read_leaderboard([where]).to_json()) for where in (s3_root, copy))
+    assert alone.pop("studies") != its_copy.pop("studies") and alone == its_copy  # the dataset alone
+
+
+def test_an_s3_folder_without_results_is_named(s3_root: str, tmp_path: Path) -> None:
+    write_planted(tmp_path / "two", {m: PLANTED[m] for m in "de"}, study="two")
+    for missing in (s3_root, "s3://oodml-no-such-bucket/study"):  # a prefix without objects, no bucket
+        with pytest.raises(FileNotFoundError, match=re.escape(f"{missing} has no results/ folder")):
+            read_leaderboard([missing, tmp_path / "two"])
+    (locate(s3_root) / "results" / "notes.txt").write_text("no trial has finished")
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"study {locate(s3_root).name} ({s3_root}) has no result files")
+    ):
+        read_leaderboard([tmp_path / "two", s3_root])
 
 
 # Two real studies: 2 methods x 2 splits x budgets {0, 2}, 1 seed, 2 steps of training, no tuning.
