@@ -43,7 +43,10 @@ def add_results_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "study_dirs", nargs="+", metavar="DIR", help="study folders (each holds results/), local"
+        "study_dirs",
+        nargs="+",
+        metavar="DIR",
+        help="study folders (each holds results/): local paths or s3://bucket/prefix",
     )
     parser.add_argument("--metric", default="recall@1", help="metric to rank by (default: recall@1)")
     parser.add_argument(
