@@ -28,6 +28,7 @@ from tasks.methods.composite import ComposedBuild
 from tasks.methods.registry import LazyBuilder, check_builder
 from tasks.registry import BUILTIN, RegistryError
 from tests.methods.reference import LABELS, embeddings
+from tests.methods.test_composite import Spread, build_spread  # noqa: F401  (build_spread: named by reference)
 from tests.registries import isolated_registries  # noqa: F401  (fixture)
 
 BUILT_IN = sorted(name for name in METHODS if METHODS.origin(name) == BUILTIN)
@@ -110,21 +111,6 @@ def test_a_builder_by_reference_that_disagrees_is_refused_when_first_built(refer
 def test_a_reference_not_naming_module_and_builder_is_refused_when_registered():
     with pytest.raises(RegistryError, match="'package.module:name'"):
         register_method(plain_spec("tests.methods.test_catalog.build_scaled"))
-
-
-class Spread(Method):
-    """The criterion's loss plus ``spread`` x the squared norm of the batch mean."""
-
-    def __init__(self, criterion: Method, spread: float) -> None:
-        super().__init__(criterion.loss_lr)
-        self.criterion, self.spread = criterion, spread
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.criterion(embeddings, labels) + self.spread * embeddings.mean(0).pow(2).sum()
-
-
-def build_spread(num_classes: int, embedding_dim: int, *, criterion: PartFactory, spread: float) -> Spread:
-    return Spread(criterion(), spread)
 
 
 def build_spread_last(
