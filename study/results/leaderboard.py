@@ -129,19 +129,19 @@ def study_labels(study_dirs: Sequence[str | Path]) -> dict[str, StudyPath]:
     }
 
 
-def remote_dataset(studies: dict[str, ObjectPath]) -> ds.Dataset:
-    """The result files of the studies on an object store as one Arrow dataset (module docstring,
-    **Reading**): ``SUMMARY_COLUMNS`` and each file's results folder in ``RESULTS_FROM``."""
+def remote_dataset(files: dict[ObjectPath, list[ObjectPath]]) -> ds.Dataset:
+    """The result files of the studies on an object store (their results folder -> its Parquet files, as
+    listed once by ``read_studies``) as one Arrow dataset (module docstring, **Reading**):
+    ``SUMMARY_COLUMNS`` and each file's results folder in ``RESULTS_FROM``."""
     import pyarrow.dataset as ds  # only for studies on an object store
 
     schema = pa.schema([*(SCHEMA.field(c) for c in SUMMARY_COLUMNS), pa.field(RESULTS_FROM, pa.string())])
     paths, partitions = [], []
-    for folder in studies.values():
-        results = folder / RESULTS_DIR
-        for path in sorted(results.glob("*.parquet")):  # as store.read_folder lists them
+    for results, found in files.items():
+        for path in found:
             paths.append(path.key)
             partitions.append(ds.field(RESULTS_FROM) == str(results))
-    store = next(iter(studies.values())).filesystem  # storage's one client (s3:// is the one scheme)
+    store = next(iter(files)).filesystem  # storage's one client (s3:// is the one scheme)
     return ds.FileSystemDataset.from_paths(
         paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=store, partitions=partitions
     )
@@ -152,13 +152,14 @@ def read_studies(studies: dict[str, StudyPath]) -> pa.Table:
     ``STUDY``: one DuckDB query over all their Parquet files (module docstring, **Reading**)."""
     import duckdb  # only when a leaderboard is read
 
-    empty = [f"{label} ({f})" for label, f in studies.items() if not any((f / RESULTS_DIR).glob("*.parquet"))]
-    if empty:
-        raise FileNotFoundError(f"study {', '.join(empty)} has no result files yet")
     # absolute paths: DuckDB's ``filename`` is the glob's folder normalised, so these name it exactly
     results = {label: folder.resolve() / RESULTS_DIR for label, folder in studies.items()}
+    files = {folder: sorted(folder.glob("*.parquet")) for folder in results.values()}  # as read_folder lists
+    empty = [f"{label} ({studies[label]})" for label, folder in results.items() if not files[folder]]
+    if empty:
+        raise FileNotFoundError(f"study {', '.join(empty)} has no result files yet")
     local = [str(folder / "*.parquet") for folder in results.values() if isinstance(folder, Path)]
-    remote = {label: f for label, f in studies.items() if isinstance(f, ObjectPath)}
+    remote = {folder: found for folder, found in files.items() if isinstance(folder, ObjectPath)}
     completed = "WHERE stage = 'eval' AND status = 'completed'"
     connection, parts, params = duckdb.connect(), [], {}
     if local:
