@@ -1,13 +1,23 @@
-"""Trial ids of study folders written before the identity payload (``tasks.identity``), moved to it.
+"""Trial ids of study folders that an earlier identity gave (``tasks.identity``), moved to the current one.
 
-Before it, a trial id hashed the whole trial config, the split hash and the code's versions: the oodml
-package's version and a results version (1 until few-shot adaptation followed the original, 2 after).
-Every result row set keeps what that hash was made of: its config (``config``), split (``split_hash``),
-package version (``versions``) and, for a trial evaluated on other datasets, their split files (read again
-for their hashes). ``migrate_trial_ids`` recomputes each row set's old id from them; where it matches the
-row set's id, it takes the config with the meaning it had then, computes the id the payload gives it and
-moves the row set, its curves, its trial folder and its checkpoint path to that id. A study resumed after
-it runs only the trials whose meaning the new code changed:
+Two earlier identities wrote study folders:
+
+- **Before the identity payload**, a trial id hashed the whole trial config, the split hash and the code's
+  versions: the oodml package's version and a results version (1 until few-shot adaptation followed the
+  original, 2 after) (``legacy_trial_id``).
+- **Identity version 1** hashed the payload with a split hash that covered the split's key, FID and
+  left-out classes too (``split_hash_v1``), so a split file rebuilt with FIDs moved in the last digits gave
+  the same work new ids (``trial_id_v1``).
+
+Every result row set keeps what those ids were made of: its config (``config``: its split file and, for a
+trial evaluated on other datasets, theirs, read again for their splits), split hash (``split_hash``) and
+package version (``versions``). ``migrate_trial_ids`` reads each row set's split from its config's split
+file; where the file still holds the split the rows were computed on (its ``split_hash_v1`` is the row
+set's split hash) and one of the earlier ids recomputed from them is the row set's id, it takes the config
+with the meaning it had then, computes the current id of it and moves the row set, its curves, its trial
+folder and its checkpoint path to that id, with the current split hash (what ``oodml leaderboard``
+compares). A study resumed after it runs only the trials whose meaning the new code changed; for a row
+set before the payload:
 
 - results version 1, trials with few-shot budgets: adapted with the criterion's parameters training, the
   support embedded once with the evaluation transform and margin's beta at 1.2 whatever the method, they
@@ -17,17 +27,17 @@ it runs only the trials whose meaning the new code changed:
 - results version 1, a hyperparameter that now follows a training setting (``MethodSpec.follows``, e.g.
   uniformity's ``network_lr``) had its declared default: where the setting differs, the config sets it.
 
-A row set whose config no longer validates, or whose old id cannot be recomputed (a split file of another
-dataset gone), keeps its id; its trial runs again, and the earlier rows are set aside as superseded once
-it completes (``study.results.store.SupersededResults``). Migrating twice changes nothing.
+A row set whose config no longer validates, or whose old id cannot be recomputed (a split file gone or
+rebuilt with other classes or episodes), keeps its id; its trial runs again, and the earlier rows are set
+aside as superseded once it completes (``study.results.store.SupersededResults``). Migrating twice changes
+nothing: a moved row set's split hash is the current one, which no earlier split hash equals.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +51,9 @@ from study.results.schema import SCHEMA
 from study.results.storage import StudyPath, Where, arrow_source, local_copy, locate
 from study.results.store import atomic_write_table, read_folder, result_path
 from tasks.config import DataConfig, TrainingConfig, TrialConfig
-from tasks.identity import split_hash, trial_identity
+from tasks.identity import content_hash, identity_payload, split_hash, trial_identity
 from tasks.methods import method_spec
-from tasks.splits.files import SplitFileError, read_split_file
+from tasks.splits.files import Split, SplitFile, SplitFileError, read_split_file
 
 _MADE_OF = ["config", "split_hash", "versions"]  # what an old id was made of, besides the cross splits
 # the fields the old ids left out while at their defaults (the oracle's and cross-dataset evaluation's)
@@ -69,7 +79,19 @@ def legacy_trial_id(
     }
     if cross:
         payload["cross_splits"] = list(cross)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return content_hash(payload)
+
+
+def split_hash_v1(split: Split) -> str:
+    """The split hash of identity version 1 (and before it): every field of the split but its id,
+    progression and shift measures beside the FID, so its key, FID and left-out classes too."""
+    return content_hash(split.model_dump(mode="json", exclude={"id", "progression", "shift"}))
+
+
+def trial_id_v1(config: TrialConfig, split_digest: str, cross_digests: Sequence[str] = ()) -> str:
+    """The id identity version 1 gave ``config`` on a split whose ``split_hash_v1`` is ``split_digest``
+    (``cross_digests``: those of its ``evaluate_on`` splits): the payload it has now, at version 1."""
+    return content_hash(identity_payload(config, split_digest, cross_digests) | {"identity_version": 1})
 
 
 def meaning_then(config: dict[str, Any], results_version: int) -> TrialConfig:
@@ -97,9 +119,9 @@ def meaning_then(config: dict[str, Any], results_version: int) -> TrialConfig:
 
 
 def migrate_trial_ids(study_dir: Where, echo: Callable[[str], None] = lambda line: None) -> dict[str, str]:
-    """Move every row set with an old id to the id the identity payload gives it; old id -> new id. It
-    reads the few columns an id is made of (all files at once, as every reader does) and a whole row set
-    only where it moves."""
+    """Move every row set with an earlier id to the id the current identity gives it; old id -> new id. It
+    reads the few columns an id is made of (all files at once, as every reader does), each split file once
+    and a whole row set only where it moves."""
     study_dir = locate(study_dir)
     columns = ["trial_id", "stage", "status", *_MADE_OF]
     table, _ = read_folder(study_dir / RESULTS_DIR, SCHEMA, columns)  # unreadable files: left as they are
@@ -108,60 +130,85 @@ def migrate_trial_ids(study_dir: Where, echo: Callable[[str], None] = lambda lin
         [(c, "first") for c in _MADE_OF]  # the same on every row of a row set
     )
     moved: dict[str, str] = {}
+    splits = _SplitReader()
     for row in row_sets.to_pylist():
         row = {k.removesuffix("_first"): v for k, v in row.items()}
-        found = _migrated(row)
+        found = _migrated(row, splits)
         if found is not None:
-            then, new = found
-            _move(study_dir, row["stage"], row["trial_id"], new, then)
+            then, new, digest = found
+            _move(study_dir, row["stage"], row["trial_id"], new, then, digest)
             moved[row["trial_id"]] = new
     if moved:
         echo(
-            f"migrated {len(moved)} trial result(s) to the identity payload of this oodml "
+            f"migrated {len(moved)} trial result(s) to the trial identity of this oodml "
             "(docs/reliability.md, trial ids)"
         )
     return moved
 
 
-def _migrated(row: dict) -> tuple[TrialConfig, str] | None:
-    """For a row set whose id is an old one: its config as it meant then, and the payload's id of it;
-    else None."""
+class _SplitReader:
+    """The splits a stored trial config names, each split file read once."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, SplitFile] = {}
+
+    def __call__(self, data: dict[str, Any]) -> Split:
+        entry = DataConfig.model_validate(data)
+        if entry.split_file not in self._files:
+            self._files[entry.split_file] = read_split_file(local_copy(entry.split_file))
+        return self._files[entry.split_file].split(entry.split)
+
+
+def _migrated(row: dict, splits: _SplitReader) -> tuple[TrialConfig, str, str] | None:
+    """For a row set whose id an earlier identity gave: its config as it meant then, its current id and
+    its split's current hash; else None."""
     if not row.get("config") or not row.get("split_hash"):
         return None
     config = json.loads(row["config"])
-    package = json.loads(row.get("versions") or "{}").get("oodml")
     try:
-        cross = _cross_hashes(config)
-    except (ValidationError, SplitFileError, OSError, ValueError):
+        split = splits(config["data"])
+        cross = [splits(entry) for entry in config.get("evaluate_on", [])]
+    except (ValidationError, SplitFileError, OSError, ValueError, KeyError):
         return None
+    if split_hash_v1(split) != row["split_hash"]:  # current, or the file holds another split now
+        return None
+    then = _meaning_then(row, config, [split_hash_v1(s) for s in cross])
+    if then is None:
+        return None
+    digest = split_hash(split)
+    return then, trial_identity(then, digest, [split_hash(s) for s in cross]), digest
+
+
+def _meaning_then(row: dict, config: dict[str, Any], cross: list[str]) -> TrialConfig | None:
+    """The config of a row set, with the meaning it had when an earlier identity gave its id (``cross``:
+    the version 1 split hashes of its other datasets' splits); None if no earlier identity gave it."""
+    try:
+        stored = TrialConfig.model_validate(config)
+    except ValidationError:
+        stored = None
+    if stored is not None and trial_id_v1(stored, row["split_hash"], cross) == row["trial_id"]:
+        return stored
+    package = json.loads(row.get("versions") or "{}").get("oodml")
     for version in LEGACY_RESULTS_VERSIONS:
         if package and legacy_trial_id(config, row["split_hash"], package, version, cross) == row["trial_id"]:
-            break
-    else:
-        return None
-    try:
-        then = meaning_then(config, version)
-    except (ValidationError, ValueError):
-        return None
-    new = trial_identity(then, row["split_hash"], cross)
-    return (then, new) if new != row["trial_id"] else None
+            try:
+                return meaning_then(config, version)
+            except (ValidationError, ValueError):
+                return None
+    return None
 
 
-def _cross_hashes(config: dict[str, Any]) -> list[str]:
-    """The split hash of each of a stored config's cross-dataset entries, from their split files."""
-    entries = [DataConfig.model_validate(entry) for entry in config.get("evaluate_on", [])]
-    return [split_hash(read_split_file(local_copy(e.split_file)).split(e.split)) for e in entries]
-
-
-def _move(study_dir: StudyPath, stage: str, old: str, new: str, then: TrialConfig) -> None:
-    """Write the row set and curves under the new id (with the config as it meant then and the checkpoint
-    path of the moved trial folder), then remove the old; the trial folder follows."""
+def _move(study_dir: StudyPath, stage: str, old: str, new: str, then: TrialConfig, digest: str) -> None:
+    """Write the row set and curves under the new id (with the config as it meant then, the split's
+    current hash ``digest`` and the checkpoint path of the moved trial folder), then remove the old; the
+    trial folder follows."""
     path = result_path(study_dir, old, stage, RESULTS_DIR)
     table = pq.read_table(**arrow_source(path))
     checkpoint = table["checkpoint"][0].as_py() if "checkpoint" in table.column_names else None
     replaced = {
         "trial_id": new,
         "config": json.dumps(then.model_dump(mode="json"), sort_keys=True),
+        "split_hash": digest,
         "checkpoint": checkpoint.replace(old, new) if checkpoint else None,
     }
     for name, value in replaced.items():

@@ -4,12 +4,14 @@ A trial's id hashes its identity payload (``identity_payload``): what its result
 else. That is the trial config's settings that differ from their defaults (``semantic_config``: a new
 setting added with a default leaves every existing id as it was), without the split files' locations (a
 study folder can move) and, for a trial without few-shot budgets, without the adaptation settings it never
-uses; the hash of its split's content (``split_hash``); for a trial evaluated on other datasets, the
-content hash of each of their splits (``cross_split_hashes``: a rebuilt split file of another dataset
-changes the id, so its stale cross rows are not reused); and ``IDENTITY_VERSION``, which changes only when
-the same payload starts to mean another result (a default or a definition changed). The package's version
-is not in it: a release re-runs nothing it does not change. Study folders whose ids were computed before
-this payload are migrated by ``study.migration``.
+uses; the hash of its split's content (``split_hash``: the classes and episodes a trial reads, not the
+split's labels or shift measures, so a split file rebuilt with FIDs moved in the last digits gives the same
+ids); for a trial evaluated on other datasets, the content hash of each of their splits
+(``cross_split_hashes``: a rebuilt split file of another dataset with other classes or episodes changes
+the id, so its stale cross rows are not reused); and ``IDENTITY_VERSION``, which changes only when the same
+payload starts to mean another result (a default or a definition changed). The package's version is not in
+it: a release re-runs nothing it does not change. Study folders whose ids an earlier identity gave (before
+this payload, or identity version 1) are migrated by ``study.migration``.
 Equal ids mean interchangeable results: that is what makes a study's resume skip work, and what lets a
 result of ``oodml trial`` be compared with a study's.
 """
@@ -29,14 +31,27 @@ from tasks.splits.files import Split, read_split_file
 
 # Bump when an unchanged payload comes to mean another result: a default of the trial config changed
 # (tests/trial/test_identity.py pins them), or a method's or a metric's definition changed.
-IDENTITY_VERSION = 1
+# 2: ``split_hash`` stopped hashing the split's key, FID and left-out classes (version 1 did: a split file
+# rebuilt with FIDs moved by 1e-13 gave new ids to the same work); study.migration moves version 1 ids.
+IDENTITY_VERSION = 2
+
+# A split's fields, by whether a trial reads them (``split_hash`` hashes those only): its classes, their
+# train/validation division and its few-shot episodes; not its labels (``id``, ``key``, ``progression``:
+# the trial config names the split), its shift measures (``fid``, ``shift``) nor the record of the test
+# classes too small for an episode (``too_small``: the episodes already leave them out).
+SPLIT_CONTENT = ("train", "test", "split_train", "split_val", "episodes")
+SPLIT_DESCRIPTION = ("id", "key", "progression", "fid", "shift", "too_small")
+
+
+def content_hash(payload: Any) -> str:
+    """The 16 hex digits of SHA-256 over ``payload`` as sorted JSON: how split hashes and trial ids hash."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def split_hash(split: Split) -> str:
-    """A hash of the split's class lists, division and episodes (what a trial's result depends on; its
-    shift measures describe it and leave trial ids unchanged)."""
-    payload = split.model_dump(mode="json", exclude={"id", "progression", "shift"})
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    """A hash of what a trial reads of ``split`` (``SPLIT_CONTENT``): its class lists, division and
+    episodes. Its labels and shift measures (``SPLIT_DESCRIPTION``) describe it and leave trial ids."""
+    return content_hash(split.model_dump(mode="json", include=set(SPLIT_CONTENT)))
 
 
 def _non_default(model: BaseModel) -> dict[str, Any]:
@@ -99,8 +114,7 @@ def identity_payload(config: TrialConfig, split_digest: str, cross_digests: Sequ
 def trial_identity(config: TrialConfig, split_digest: str, cross_digests: Sequence[str] = ()) -> str:
     """The trial id of ``config`` on a split whose ``split_hash`` is ``split_digest``; ``cross_digests``:
     the ``split_hash`` of each ``config.evaluate_on`` entry's split, in order (``cross_split_hashes``)."""
-    payload = identity_payload(config, split_digest, cross_digests)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return content_hash(identity_payload(config, split_digest, cross_digests))
 
 
 def cross_split_hashes(config: TrialConfig) -> tuple[str, ...]:

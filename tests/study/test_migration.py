@@ -1,13 +1,16 @@
-"""Study folders written before the identity payload resume without re-running what they have
-(study/migration.py).
+"""Study folders written before the identity payload, or with identity version 1, resume without
+re-running what they have (study/migration.py).
 
 The old ids are pinned from the code that computed them: the shipped trial config on split hash "s" had
 id 9f116a12c2ddabbe from the typed record (adfcb88) to 85ca83b (results version 1), and 3eb6147910e0cfeb
-once few-shot adaptation followed the original (results version 2), both with oodml 0.1.0.
+once few-shot adaptation followed the original (results version 2), both with oodml 0.1.0; under identity
+version 1 (0954d1b to 75e8393) ``SPLIT`` had split hash 63b04d09f503e5c0, and the shipped config on it id
+9619c410e9cb0eaa (b8cbcf0b80f96633 on split hash "s").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,10 +19,21 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from study.migration import legacy_trial_id, meaning_then, migrate_trial_ids
+from study.migration import (
+    legacy_trial_id,
+    meaning_then,
+    migrate_trial_ids,
+    split_hash_v1,
+    trial_id_v1,
+)
+from study.results import read_curves, read_results, write_trial_result
 from study.results.layout import CURVES_DIR, RESULTS_DIR, TRIALS_DIR
 from study.results.store import atomic_write_table, result_path
 from tasks.config import TrialConfig
+from tasks.identity import describe, split_hash, trial_identity
+from tasks.record import Environment
+from tasks.splits.files import Split, SplitFile, read_split_file, write_json
+from tests.records import make_record
 
 ROOT = Path(__file__).resolve().parents[2]
 # settings added since results version 1: a version-1 row set's config has none of them
@@ -42,9 +56,79 @@ def _shipped() -> dict:
     return TrialConfig.model_validate(raw).model_dump(mode="json")
 
 
+SPLIT = Split(
+    id=1,
+    key="R2",
+    progression="harder",
+    fid=35.25,
+    train=["a", "b", "c", "d"],
+    test=["e", "f", "g"],
+    split_train=["a", "b", "c"],
+    split_val=["d"],
+    episodes={1: [["e"], ["f"]]},
+    shift={"mmd": 0.5},
+)
+
+
 def test_the_old_ids_are_the_old_codes() -> None:
     assert legacy_trial_id(_as_version_1(_shipped()), "s", "0.1.0", 1, []) == "9f116a12c2ddabbe"
     assert legacy_trial_id(_shipped(), "s", "0.1.0", 2, []) == "3eb6147910e0cfeb"
+    assert split_hash_v1(SPLIT) == "63b04d09f503e5c0"
+    shipped = TrialConfig.model_validate(_shipped())
+    assert trial_id_v1(shipped, split_hash_v1(SPLIT)) == "9619c410e9cb0eaa"
+    assert trial_id_v1(shipped, "s") == "b8cbcf0b80f96633"
+
+
+def _old_folder(tmp_path: Path, identity: str, split: Split = SPLIT) -> tuple[Path, TrialConfig, str]:
+    """A study folder of one trial on ``SPLIT`` as an earlier code wrote it (``identity``: "legacy", before
+    the identity payload with oodml 0.1.0, or "v1"), with its curves and trial folder, its split file
+    holding ``split``; the study folder, the trial config and the old id."""
+    raw = _shipped()
+    path = write_json(SplitFile(splits=[split]), tmp_path / "splits.json")
+    raw["data"] |= {"split_file": str(path), "split": SPLIT.key}
+    config = TrialConfig.model_validate(raw)
+    digest = split_hash_v1(SPLIT)
+    old = (
+        legacy_trial_id(raw, digest, "0.1.0", 2, []) if identity == "legacy" else trial_id_v1(config, digest)
+    )
+    study = tmp_path / "study"
+    (study / TRIALS_DIR / old).mkdir(parents=True)
+    (study / TRIALS_DIR / old / "best.pt").write_bytes(b"weights")
+    record = make_record(trial_id=old)
+    record = dataclasses.replace(
+        record,
+        identity=dataclasses.replace(record.identity, split_hash=digest),
+        config=raw,
+        checkpoint=str(study / TRIALS_DIR / old / "best.pt"),
+        environment=Environment({"oodml": "0.1.0"}, "cpu", 2),
+    )
+    write_trial_result(study, record, stage="eval", study="old")
+    return study, config, old
+
+
+@pytest.mark.parametrize("identity", ["legacy", "v1"])
+def test_an_earlier_identity_s_folder_moves_to_the_current_ids(tmp_path: Path, identity: str) -> None:
+    study, config, old = _old_folder(tmp_path, identity)
+    new = describe(config).trial_id  # what a fresh trial of the config gets, from the split file
+    assert new == trial_identity(config, split_hash(SPLIT)) != old
+    assert migrate_trial_ids(study) == {old: new}
+    rows = read_results(study).to_pylist()
+    assert {(r["trial_id"], r["split_hash"]) for r in rows} == {(new, split_hash(SPLIT))}
+    assert {r["checkpoint"] for r in rows} == {str(study / TRIALS_DIR / new / "best.pt")}
+    assert all(TrialConfig.model_validate_json(r["config"]) == config for r in rows)
+    assert set(read_curves(study)["trial_id"].to_pylist()) == {new}
+    assert (study / TRIALS_DIR / new / "best.pt").read_bytes() == b"weights"
+    assert not (study / TRIALS_DIR / old).exists()
+    assert migrate_trial_ids(study) == {}  # twice: nothing more
+
+
+def test_rows_of_a_split_their_file_no_longer_holds_keep_their_id(tmp_path: Path) -> None:
+    """The split file rebuilt with other episodes: its split is not the rows' split, their trial runs
+    again."""
+    other = SPLIT.model_copy(update={"episodes": {1: [["e"], ["g"]]}})
+    study, _, old = _old_folder(tmp_path, "v1", split=other)
+    assert migrate_trial_ids(study) == {}
+    assert set(read_results(study)["trial_id"].to_pylist()) == {old}
 
 
 def test_a_version_1_config_keeps_its_meaning() -> None:
@@ -69,18 +153,29 @@ def test_a_version_1_config_keeps_its_meaning() -> None:
     assert meaning_then(_shipped(), 2) == TrialConfig.model_validate(_shipped())
 
 
-def _age(study_dir: Path) -> dict[str, str]:
-    """Rewrite a study folder as the code before the identity payload wrote it (results version 1):
-    configs without the settings added since, ids of the old formula; new id -> old id."""
+def _age(study_dir: Path, identity: str = "legacy") -> dict[str, str]:
+    """Rewrite a study folder as an earlier code wrote it: ``"legacy"``, before the identity payload
+    (results version 1: configs without the settings added since, ids of the old formula), or ``"v1"``,
+    identity version 1; both with the split hashes of version 1. New id -> old id."""
     ages = {}
     for path in sorted((study_dir / RESULTS_DIR).glob("*.parquet")):
         table = pq.read_table(path)
         row = table.slice(0, 1).to_pylist()[0]
-        config = _as_version_1(json.loads(row["config"]))
-        version = json.loads(row["versions"])["oodml"]
-        old = legacy_trial_id(config, row["split_hash"], version, 1, [])
+        config = json.loads(row["config"])
+        digest = split_hash_v1(read_split_file(config["data"]["split_file"]).split(config["data"]["split"]))
+        if identity == "legacy":
+            config = _as_version_1(config)
+            old = legacy_trial_id(config, digest, json.loads(row["versions"])["oodml"], 1, [])
+        else:
+            old = trial_id_v1(TrialConfig.model_validate(config), digest)
         new = row["trial_id"]
-        for name, value in (("trial_id", old), ("config", json.dumps(config, sort_keys=True))):
+        aged = {
+            "trial_id": old,
+            "config": json.dumps(config, sort_keys=True),
+            "split_hash": digest,
+            "checkpoint": row["checkpoint"].replace(new, old) if row["checkpoint"] else None,
+        }
+        for name, value in aged.items():
             index = table.schema.get_field_index(name)
             table = table.set_column(index, name, pa.array([value] * table.num_rows, pa.string()))
         atomic_write_table(table, result_path(study_dir, old, row["stage"]))
@@ -120,6 +215,16 @@ def test_a_folder_written_before_resumes_with_nothing_re_run(ray_local, tmp_path
     assert ids == set(ages)  # the payload's ids, the same as a fresh run's
     assert all((first.study_dir / TRIALS_DIR / t / "best.pt").exists() for t in ids)
     assert migrate_trial_ids(first.study_dir) == {}  # twice: nothing more
+
+    rows = again.table.select(["trial_id", "split_hash", "checkpoint"]).to_pylist()
+    ages = _age(first.study_dir, "v1")  # identity version 1
+    assert len(ages) == 2 and not set(ages) & set(ages.values())
+    lines = []
+    again = run(raw, echo=lines.append)
+    assert again.outcome.ok and again.outcome.executed == 0  # nothing re-run
+    assert any("migrated 2 trial result(s)" in line for line in lines)
+    assert again.table.select(["trial_id", "split_hash", "checkpoint"]).to_pylist() == rows
+    assert migrate_trial_ids(first.study_dir) == {}
 
     _age(first.study_dir)
     del raw["fewshot"]["loss_parameters"], raw["fewshot"]["support_transform"]  # the new defaults

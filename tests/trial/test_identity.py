@@ -1,8 +1,9 @@
 """The identity payload (tasks/identity.py): what a trial id depends on, and what it must not.
 
 A trial id must change exactly when a result may: adding a setting with a default, moving a split file,
-releasing a new package version or changing an unused adaptation setting must leave it; a setting a trial
-uses, its split, or ``IDENTITY_VERSION`` must change it. ``identity_defaults.json`` pins every default a
+releasing a new package version, changing an unused adaptation setting or a split's labels and shift
+measures must leave it; a setting a trial uses, its split's classes and episodes, or ``IDENTITY_VERSION``
+must change it. ``identity_defaults.json`` pins every default a
 payload leaves out: changing one changes what existing ids mean, so the test asks for a new version.
 """
 
@@ -16,11 +17,52 @@ from pydantic import create_model
 
 import tasks.identity as identity
 from tasks.config import FewShotConfig, TrainingConfig, TrialConfig
-from tasks.identity import IDENTITY_VERSION, identity_payload, semantic_config, trial_identity
+from tasks.identity import (
+    IDENTITY_VERSION,
+    SPLIT_CONTENT,
+    SPLIT_DESCRIPTION,
+    describe,
+    identity_payload,
+    semantic_config,
+    split_hash,
+    trial_identity,
+)
 from tasks.methods import METHODS
+from tasks.splits.files import Split
 
 PINNED = Path(__file__).with_name("identity_defaults.json")
-PINNED_FOR_VERSION = 1  # the IDENTITY_VERSION whose defaults identity_defaults.json holds
+PINNED_FOR_VERSION = 2  # the IDENTITY_VERSION whose defaults identity_defaults.json holds
+
+SPLIT = Split(
+    id=1,
+    key="2",
+    progression="harder",
+    fid=35.25,
+    train=["a", "b", "c", "d"],
+    test=["e", "f", "g"],
+    split_train=["a", "b", "c"],
+    split_val=["d"],
+    episodes={1: [["e"], ["f"]]},
+    too_small={1: ["g"]},
+    shift={"mmd": 0.5},
+)
+# another value of each field a trial does not read
+DESCRIPTION_CHANGES = {
+    "id": 7,
+    "key": "R3",
+    "progression": "removal",
+    "fid": 35.25 * (1 + 1e-13),  # a split file rebuilt by another FID route
+    "shift": {"mmd": 0.5 + 1e-13, "fid@dinov2": 3.0},
+    "too_small": {},
+}
+# other classes, division or episodes: each a valid split again
+CONTENT_CHANGES = [
+    {"train": ["a", "b", "c", "h"], "split_val": ["h"]},
+    {"test": ["e", "f", "h"]},
+    {"split_train": ["a", "c"], "split_val": ["b", "d"]},
+    {"episodes": {1: [["e"], ["g"]]}},
+    {"episodes": {1: [["e"], ["f"]], 2: [["f"]]}},
+]
 
 
 def _config(**sections) -> TrialConfig:
@@ -115,6 +157,29 @@ def test_the_split_and_the_version_change_the_id(monkeypatch) -> None:
     before = trial_identity(config, "s")
     monkeypatch.setattr(identity, "IDENTITY_VERSION", IDENTITY_VERSION + 1)
     assert trial_identity(config, "s") != before
+
+
+def test_every_split_field_is_content_or_description() -> None:
+    """A field added to ``Split`` must be declared one or the other: hashed, or leaving ids as they are."""
+    assert not set(SPLIT_CONTENT) & set(SPLIT_DESCRIPTION)
+    assert set(SPLIT_CONTENT) | set(SPLIT_DESCRIPTION) == set(Split.model_fields)
+    assert set(DESCRIPTION_CHANGES) == set(SPLIT_DESCRIPTION)
+    assert {name for change in CONTENT_CHANGES for name in change} == set(SPLIT_CONTENT)
+
+
+@pytest.mark.parametrize("field", SPLIT_DESCRIPTION)
+def test_a_split_s_labels_and_shift_measures_leave_its_hash_and_trial_ids(field: str) -> None:
+    changed = Split.model_validate(SPLIT.model_dump() | {field: DESCRIPTION_CHANGES[field]})
+    assert getattr(changed, field) != getattr(SPLIT, field)
+    assert split_hash(changed) == split_hash(SPLIT)
+    assert describe(_config(), changed).trial_id == describe(_config(), SPLIT).trial_id
+
+
+@pytest.mark.parametrize("change", CONTENT_CHANGES)
+def test_a_split_s_classes_division_and_episodes_change_its_hash_and_trial_ids(change: dict) -> None:
+    changed = Split.model_validate(SPLIT.model_dump() | change)
+    assert split_hash(changed) != split_hash(SPLIT)
+    assert describe(_config(), changed).trial_id != describe(_config(), SPLIT).trial_id
 
 
 def test_the_payload_holds_the_non_default_settings_only() -> None:

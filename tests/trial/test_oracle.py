@@ -105,12 +105,12 @@ def test_roles_and_settings_enter_the_trial_id(glyph_benchmark) -> None:
 
 
 def test_trial_ids_without_the_new_fields_are_pinned() -> None:
-    """The id of the shipped trial config on split hash "s", under identity version 1 (tasks/identity.py:
+    """The id of the shipped trial config on split hash "s", under identity version 2 (tasks/identity.py:
     the non-default settings only, so the oracle and cross-dataset fields at their defaults leave it). Ids
-    of the earlier scheme (9f116a12c2ddabbe here until few-shot adaptation followed the original) are moved
-    by study/migration.py."""
+    of the earlier identities (9f116a12c2ddabbe here until few-shot adaptation followed the original,
+    b8cbcf0b80f96633 under identity version 1) are moved by study/migration.py."""
     raw = yaml.safe_load((ROOT / "configs" / "trial_glyphs.yaml").read_text())
-    assert trial_identity(TrialConfig.model_validate(raw), "s") == "b8cbcf0b80f96633"
+    assert trial_identity(TrialConfig.model_validate(raw), "s") == "2f7a6a61e3beba2f"
 
 
 def test_an_oracle_needs_its_halves_and_nothing_else() -> None:
