@@ -13,12 +13,13 @@ are the nearest centroids of every point at the end.
 What differs is the work of the assignment step. A point whose centroid did not move in the last update
 keeps it as its nearest among the centroids that did not move (their distances are unchanged), so it
 is compared only with the centroids that moved; a point whose centroid moved is searched against all of
-them. Once the clusters settle, few centroids move and an iteration costs a fraction of a full search
-(SOP-size sets: about 2.3 full searches in all against faiss's 6).
+them. Once the clusters settle, few centroids move and an iteration costs a fraction of a full search.
 
-The distances are our own float32 products, so a point whose two nearest centroids are equal to float32
-rounding may go to the other one than faiss's kernel picks (the objective and every other step follow
-the same definition): ``tests/evaluate/test_kmeans.py`` compares the clusters with faiss's.
+Distances are rounded as faiss's kernel rounds them: its norms (``fvec_norms_L2sqr``) and
+``|x|^2 + (|c|^2 - 2 x.c)`` on float32 products. Two BLAS calls may still round one product differently,
+so where a point's two nearest centroids tie within float32 rounding it may take the other one than
+faiss's search (one point of 73,568 in the SOP-size benchmark's runs, or none); that is the only
+difference (``tests/evaluate/test_kmeans.py`` compares the clusters with faiss's).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 1234, niter: int = 20) -> np.nd
     if len(train) > k:
         previous_obj = None
         for _ in range(niter):
-            obj = np.cumsum(search.distances, dtype=np.float32)[-1]  # faiss sums in point order, in float32
+            obj = np.cumsum(search.distances(), dtype=np.float32)[-1]  # faiss sums in point order, in float32
             updated, sizes = _means(train, search.assign, k)
             _split_empty(updated, sizes, len(train))
             search.move(updated)
@@ -68,25 +69,34 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 1234, niter: int = 20) -> np.nd
     return _Search(x, search.centroids).assign.astype(np.int64)
 
 
+def squared_norms(x: np.ndarray) -> np.ndarray:
+    """Every row's squared norm as faiss computes it (``fvec_norms_L2sqr``: its sums round as faiss's)."""
+    import faiss
+
+    out = np.empty(len(x), dtype=np.float32)
+    faiss.fvec_norms_L2sqr(faiss.swig_ptr(out), faiss.swig_ptr(x), x.shape[1], len(x))
+    return out
+
+
 class _Search:
     """The nearest centroid of every point, kept up to date as the centroids move.
 
-    A point's score for a centroid ``c`` is ``x.c - |c|^2 / 2``: the highest score is the smallest
-    squared distance ``|x|^2 - 2 score``.
+    A point's score for a centroid ``c`` is ``x.c - |c|^2 / 2``; the highest score is the nearest centroid,
+    and ``|x|^2 - 2 score`` is the squared distance, rounded as faiss's kernel rounds it
+    (``|x|^2 + (|c|^2 - 2 x.c)``: doubling is exact in float32).
     """
 
     def __init__(self, x: np.ndarray, centroids: np.ndarray) -> None:
         self.x = x
-        self.norms = np.einsum("ij,ij->i", x, x)
-        self.centroids = np.array(centroids, dtype=np.float32)
+        self.norms = squared_norms(x)
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self.assign = np.zeros(len(x), dtype=np.int64)
         self.score = np.full(len(x), -np.inf, dtype=np.float32)
         self._offer(np.arange(len(x)), np.arange(len(self.centroids)))
 
-    @property
     def distances(self) -> np.ndarray:
         """Squared distance of every point to its centroid (faiss clamps rounding below 0 to 0)."""
-        return np.maximum(self.norms - 2 * self.score, 0, dtype=np.float32)
+        return np.maximum(self.norms - 2 * self.score, np.float32(0))
 
     def move(self, centroids: np.ndarray) -> None:
         """Take the new centroids: a point whose centroid moved is searched against every centroid, any
@@ -108,8 +118,8 @@ class _Search:
         at a lower index, takes the point."""
         if not len(rows) or not len(columns):
             return
-        centroids = self.centroids[columns]
-        half_norms = np.float32(0.5) * np.einsum("ij,ij->i", centroids, centroids)
+        centroids = np.ascontiguousarray(self.centroids[columns])
+        half_norms = np.float32(0.5) * squared_norms(centroids)
         block = np.empty((min(QUERY_BLOCK, len(rows)), len(columns)), dtype=np.float32)
         for start in range(0, len(rows), QUERY_BLOCK):
             chunk = rows[start : start + QUERY_BLOCK]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tasks.evaluate.kmeans import kmeans
+
 
 def faiss_gpus() -> int:
     """GPUs faiss can use: 0 with the default ``faiss-cpu`` wheel, >0 with ``faiss-gpu-cu12`` on a GPU."""
@@ -20,10 +22,13 @@ def kmeans_assign(
 ) -> np.ndarray:
     """Cluster index of every row after seeded faiss k-means (Euclidean, ``niter`` iterations).
 
-    ``gpu``: the CUDA device index to cluster on (faiss-gpu k-means: same algorithm, float sums in
-    another order, so the clusters may differ slightly from the CPU's); None, or a faiss without GPU
-    support (``faiss_gpus() == 0``), clusters on the CPU.
+    On the CPU: ``tasks.evaluate.kmeans`` (faiss's algorithm, each assignment step searching only what
+    can have changed). ``gpu``: the CUDA device index to cluster on with faiss-gpu (same algorithm, float
+    sums in another order, so the clusters may differ slightly from the CPU's); None, or a faiss without
+    GPU support (``faiss_gpus() == 0``), clusters on the CPU.
     """
+    if gpu is None or faiss_gpus() == 0:
+        return kmeans(x, n_clusters, seed=seed, niter=niter)
     import faiss
 
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -32,13 +37,9 @@ def kmeans_assign(
     params.niter, params.seed = niter, seed
     params.min_points_per_centroid = 1  # only silences faiss's warning for few points per class (e.g. SOP)
     clustering = faiss.Clustering(d, n_clusters, params)
-    if gpu is not None and faiss_gpus() > 0:
-        config = faiss.GpuIndexFlatConfig()
-        config.device = gpu
-        resources = faiss.StandardGpuResources()
-        index = faiss.GpuIndexFlatL2(resources, d, config)
-    else:
-        index = faiss.IndexFlatL2(d)
+    config = faiss.GpuIndexFlatConfig()
+    config.device = gpu
+    index = faiss.GpuIndexFlatL2(faiss.StandardGpuResources(), d, config)
     clustering.train(x, index)  # leaves the final centroids in the index, as faiss.Kmeans does
     _, assign = index.search(x, 1)
     return assign[:, 0].astype(np.int64)
