@@ -76,7 +76,7 @@ def run_study(spec: StudySpec, *, address: str | None, echo: Callable[[str], Non
     inputs = check_inputs(spec, echo)  # data and split files against the spec, before anything is written
     with study_lock(study_dir), _log_file(study_dir) as log, third_party_log(log) as capture_logs:
         with driver_status(study_dir):
-            migrate_trial_ids(study_dir, echo)  # folders written before the identity payload (a no-op after)
+            migrate_trial_ids(study_dir, echo)  # folders written with older trial ids (a no-op after)
             save_spec(spec)
             split_paths = [split_file(d, spec.shots, study_dir) for d in spec.datasets]  # built on first use
             for d, path in zip(spec.datasets, split_paths, strict=True):
