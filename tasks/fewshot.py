@@ -43,7 +43,6 @@ from torch.utils.data import DataLoader
 from tasks.config import FewShotConfig, TrialConfig, adaptation_hyperparameters
 from tasks.data import ClassBalancedBatchSampler, LabelledImages, image_dataset
 from tasks.data.loading import loader_options
-from tasks.evaluate import retrieval_metrics
 from tasks.methods import Method, TrainBatch, build_method
 from tasks.metric_names import metric_names as retrieval_metric_names
 from tasks.models import EmbeddingModel
@@ -58,7 +57,7 @@ from tasks.splits.episodes import (
 )
 from tasks.splits.files import Split
 from tasks.step import LossLog, TrainingStep, check_every, check_finite
-from tasks.train import _channels_last, embed
+from tasks.train import _channels_last, embed, trial_metrics
 
 # Retrieval within a single class is trivially perfect and its NMI meaningless: an episode needs two.
 MIN_QUERY_CLASSES = 2
@@ -291,14 +290,8 @@ def _image_batches(
     )
 
 
-def _metrics(
-    embeddings: np.ndarray | torch.Tensor, labels: np.ndarray, config: TrialConfig
-) -> dict[str, float]:
-    return retrieval_metrics(embeddings, labels, ks=config.training.ks, with_nmi=config.training.with_nmi)
-
-
 def metric_names(config: TrialConfig) -> list[str]:
-    """The keys ``_metrics`` returns under ``config`` (a budget no episode can score reports them NaN)."""
+    """The keys ``trial_metrics`` returns under ``config`` (a budget no episode can score reports them NaN)."""
     return retrieval_metric_names(config.training.ks, config.training.with_nmi)
 
 
@@ -348,7 +341,7 @@ def evaluate_fewshot(
                 cpu_head = model.head.cpu()
                 with torch.no_grad():
                     per_episode["zeroshot"].append(
-                        _metrics(F.normalize(cpu_head(q_feat), dim=-1), query_labels, config)
+                        trial_metrics(F.normalize(cpu_head(q_feat), dim=-1), query_labels, config)
                     )
                 head = _fresh(cpu_head, seed) if fs.mode == "linear_probe" else copy.deepcopy(cpu_head)
                 if cached:
@@ -365,12 +358,14 @@ def evaluate_fewshot(
                     head.cpu()
                 with torch.no_grad():
                     per_episode["fewshot"].append(
-                        _metrics(F.normalize(head(q_feat), dim=-1), query_labels, config)
+                        trial_metrics(F.normalize(head(q_feat), dim=-1), query_labels, config)
                     )
                 model.to(device)
             else:
                 per_episode["zeroshot"].append(
-                    _metrics(embed(model, images, query, device, num_workers=workers), query_labels, config)
+                    trial_metrics(
+                        embed(model, images, query, device, num_workers=workers), query_labels, config
+                    )
                 )
                 adapted = copy.deepcopy(model)
                 batches = _image_batches(
@@ -378,7 +373,9 @@ def evaluate_fewshot(
                 )
                 _adapt(adapted, adapted.head, batches, classes, config, seed, device)
                 per_episode["fewshot"].append(
-                    _metrics(embed(adapted, images, query, device, num_workers=workers), query_labels, config)
+                    trial_metrics(
+                        embed(adapted, images, query, device, num_workers=workers), query_labels, config
+                    )
                 )
         scored = len(per_episode["fewshot"])
         means = {

@@ -125,7 +125,7 @@ def evaluate_images(
     device: torch.device,
 ) -> dict[str, float]:
     """Retrieval metrics over ``images[indices]`` (query = each image, gallery = the others)."""
-    return _metrics(*_embedded(model, images, indices, config, device), config, device)
+    return trial_metrics(*_embedded(model, images, indices, config, device), config, device)
 
 
 def evaluate_weightings(
@@ -140,14 +140,14 @@ def evaluate_weightings(
     embedding pass (a weighting is a function of the embedding alone: ``reweighted``; the reported one's
     metrics are not computed twice)."""
     embeddings, labels = _embedded(model, images, images.indices_of(classes), config, device)
-    found: dict[str | None, dict[str, float]] = {None: _metrics(embeddings, labels, config, device)}
+    found: dict[str | None, dict[str, float]] = {None: trial_metrics(embeddings, labels, config, device)}
     if isinstance(model.head, BlockHead):
         for weights in model.head.weightings:
             if tuple(weights) == tuple(model.head.weights):
                 found[weighting_label(weights)] = found[None]
                 continue
             weighted = F.normalize(reweighted(torch.from_numpy(embeddings), weights), dim=-1)
-            found[weighting_label(weights)] = _metrics(weighted.numpy(), labels, config, device)
+            found[weighting_label(weights)] = trial_metrics(weighted.numpy(), labels, config, device)
     return found
 
 
@@ -165,13 +165,14 @@ def _embedded(
     return embeddings, np.asarray(images.labels)[indices]
 
 
-def _metrics(
+def trial_metrics(
     embeddings: np.ndarray | torch.Tensor,
     labels: np.ndarray,
     config: TrialConfig,
-    device: torch.device,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Retrieval metrics of embeddings with the trial's cut-offs and NMI setting."""
+    """Retrieval metrics of embeddings with the trial's cut-offs and NMI setting, on ``device`` (None:
+    the embeddings' own)."""
     tc = config.training
     return retrieval_metrics(embeddings, labels, ks=tc.ks, with_nmi=tc.with_nmi, device=device)
 

@@ -209,7 +209,7 @@ def _episode_spies(monkeypatch, images: LabelledImages) -> dict[str, list]:
         return {m: 0.5 for m in metric_names(config)}
 
     monkeypatch.setattr(fewshot, "_feature_batches", support_batches)
-    monkeypatch.setattr(fewshot, "_metrics", metrics)
+    monkeypatch.setattr(fewshot, "trial_metrics", metrics)
     return seen
 
 
@@ -380,7 +380,7 @@ def test_the_reported_interval_is_over_the_episode_values(monkeypatch) -> None:
     def metrics(embeddings, labels, config):
         return {"recall@1": next(per_episode)}
 
-    monkeypatch.setattr(fewshot, "_metrics", metrics)
+    monkeypatch.setattr(fewshot, "trial_metrics", metrics)
     split = _split(["a", "b", "c"], {2: _per_image(images, ["a", "b", "c"], 2, episodes=4)})
     result = evaluate_fewshot(_model(4), images, split, _config(2, iterations=1), CPU)[2]
     for kind, values in (("zeroshot", [0.2, 0.4, 0.3, 0.8]), ("fewshot", [0.9, 0.5, 0.6, 0.1])):

@@ -115,7 +115,6 @@ def test_a_new_metric_reaches_the_results_mlflow_and_the_dashboard_data(
         return evaluate
 
     monkeypatch.setattr(tasks.train, "retrieval_metrics", with_spread(tasks.train.retrieval_metrics))
-    monkeypatch.setattr(tasks.fewshot, "retrieval_metrics", with_spread(tasks.fewshot.retrieval_metrics))
     planned = _planned(glyph_benchmark, tmp_path)
     study_dir = tmp_path / "study"
     record = run_trial(planned.config, study_dir / "trials" / planned.trial_id)
