@@ -140,7 +140,7 @@ def bare_batches(config: TrialConfig, images, split: Split, device: torch.device
     )
     dataset = image_dataset(images, indices, model.preprocess, True, label_index)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.data.num_workers)
-    memory = torch.channels_last if train._channels_last(device) else torch.contiguous_format
+    memory = torch.channels_last if train.uses_channels_last(device) else torch.contiguous_format
     return [(x.to(device).contiguous(memory_format=memory), y.to(device)) for x, y in loader]
 
 
@@ -151,7 +151,7 @@ def time_bare(config: TrialConfig, batches: list, classes: int, device: torch.de
     method = build_method(config.method.name, num_classes=classes, embedding_dim=model.head.out_features)
     model.to(device)
     method.to(device)
-    if train._channels_last(device):
+    if train.uses_channels_last(device):
         model.to(memory_format=torch.channels_last)
     tc = config.training
     optimizer = torch.optim.Adam(model.param_groups(tc.lr, tc.lr) + method.param_groups())

@@ -57,7 +57,7 @@ from tasks.splits.episodes import (
 )
 from tasks.splits.files import Split
 from tasks.step import LossLog, TrainingStep, check_every, check_finite
-from tasks.train import _channels_last, embed, trial_metrics
+from tasks.train import embed, trial_metrics, uses_channels_last
 
 # Retrieval within a single class is trivially perfect and its NMI meaningless: an episode needs two.
 MIN_QUERY_CLASSES = 2
@@ -187,7 +187,7 @@ class SupportForward:
     def __call__(self, items: Sequence[torch.Tensor]) -> TrainBatch:
         inputs, targets = (t.to(self.device, non_blocking=True) for t in items)
         if inputs.dim() == 4:  # images: through the backbone (frozen unless mode full)
-            if _channels_last(self.device):
+            if uses_channels_last(self.device):
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with nullcontext() if self.fs.mode == "full" else torch.no_grad():
                 inputs = self.model.features(inputs)

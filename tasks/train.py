@@ -69,7 +69,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _channels_last(device: torch.device) -> bool:
+def uses_channels_last(device: torch.device) -> bool:
     """Channels-last convolutions: faster on CUDA and, measured here, 1.3-3.8x on CPU (not MPS)."""
     return device.type in ("cuda", "cpu")
 
@@ -98,7 +98,7 @@ def embed(
     out = []
     for x, _ in loader:
         x = x.to(device, non_blocking=True)
-        if _channels_last(device) and x.dim() == 4:
+        if uses_channels_last(device) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             out.append((model.features(x) if features else model(x)).float().cpu())
@@ -315,7 +315,7 @@ def _built(config: TrialConfig, num_classes: int, device: torch.device) -> tuple
         model.head = head
     model.to(device)
     method.to(device)
-    if _channels_last(device):
+    if uses_channels_last(device):
         model.to(memory_format=torch.channels_last)
     return model, method
 
@@ -336,7 +336,7 @@ class ModelForward:
         device = self.device
         x, y = items[0].to(device, non_blocking=True), items[-1].to(device, non_blocking=True)
         second = items[1].to(device, non_blocking=True) if len(items) == 3 else None
-        if _channels_last(device) and x.dim() == 4:
+        if uses_channels_last(device) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
             second = second.contiguous(memory_format=torch.channels_last) if second is not None else None
         with _autocast(device, self.amp):
