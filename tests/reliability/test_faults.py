@@ -45,16 +45,18 @@ def _one_method_one_split(spec: dict, *, epochs: int, steps: int) -> dict:
 
 
 def _trial_workers() -> list[int]:
-    """Pids of the Ray workers running Tune function trials (``ray::ImplicitFunc``). The tests run one
-    study at a time, one trial at a time, on the session's Ray, so these are the running trial's."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
-                pids.append(int(entry.name))
-        except OSError:  # gone meanwhile
-            continue
-    return pids
+    """Pids of the workers of this process's Ray that run Tune function trials: its alive ``ImplicitFunc``
+    actors, from the GCS actor table. The tests run one study at a time, one trial at a time, on the
+    session's Ray, so these are the running trial's. Not every ``ray::ImplicitFunc`` process of the
+    machine: another test session or study there has a Ray of its own, and a second kill of the trial
+    of another session's copy of this test uses up its one retry."""
+    from ray._private import state
+
+    return [
+        actor["Pid"]
+        for actor in state.actors(actor_state_name="ALIVE").values()
+        if actor["ActorClassName"] == "ImplicitFunc"
+    ]
 
 
 class WorkerKiller(threading.Thread):
