@@ -47,9 +47,9 @@ def _one_method_one_split(spec: dict, *, epochs: int, steps: int) -> dict:
 def _trial_workers() -> list[int]:
     """Pids of the workers of this process's Ray that run Tune function trials: its alive ``ImplicitFunc``
     actors, from the GCS actor table. The tests run one study at a time, one trial at a time, on the
-    session's Ray, so these are the running trial's. Not every ``ray::ImplicitFunc`` process of the
-    machine: another test session or study there has a Ray of its own, and a second kill of the trial
-    of another session's copy of this test uses up its one retry."""
+    session's Ray, so these are the running trial's. Not every ``ray::ImplicitFunc`` process on the
+    machine: those of another test session or study belong to a Ray of its own, and a trial that two
+    sessions' killers both kill has used up its one retry."""
     from ray._private import state
 
     return [
