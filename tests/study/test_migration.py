@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import pyarrow as pa
@@ -153,14 +154,19 @@ def test_a_version_1_config_keeps_its_meaning() -> None:
     assert meaning_then(_shipped(), 2) == TrialConfig.model_validate(_shipped())
 
 
-def _age(study_dir: Path, identity: str = "legacy") -> dict[str, str]:
-    """Rewrite a study folder as an earlier code wrote it: ``"legacy"``, before the identity payload
-    (results version 1: configs without the settings added since, ids of the old formula), or ``"v1"``,
-    identity version 1; both with the split hashes of version 1. New id -> old id."""
+def _age(
+    study_dir: Path, identity: str = "legacy", trial_ids: Collection[str] | None = None
+) -> dict[str, str]:
+    """Rewrite a study folder (or its trials ``trial_ids``) as an earlier code wrote it: ``"legacy"``,
+    before the identity payload (results version 1: configs without the settings added since, ids of the
+    old formula), or ``"v1"``, identity version 1; both with the split hashes of version 1. New id -> old
+    id."""
     ages = {}
     for path in sorted((study_dir / RESULTS_DIR).glob("*.parquet")):
         table = pq.read_table(path)
         row = table.slice(0, 1).to_pylist()[0]
+        if trial_ids is not None and row["trial_id"] not in trial_ids:
+            continue
         config = json.loads(row["config"])
         digest = split_hash_v1(read_split_file(config["data"]["split_file"]).split(config["data"]["split"]))
         if identity == "legacy":
@@ -194,37 +200,39 @@ def _age(study_dir: Path, identity: str = "legacy") -> dict[str, str]:
     return ages
 
 
+def _ids(table: pa.Table) -> list[tuple[str, str, str]]:
+    """Each result row's trial id, split hash and checkpoint, sorted."""
+    return sorted(
+        tuple(r.values()) for r in table.select(["trial_id", "split_hash", "checkpoint"]).to_pylist()
+    )
+
+
 @pytest.mark.slow
 def test_a_folder_written_before_resumes_with_nothing_re_run(ray_local, tmp_path, tiny_spec) -> None:
+    """A study of two trials, one aged to the legacy ids and one to identity version 1's: one resume moves
+    both to the ids, split hashes and checkpoints of the fresh run and runs nothing; aged to the legacy
+    ids again, under a spec whose few-shot adaptation means something else now, both run again."""
     from study.api import run
 
     raw = tiny_spec(tmp_path / "aged")
     raw |= {"methods": [{"name": "triplet"}], "tuning": {"trials": 0}}
+    raw["training"] |= {"iterations_per_epoch": 1}  # one step: what is trained does not matter here
     # the adaptation results version 1 ran, named: such trials keep their results across the migration
-    raw["fewshot"] |= {"loss_parameters": "trained", "support_transform": "eval"}
+    raw["fewshot"] |= {"iterations": {2: 1}, "loss_parameters": "trained", "support_transform": "eval"}
     first = run(raw, echo=lambda line: None)
     assert first.outcome.ok and first.outcome.planned == 2
-    ages = _age(first.study_dir)
-    assert len(ages) == 2 and not set(ages) & set(ages.values())
+    fresh = _ids(first.table)  # read before the folder is aged
+    legacy, v1 = sorted({trial_id for trial_id, _, _ in fresh})
+    ages = _age(first.study_dir, "legacy", {legacy}) | _age(first.study_dir, "v1", {v1})
+    assert set(ages) == {legacy, v1} and not set(ages) & set(ages.values())
 
     lines: list[str] = []
     again = run(raw, echo=lines.append)
     assert again.outcome.ok and again.outcome.executed == 0  # nothing re-run
     assert any("migrated 2 trial result(s)" in line for line in lines)
-    ids = set(again.table["trial_id"].to_pylist())
-    assert ids == set(ages)  # the payload's ids, the same as a fresh run's
-    assert all((first.study_dir / TRIALS_DIR / t / "best.pt").exists() for t in ids)
+    assert _ids(again.table) == fresh  # the payload's ids, the same as a fresh run's
+    assert all((first.study_dir / TRIALS_DIR / t / "best.pt").exists() for t in ages)
     assert migrate_trial_ids(first.study_dir) == {}  # twice: nothing more
-
-    rows = again.table.select(["trial_id", "split_hash", "checkpoint"]).to_pylist()
-    ages = _age(first.study_dir, "v1")  # identity version 1
-    assert len(ages) == 2 and not set(ages) & set(ages.values())
-    lines = []
-    again = run(raw, echo=lines.append)
-    assert again.outcome.ok and again.outcome.executed == 0  # nothing re-run
-    assert any("migrated 2 trial result(s)" in line for line in lines)
-    assert again.table.select(["trial_id", "split_hash", "checkpoint"]).to_pylist() == rows
-    assert migrate_trial_ids(first.study_dir) == {}
 
     _age(first.study_dir)
     del raw["fewshot"]["loss_parameters"], raw["fewshot"]["support_transform"]  # the new defaults
