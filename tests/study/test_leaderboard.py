@@ -203,7 +203,8 @@ def test_an_s3_folder_without_results_is_named(s3_root: str, tmp_path: Path) -> 
         read_leaderboard([tmp_path / "two", s3_root])
 
 
-# Two real studies: 2 methods x 2 splits x budgets {0, 2}, 1 seed, 2 steps of training, no tuning.
+# Two real studies: 2 methods x 2 splits x budgets {0, 2}, 1 seed, 1 step of training and of few-shot
+# adaptation, no tuning; one MLflow store for both (MLflow makes a new store's tables in seconds).
 @pytest.fixture(scope="module")
 def two_studies(ray_local, glyph_cache, tmp_path_factory) -> list[Path]:
     from study.api import run
@@ -228,12 +229,12 @@ def two_studies(ray_local, glyph_cache, tmp_path_factory) -> list[Path]:
                 "epochs": 1,
                 "batch_size": 16,
                 "samples_per_class": 4,
-                "iterations_per_epoch": 2,
+                "iterations_per_epoch": 1,
                 "with_nmi": False,
                 "record_test_curve": False,
             },
-            "fewshot": {"budgets": [0, 2], "iterations": {2: 3}, "batch_size": 16},
-            "storage": {"root": str(root / name)},
+            "fewshot": {"budgets": [0, 2], "iterations": {2: 1}, "batch_size": 16},
+            "storage": {"root": str(root / name), "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
         }
         lines: list[str] = []
         result = run(spec, echo=lines.append)
