@@ -28,7 +28,8 @@ import numpy as np
 
 SPLIT_SEED = 1234  # faiss seeds the empty-cluster donor draws with 1234 at every split
 SPLIT_EPS = np.float32(1 / 1024)  # faiss's "a bit above machine epsilon for float16"
-QUERY_BLOCK = 4096  # rows per product block: a 4096 x k float32 block (185 MB at k = 11,316)
+QUERY_BLOCK = 4096  # rows per product block: a 4096 x k float32 block (185 MB at k = 11,316) ...
+BLOCK_ENTRIES = 2**26  # ... or fewer rows, so that a block stays within 256 MB however many centroids
 MAX_POINTS_PER_CENTROID = 256  # faiss's ClusteringParameters default
 
 
@@ -120,9 +121,10 @@ class _Search:
             return
         centroids = np.ascontiguousarray(self.centroids[columns])
         half_norms = np.float32(0.5) * squared_norms(centroids)
-        block = np.empty((min(QUERY_BLOCK, len(rows)), len(columns)), dtype=np.float32)
-        for start in range(0, len(rows), QUERY_BLOCK):
-            chunk = rows[start : start + QUERY_BLOCK]
+        step = max(1, min(QUERY_BLOCK, BLOCK_ENTRIES // len(columns)))
+        block = np.empty((min(step, len(rows)), len(columns)), dtype=np.float32)
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
             scores = np.matmul(self.x[chunk], centroids.T, out=block[: len(chunk)])
             scores -= half_norms
             best = scores.argmax(axis=1)

@@ -152,3 +152,12 @@ def test_bad_input() -> None:
     x[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         km.kmeans(x, 3)
+
+
+def test_block_height_leaves_the_clusters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many centroids shorten the product blocks (a block stays within ``BLOCK_ENTRIES``): the clusters
+    are the same as with one block of every row."""
+    x = blobs(1500, 120, 64, 0.7, seed=8)
+    whole = km.kmeans(x, 120, seed=3)
+    monkeypatch.setattr(km, "BLOCK_ENTRIES", 120 * 7 + 5)  # 7 rows per block against all centroids
+    np.testing.assert_array_equal(km.kmeans(x, 120, seed=3), whole)
