@@ -130,7 +130,7 @@ def migrate_trial_ids(study_dir: Where, echo: Callable[[str], None] = lambda lin
         [(c, "first") for c in _MADE_OF]  # the same on every row of a row set
     )
     moved: dict[str, str] = {}
-    splits = _SplitReader()
+    splits = _SplitHashes()
     for row in row_sets.to_pylist():
         row = {k.removesuffix("_first"): v for k, v in row.items()}
         found = _migrated(row, splits)
@@ -146,37 +146,43 @@ def migrate_trial_ids(study_dir: Where, echo: Callable[[str], None] = lambda lin
     return moved
 
 
-class _SplitReader:
-    """The splits a stored trial config names, each split file read once."""
+class _SplitHashes:
+    """The version 1 and current hashes of the splits stored trial configs name: each split file read
+    once and each split hashed once (a study's row sets share a few splits)."""
 
     def __init__(self) -> None:
         self._files: dict[str, SplitFile] = {}
+        self._hashes: dict[tuple[str, str | int], tuple[str, str]] = {}
 
-    def __call__(self, data: dict[str, Any]) -> Split:
+    def __call__(self, data: dict[str, Any]) -> tuple[str, str]:
+        """(``split_hash_v1``, ``split_hash``) of the split ``data`` (a stored ``DataConfig``) selects."""
         entry = DataConfig.model_validate(data)
-        if entry.split_file not in self._files:
-            self._files[entry.split_file] = read_split_file(local_copy(entry.split_file))
-        return self._files[entry.split_file].split(entry.split)
+        key = (entry.split_file, entry.split)
+        if key not in self._hashes:
+            if entry.split_file not in self._files:
+                self._files[entry.split_file] = read_split_file(local_copy(entry.split_file))
+            split = self._files[entry.split_file].split(entry.split)
+            self._hashes[key] = split_hash_v1(split), split_hash(split)
+        return self._hashes[key]
 
 
-def _migrated(row: dict, splits: _SplitReader) -> tuple[TrialConfig, str, str] | None:
+def _migrated(row: dict, splits: _SplitHashes) -> tuple[TrialConfig, str, str] | None:
     """For a row set whose id an earlier identity gave: its config as it meant then, its current id and
     its split's current hash; else None."""
     if not row.get("config") or not row.get("split_hash"):
         return None
     config = json.loads(row["config"])
     try:
-        split = splits(config["data"])
+        split_v1, digest = splits(config["data"])
         cross = [splits(entry) for entry in config.get("evaluate_on", [])]
     except (ValidationError, SplitFileError, OSError, ValueError, KeyError):
         return None
-    if split_hash_v1(split) != row["split_hash"]:  # current, or the file holds another split now
+    if split_v1 != row["split_hash"]:  # current, or the file holds another split now
         return None
-    then = _meaning_then(row, config, [split_hash_v1(s) for s in cross])
+    then = _meaning_then(row, config, [v1 for v1, _ in cross])
     if then is None:
         return None
-    digest = split_hash(split)
-    return then, trial_identity(then, digest, [split_hash(s) for s in cross]), digest
+    return then, trial_identity(then, digest, [current for _, current in cross]), digest
 
 
 def _meaning_then(row: dict, config: dict[str, Any], cross: list[str]) -> TrialConfig | None:
