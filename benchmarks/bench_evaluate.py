@@ -62,19 +62,30 @@ def timed(fn: Callable[[], dict], repeat: int) -> tuple[float, dict]:
     return best, out
 
 
+def add_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The synthetic set's options (``--n``, ``--d``, ``--noise``), SOP-size by default; ``synthetic_set``
+    builds it."""
+    parser.add_argument("--n", type=int, default=73_568)
+    parser.add_argument("--d", type=int, default=512)
+    parser.add_argument("--noise", type=float, default=2.2, help="noise std relative to a centre coordinate")
+
+
+def synthetic_set(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic set ``add_set_arguments``' options describe (seed 0)."""
+    return synthetic(args.n, args.d, args.noise, seed=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=73_568)
-    parser.add_argument("--d", type=int, default=512)
-    parser.add_argument("--noise", type=float, default=2.2, help="noise std relative to a centre coordinate")
+    add_set_arguments(parser)
     parser.add_argument("--repeat", type=int, default=1, help="runs per method; the best time counts")
     parser.add_argument("--device", default="cpu", help="device of our evaluation (default cpu)")
     parser.add_argument("--no-library", action="store_true", help="skip pytorch-metric-learning (slow)")
     args = parser.parse_args()
 
-    x, labels = synthetic(args.n, args.d, args.noise, seed=0)
+    x, labels = synthetic_set(args)
     print(
         f"{len(x)} x {x.shape[1]} embeddings, {labels.max() + 1} classes; torch threads "
         f"{torch.get_num_threads()}, faiss threads {faiss.omp_get_max_threads()}, {os.cpu_count()} CPUs; "

@@ -18,7 +18,7 @@ import time
 
 import faiss
 import numpy as np
-from bench_evaluate import PML_KMEANS_SEED, synthetic
+from bench_evaluate import PML_KMEANS_SEED, add_set_arguments, synthetic_set
 from loadavg import cpu, load
 
 from tasks.evaluate.kmeans import kmeans
@@ -39,16 +39,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=73_568)
-    parser.add_argument("--d", type=int, default=512)
-    parser.add_argument("--noise", type=float, default=2.2, help="noise std relative to a centre coordinate")
+    add_set_arguments(parser)
     parser.add_argument("--niter", type=int, default=20)
     args = parser.parse_args()
 
-    x, labels = synthetic(args.n, args.d, args.noise, seed=0)
+    x, labels = synthetic_set(args)
     x = np.ascontiguousarray(x, dtype=np.float32)
     k = int(labels.max()) + 1
-    print(f"{args.n} x {args.d}, {k} clusters; {cpu()}; faiss threads {faiss.omp_get_max_threads()}")
+    print(f"{len(x)} x {x.shape[1]}, {k} clusters; {cpu()}; faiss threads {faiss.omp_get_max_threads()}")
     print(f"before: {load()}", flush=True)
     start = time.perf_counter()
     theirs, iterations = faiss_kmeans(x, k, args.niter)
